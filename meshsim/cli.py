@@ -1,0 +1,139 @@
+"""The `meshsim` command: parse, call the package, render. No logic lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from meshsim import __version__
+from meshsim.loader import InputError, load_scenario
+from meshsim.render import print_run
+from meshsim.results import write_results
+from meshsim.run import ENGINES, simulate
+from meshsim.scenario import MODES, Mode, Scenario
+
+__all__ = ["main"]
+
+BAD_INPUT = 2
+
+
+class _LazyProgress:
+    """A progress bar that appears only once a run has taken more than a couple of seconds."""
+
+    def __init__(self, console: Console, modes: list[str], after_s: float = 2.0):
+        self.console, self.modes, self.after_s = console, modes, after_s
+        self.started = time.monotonic()
+        self.bar: Progress | None = None
+        self.tasks: dict[str, TaskID] = {}
+
+    def __call__(self, mode: str, fraction: float) -> None:
+        if self.bar is None:
+            if time.monotonic() - self.started < self.after_s:
+                return
+            self.bar = Progress(
+                TextColumn("{task.description:>16}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self.bar.start()
+            self.tasks = {m: self.bar.add_task(m, total=1.0) for m in self.modes}
+        self.bar.update(self.tasks[mode], completed=fraction)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _fail(err: InputError) -> None:
+    click.echo(str(err), err=True)
+    sys.exit(BAD_INPUT)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="meshsim")
+def main() -> None:
+    """Simulate what a service mesh costs a cluster: no mesh, sidecars, ambient, waypoints."""
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--mode",
+    "modes",
+    multiple=True,
+    type=click.Choice(MODES),
+    help="Mode to run (repeatable); default: the scenario's modes.",
+)
+@click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
+@click.option("--engine", type=click.Choice(ENGINES), default="des", show_default=True)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write the results files (JSON, CSV, histograms) into this folder.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON summary on stdout.")
+def run(
+    file: Path,
+    modes: tuple[Mode, ...],
+    seed: int | None,
+    engine: str,
+    out_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Simulate FILE in each mesh mode and compare them."""
+    try:
+        scenario, profile = load_scenario(file)
+    except InputError as err:
+        _fail(err)
+    chosen = list(modes) or list(scenario.mesh.modes)
+    stderr = Console(stderr=True)
+    progress = _LazyProgress(stderr, list(chosen))
+    try:
+        result = simulate(
+            scenario, profile, modes=chosen, seed=seed, engine=engine, progress=progress
+        )
+    finally:
+        progress.stop()
+    if out_dir is not None:
+        for path in write_results(result, out_dir):
+            stderr.print(f"wrote {path}", highlight=False)
+    if as_json:
+        click.echo(json.dumps(result.summary(), indent=2))
+    else:
+        print_run(result, Console())
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+def validate(files: tuple[Path, ...]) -> None:
+    """Check scenario FILES (and the profiles they name); exit 2 if any is bad."""
+    failed = False
+    for file in files:
+        try:
+            scenario, profile = load_scenario(file)
+        except InputError as err:
+            click.echo(str(err), err=True)
+            failed = True
+            continue
+        click.echo(f"{file}: ok ({len(scenario.workloads)} workloads, profile {profile.name})")
+    if failed:
+        sys.exit(BAD_INPUT)
+
+
+@main.command()
+def schema() -> None:
+    """Print the scenario JSON Schema (point your editor's YAML plugin at it)."""
+    doc = Scenario.model_json_schema()
+    doc["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    doc["title"] = "meshsim scenario"
+    click.echo(json.dumps(doc, indent=2))

@@ -1,0 +1,78 @@
+"""The cost model's arithmetic, shared by every engine: CPU per pass, memory, money.
+
+DESIGN.md section 3. Each box a request crosses does a request pass and a response
+pass on one worker; the `deferred_fraction` of its per-request CPU (telemetry) runs on
+the same worker after the response has left, off the latency path but not off the CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from meshsim.profile import Profile, ProxyCost
+from meshsim.results import HOURS_PER_MONTH
+from meshsim.scenario import Price
+from meshsim.topology import Proxy
+
+__all__ = ["PassCost", "Role", "pass_cost", "proxy_memory_mib", "usd_per_month"]
+
+Role = Literal["outbound", "inbound", "through"]
+US = 1e-6
+KIB = 1024.0
+
+
+@dataclass(frozen=True)
+class PassCost:
+    """Mean CPU seconds of one box crossing, before per-pass variability."""
+
+    request_s: float
+    response_s: float
+    deferred_s: float
+
+    @property
+    def total_s(self) -> float:
+        return self.request_s + self.response_s + self.deferred_s
+
+
+def per_request_us(cost: ProxyCost, role: Role) -> float:
+    per = cost.cpu.per_request_us
+    if role == "through":  # a waypoint terminates and originates
+        return per.outbound.value + per.inbound.value
+    return per.outbound.value if role == "outbound" else per.inbound.value
+
+
+def pass_cost(cost: ProxyCost, role: Role, request_bytes: int, response_bytes: int) -> PassCost:
+    base = per_request_us(cost, role) * US
+    deferred = cost.cpu.deferred_fraction.value
+    per_kib = cost.cpu.per_kib_us.value * US / KIB
+    on_path_half = base * (1.0 - deferred) / 2.0
+    return PassCost(
+        request_s=on_path_half + per_kib * request_bytes,
+        response_s=on_path_half + per_kib * response_bytes,
+        deferred_s=base * deferred,
+    )
+
+
+def app_call_cpu_s(profile: Profile, request_bytes: int, response_bytes: int) -> float:
+    """Kernel and HTTP-stack CPU at one end of a plain call."""
+    app = profile.app
+    return (
+        app.per_request_us.value + app.per_kib_us.value * (request_bytes + response_bytes) / KIB
+    ) * US
+
+
+def proxy_memory_mib(cost: ProxyCost, proxy: Proxy, connections: float, inflight: float) -> float:
+    mem = cost.memory
+    kib = (
+        mem.per_service_kib.value * proxy.scope_services
+        + mem.per_endpoint_kib.value * proxy.scope_endpoints
+        + mem.per_connection_kib.value * connections
+        + mem.per_inflight_kib.value * inflight
+    )
+    return mem.base_mib.value + kib / KIB
+
+
+def usd_per_month(price: Price, cpu_cores: float, memory_mib: float) -> float:
+    per_hour = cpu_cores * price.vcpu_hour_usd + memory_mib / KIB * price.gib_hour_usd
+    return per_hour * HOURS_PER_MONTH

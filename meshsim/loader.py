@@ -1,0 +1,246 @@
+"""Read scenario and profile files, and explain bad input by file, line, column and path.
+
+Every problem is reported as ``FILE:LINE:COL: yaml.path: what is wrong; what was
+expected``. Schema errors come from pydantic; cross-references (calls to services that
+exist, placements that fit, an acyclic call graph) are checked here, after the schema,
+because only here do we know where in the file each value was written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from meshsim.checks import check_scenario, did_you_mean
+from meshsim.profile import Profile
+from meshsim.scenario import Scenario
+
+__all__ = [
+    "InputError",
+    "Problem",
+    "load_profile",
+    "load_scenario",
+    "resolve_profile_path",
+]
+
+PathKey = tuple[str | int, ...]
+M = TypeVar("M", bound=BaseModel)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class InputError(Exception):
+    """Bad input; carries every problem found, each with its place in the file."""
+
+    def __init__(self, problems: Sequence[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def format_path(path: Iterable[str | int]) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+class _Source:
+    """A parsed YAML document with the position of every key and value."""
+
+    def __init__(self, file: str, text: str):
+        self.file = file
+        self.marks: dict[PathKey, tuple[int, int]] = {}
+        self.key_marks: dict[PathKey, tuple[int, int]] = {}
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            self.data: Any = yaml.load(text, Loader=yaml.SafeLoader)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            raise InputError(
+                [Problem(file, line, col, "", f"not valid YAML: {exc.problem or exc}")]
+            ) from None
+        if node is not None:
+            self._walk(node, ())
+
+    def _walk(self, node: yaml.Node, path: PathKey) -> None:
+        self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = key_node.value
+                self.key_marks[(*path, key)] = (
+                    key_node.start_mark.line + 1,
+                    key_node.start_mark.column + 1,
+                )
+                self._walk(value_node, (*path, key))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self._walk(item, (*path, index))
+
+    def problem(self, path: PathKey, message: str, *, at_key: bool = False) -> Problem:
+        """A problem at `path`, placed at the deepest part of the path written in the file."""
+        probe = path
+        while probe:
+            marks = self.key_marks if at_key and probe == path else self.marks
+            if probe in marks:
+                line, col = marks[probe]
+                return Problem(self.file, line, col, format_path(path), message)
+            probe = probe[:-1]
+        line, col = self.marks.get((), (1, 1))
+        return Problem(self.file, line, col, format_path(path), message)
+
+    def data_path(self, loc: Sequence[str | int]) -> PathKey:
+        """Drop the parts of a pydantic location that name union branches, not data."""
+        out: list[str | int] = []
+        here = self.data
+        for part in loc:
+            in_dict = isinstance(here, dict) and part in here
+            in_list = isinstance(here, list) and isinstance(part, int) and 0 <= part < len(here)
+            if in_dict or in_list:
+                here = here[part]
+                out.append(part)
+            elif isinstance(here, dict) and isinstance(part, str) and not _is_branch(part):
+                out.append(part)  # a missing or unknown key: still part of the path
+                here = None
+        return tuple(out)
+
+
+def _is_branch(part: str) -> bool:
+    """pydantic names union branches like 'int', 'list[NodeSpec]', 'literal[...]', 'Placement'."""
+    return "[" in part or part[:1].isupper() or part in {"int", "float", "str", "bool"}
+
+
+def _field_names(model: type[BaseModel], path: PathKey) -> list[str]:
+    """The keys the model accepts at `path` (for did-you-mean on unknown keys)."""
+    current: Any = model
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        current = _model_in(field.annotation)
+        if current is None:
+            return []
+    return list(getattr(current, "model_fields", {}))
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _explain(error: Any, source: _Source, model: type[BaseModel]) -> Problem:
+    loc = source.data_path(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        allowed = _field_names(model, loc[:-1])
+        hint = did_you_mean(key, allowed)
+        expected = f"; expected one of: {', '.join(sorted(allowed))}" if allowed else ""
+        return source.problem(loc, f"unknown key '{key}'{hint}{expected}", at_key=True)
+    if kind == "missing":
+        return source.problem(loc, f"missing required key '{loc[-1]}'")
+    message = str(error["msg"])
+    if message.startswith("Value error, "):
+        return source.problem(loc, message.removeprefix("Value error, "))
+    expected = message.removeprefix("Input should be ").removeprefix("input should be ")
+    got = error.get("input")
+    return source.problem(loc, f"expected {expected}, got {got!r}")
+
+
+def _read(path: Path) -> _Source:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError([Problem(str(path), 1, 1, "", f"cannot read: {exc.strerror}")]) from None
+    return _Source(str(path), text)
+
+
+def _validate(source: _Source, model: type[M]) -> M:
+    if not isinstance(source.data, dict):
+        raise InputError([source.problem((), "expected a mapping of keys at the top level")])
+    try:
+        return model.model_validate(source.data)
+    except ValidationError as exc:
+        problems = [_explain(err, source, model) for err in exc.errors()]
+        raise InputError(_dedupe(problems)) from None
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: set[str] = set()
+    out = []
+    for p in problems:
+        if str(p) not in seen:
+            seen.add(str(p))
+            out.append(p)
+    return out
+
+
+def resolve_profile_path(name: str, scenario_file: Path) -> Path | None:
+    """A profile given by name is looked up next to the scenario, in ../profiles, then in
+    the repository's profiles/; a path is taken relative to the scenario file."""
+    candidates: list[Path] = []
+    given = Path(name)
+    if given.suffix in {".yaml", ".yml"} or "/" in name:
+        candidates += [scenario_file.parent / given, given]
+    else:
+        file = f"{name}.yaml"
+        candidates += [
+            scenario_file.parent / file,
+            scenario_file.parent.parent / "profiles" / file,
+            Path.cwd() / "profiles" / file,
+            REPO_ROOT / "profiles" / file,
+        ]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def load_profile(path: Path) -> Profile:
+    return _validate(_read(path), Profile)
+
+
+def load_scenario(path: Path | str) -> tuple[Scenario, Profile]:
+    """Load and fully check a scenario and the profile it names."""
+    path = Path(path)
+    source = _read(path)
+    scenario = _validate(source, Scenario)
+    problems = [source.problem(p, msg) for p, msg in check_scenario(scenario)]
+    profile_path = resolve_profile_path(scenario.profile, path)
+    if profile_path is None:
+        problems.append(
+            source.problem(
+                ("profile",),
+                f"no profile '{scenario.profile}' found; expected a file in profiles/ "
+                "(by name, without .yaml) or a path to a profile YAML",
+            )
+        )
+    if problems:
+        raise InputError(problems)
+    assert profile_path is not None
+    return scenario, load_profile(profile_path)

@@ -1,0 +1,110 @@
+"""The cost profile: every data-plane cost parameter, each with the source it came from.
+
+DESIGN.md section 3. Engines read costs only from here; no cost constant lives in code.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AppCost",
+    "CpuCost",
+    "Directional",
+    "MemoryCost",
+    "Profile",
+    "ProxyCost",
+    "Sourced",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Sourced(_Model):
+    """A number and where it comes from (a URL, a derivation, or a calibration dataset)."""
+
+    value: float = Field(ge=0)
+    source: str = Field(min_length=3)
+
+    def __float__(self) -> float:
+        return self.value
+
+
+class Directional(_Model):
+    """A cost that differs on the client (outbound) and server (inbound) side."""
+
+    outbound: Sourced
+    inbound: Sourced
+
+
+class Handshake(_Model):
+    client: Sourced
+    server: Sourced
+
+
+class CpuCost(_Model):
+    per_request_us: Directional = Field(
+        description="CPU per request through the box, request and response passes together."
+    )
+    per_kib_us: Sourced = Field(description="CPU per KiB of request or response payload.")
+    deferred_fraction: Sourced = Field(
+        description="Share of per-request CPU spent after the response is sent (telemetry)."
+    )
+    cv: Sourced = Field(description="Coefficient of variation of one pass's CPU time.")
+    handshake_us: Handshake = Field(description="CPU for one new mTLS connection, each side.")
+
+
+class MemoryCost(_Model):
+    base_mib: Sourced
+    per_service_kib: Sourced = Field(description="Per service in the proxy's configuration.")
+    per_endpoint_kib: Sourced = Field(description="Per endpoint (pod) in its configuration.")
+    per_connection_kib: Sourced
+    per_inflight_kib: Sourced = Field(description="Per request in flight through the proxy.")
+
+
+class ProxyCost(_Model):
+    """Costs of one data-plane component kind (sidecar, ztunnel, waypoint)."""
+
+    workers: Sourced = Field(description="Default worker threads (Envoy concurrency).")
+    worker_model: Literal["pinned", "shared"] = Field(
+        description="pinned: each connection stays on one worker (Envoy); "
+        "shared: work-stealing runtime (ztunnel on tokio)."
+    )
+    protocol: Literal["http1", "http2"] = Field(
+        description="Upstream connections: http1 carries one request at a time, "
+        "http2 (HBONE) multiplexes streams."
+    )
+    cpu: CpuCost
+    hop_latency_us: Sourced = Field(
+        description="Latency added per pass outside CPU: interception, socket copies."
+    )
+    handshake_round_trips: Sourced = Field(description="Round trips to open one connection.")
+    memory: MemoryCost
+    idle_millicores: Sourced = Field(description="CPU used with no traffic (xDS, stats).")
+
+
+class AppCost(_Model):
+    """The baseline every mode pays: the app's networking stack, no mesh."""
+
+    per_request_us: Sourced = Field(description="Kernel + HTTP stack CPU per request, each end.")
+    per_kib_us: Sourced
+    per_connection_kib: Sourced
+    per_inflight_kib: Sourced
+    connect_round_trips: Sourced = Field(description="Round trips to open a plain TCP connection.")
+
+
+class Profile(_Model):
+    name: str
+    description: str = ""
+    app: AppCost
+    sidecar: ProxyCost
+    ztunnel: ProxyCost
+    waypoint: ProxyCost
+
+    def proxy(self, kind: str) -> ProxyCost:
+        cost: ProxyCost = getattr(self, kind)
+        return cost

@@ -1,0 +1,208 @@
+"""The result schema shared by simulated and measured runs, and the files a run writes.
+
+`RunResult.summary()` is the JSON contract of `meshsim run --json`; later work adds
+fields but never renames these.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ByComponent",
+    "ComponentUsage",
+    "LatencyHistogram",
+    "LatencyMs",
+    "ModeResult",
+    "ProxyCounts",
+    "RunResult",
+    "latency_summary",
+    "write_results",
+]
+
+COMPONENT_CLASSES = ("app", "sidecar", "ztunnel", "waypoint")
+HOURS_PER_MONTH = 730.0  # 365 * 24 / 12
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LatencyMs(_Model):
+    mean: float
+    p50: float
+    p90: float
+    p99: float
+    p999: float
+
+
+class ByComponent(_Model):
+    total: float
+    app: float
+    sidecar: float
+    ztunnel: float
+    waypoint: float
+
+    @classmethod
+    def from_parts(cls, parts: dict[str, float]) -> ByComponent:
+        values = {k: float(parts.get(k, 0.0)) for k in COMPONENT_CLASSES}
+        return cls(total=sum(values.values()), **values)
+
+
+class ProxyCounts(_Model):
+    sidecar: int
+    ztunnel: int
+    waypoint: int
+
+
+class ComponentUsage(_Model):
+    """One app pod or proxy: what it used over the measurement window."""
+
+    name: str
+    kind: Literal["app", "sidecar", "ztunnel", "waypoint", "loadgen"]
+    node: str
+    cpu_cores: float
+    memory_mib: float
+    handshakes: int
+    connections_open: float
+
+
+class LatencyHistogram(_Model):
+    """Fixed log-spaced bins (so histograms of windows, seeds and workers add up)."""
+
+    BINS_PER_DECADE: ClassVar[int] = 100
+    LOW_US: ClassVar[float] = 1.0
+    DECADES: ClassVar[int] = 8  # 1 us .. 100 s
+    counts: list[int]
+
+    @classmethod
+    def edges_us(cls) -> np.ndarray:
+        n = cls.BINS_PER_DECADE * cls.DECADES
+        return np.asarray(cls.LOW_US * 10 ** (np.arange(n + 1) / cls.BINS_PER_DECADE))
+
+    @classmethod
+    def from_latencies_s(cls, latencies_s: np.ndarray) -> LatencyHistogram:
+        edges = cls.edges_us()
+        us = np.clip(np.asarray(latencies_s) * 1e6, edges[0], edges[-1] * 0.999999)
+        counts, _ = np.histogram(us, bins=edges)
+        return cls(counts=[int(c) for c in counts])
+
+    def __add__(self, other: LatencyHistogram) -> LatencyHistogram:
+        return LatencyHistogram(
+            counts=[a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        )
+
+
+def latency_summary(latencies_s: np.ndarray) -> LatencyMs:
+    if len(latencies_s) == 0:
+        return LatencyMs(mean=math.nan, p50=math.nan, p90=math.nan, p99=math.nan, p999=math.nan)
+    ms = np.asarray(latencies_s) * 1e3
+    p50, p90, p99, p999 = np.percentile(ms, [50, 90, 99, 99.9])
+    return LatencyMs(
+        mean=float(ms.mean()), p50=float(p50), p90=float(p90), p99=float(p99), p999=float(p999)
+    )
+
+
+class ModeResult(_Model):
+    requests: int
+    errors: int
+    throughput_rps: float
+    latency_ms: LatencyMs
+    cpu_cores: ByComponent
+    memory_mib: ByComponent
+    handshakes_per_s: float
+    connections_open: float
+    proxies: ProxyCounts
+    cost_usd_month: float
+    window_s: float = Field(description="Length of the measurement window (after warm-up).")
+    components: list[ComponentUsage]
+    histogram: LatencyHistogram
+
+
+class RunResult(_Model):
+    meshsim_version: str
+    kind: Literal["simulated", "measured"] = "simulated"
+    scenario: str
+    engine: str
+    seed: int
+    profile: str
+    modes: dict[str, ModeResult]
+
+    def summary(self) -> dict[str, object]:
+        """The JSON contract: everything but the histograms."""
+        doc = self.model_dump(mode="json")
+        for mode in doc["modes"].values():
+            mode.pop("histogram")
+        return doc
+
+    def file_stem(self, mode: str | None = None) -> str:
+        middle = f"-{mode}" if mode else ""
+        return f"{self.scenario}{middle}-seed{self.seed}"
+
+
+def _csv(rows: list[dict[str, object]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def result_files(run: RunResult) -> dict[str, str]:
+    """File name -> contents for DESIGN.md section 7's results folder."""
+    files = {f"{run.file_stem()}.json": json.dumps(run.summary(), indent=2) + "\n"}
+    latency_rows: list[dict[str, object]] = []
+    resource_rows: list[dict[str, object]] = []
+    for mode, result in run.modes.items():
+        latency_rows.append(
+            {
+                "mode": mode,
+                **result.latency_ms.model_dump(),
+                "requests": result.requests,
+                "errors": result.errors,
+                "throughput_rps": result.throughput_rps,
+            }
+        )
+        for usage in result.components:
+            resource_rows.append({"mode": mode, **usage.model_dump()})
+        edges = LatencyHistogram.edges_us()
+        hist_rows: list[dict[str, object]] = [
+            {"lower_us": f"{edges[i]:.6g}", "upper_us": f"{edges[i + 1]:.6g}", "count": c}
+            for i, c in enumerate(result.histogram.counts)
+            if c
+        ]
+        files[f"{run.file_stem(mode)}-histogram.csv"] = _csv(hist_rows)
+    files[f"{run.file_stem()}-latency.csv"] = _csv(latency_rows)
+    files[f"{run.file_stem()}-components.csv"] = _csv(resource_rows)
+    return files
+
+
+def write_results(run: RunResult, out_dir: Path) -> list[Path]:
+    """Write every results file atomically: each goes to a temporary name, then is renamed."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    staged: list[tuple[str, Path]] = []
+    try:
+        for name, text in result_files(run).items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            staged.append((tmp, out_dir / name))
+        for tmp, final in staged:
+            os.replace(tmp, final)
+            written.append(final)
+    finally:
+        for tmp, _ in staged:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return written

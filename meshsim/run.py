@@ -1,0 +1,80 @@
+"""Run a scenario through an engine, every mode it asks for, into one RunResult."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from meshsim import __version__
+from meshsim.engines import simulate_des
+from meshsim.profile import Profile
+from meshsim.results import ModeResult, RunResult
+from meshsim.scenario import Mode, Scenario
+from meshsim.topology import build_topology
+
+__all__ = ["ENGINES", "ModeProgress", "simulate"]
+
+ENGINES = ("des",)
+ModeProgress = Callable[[Mode, float], None]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A mode against the sidecar baseline and against no mesh."""
+
+    cpu_saving: float | None  # fraction of sidecar-mode mesh+app CPU saved
+    memory_saving: float | None
+    cost_saving: float | None
+    p50_overhead_ms: float | None
+    p99_overhead_ms: float | None
+
+
+def simulate(
+    scenario: Scenario,
+    profile: Profile,
+    *,
+    modes: Sequence[Mode] | None = None,
+    seed: int | None = None,
+    engine: str = "des",
+    progress: ModeProgress | None = None,
+) -> RunResult:
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; expected one of: {', '.join(ENGINES)}")
+    topology = build_topology(scenario)
+    chosen = list(modes) if modes else list(scenario.mesh.modes)
+    run_seed = scenario.seed if seed is None else seed
+    results: dict[str, ModeResult] = {}
+    for mode in chosen:
+
+        def tick(fraction: float, mode: Mode = mode) -> None:
+            if progress is not None:
+                progress(mode, fraction)
+
+        results[mode] = simulate_des(
+            scenario, profile, topology, mode, seed=run_seed, progress=tick if progress else None
+        )
+    return RunResult(
+        meshsim_version=__version__,
+        scenario=scenario.name,
+        engine=engine,
+        seed=run_seed,
+        profile=profile.name,
+        modes=results,
+    )
+
+
+def _saving(base: float, value: float) -> float | None:
+    return (base - value) / base if base > 0 else None
+
+
+def compare(run: RunResult, mode: str) -> Comparison:
+    result = run.modes[mode]
+    side = run.modes.get("sidecar")
+    none = run.modes.get("none")
+    return Comparison(
+        cpu_saving=_saving(side.cpu_cores.total, result.cpu_cores.total) if side else None,
+        memory_saving=_saving(side.memory_mib.total, result.memory_mib.total) if side else None,
+        cost_saving=_saving(side.cost_usd_month, result.cost_usd_month) if side else None,
+        p50_overhead_ms=result.latency_ms.p50 - none.latency_ms.p50 if none else None,
+        p99_overhead_ms=result.latency_ms.p99 - none.latency_ms.p99 if none else None,
+    )

@@ -1,0 +1,230 @@
+"""The scenario schema: cluster, workloads, traffic, mesh modes. Frozen pydantic models.
+
+A scenario is the whole input of a run. It never holds a cost: costs live in the
+profile it names (see `meshsim.profile`). Cross-references (calls to services that
+exist, placements that fit) are checked in `meshsim.loader`, which knows the file
+and line of every value.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from meshsim.distributions import Constant, Distribution
+
+__all__ = [
+    "MODES",
+    "Call",
+    "ClosedLoop",
+    "Cluster",
+    "LoadClient",
+    "Mesh",
+    "Mode",
+    "NetworkDelays",
+    "NodeSpec",
+    "OpenLoop",
+    "Placement",
+    "Pool",
+    "Price",
+    "Scenario",
+    "Traffic",
+    "Workload",
+]
+
+Mode = Literal["none", "sidecar", "ambient", "ambient-waypoint"]
+MODES: tuple[Mode, ...] = ("none", "sidecar", "ambient", "ambient-waypoint")
+
+# Kubernetes object names: DNS-1123 labels.
+Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+NonNeg = Annotated[float, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NodeSpec(_Model):
+    """One node given explicitly; cores and memory default to the cluster's."""
+
+    name: Name
+    zone: Name | None = None
+    cores: int | None = Field(default=None, gt=0)
+    memory_gib: float | None = Field(default=None, gt=0)
+
+
+class NetworkDelays(_Model):
+    """One-way delay of a hop, by where its two ends run."""
+
+    same_node_ms: NonNeg
+    cross_node_ms: NonNeg
+    cross_zone_ms: NonNeg
+
+
+class Cluster(_Model):
+    nodes: int | list[NodeSpec] = Field(
+        description="Number of nodes (named node-1, node-2, ...) or an explicit list."
+    )
+    cores_per_node: int = Field(gt=0)
+    memory_gib_per_node: float = Field(gt=0)
+    zones: list[Name] = Field(
+        default_factory=lambda: ["zone-a"],
+        min_length=1,
+        description="Zones; numbered nodes are assigned to them round-robin.",
+    )
+    max_pods_per_node: int = Field(default=110, gt=0)
+    network: NetworkDelays
+
+    @model_validator(mode="after")
+    def _at_least_one_node(self) -> Cluster:
+        count = self.nodes if isinstance(self.nodes, int) else len(self.nodes)
+        if count < 1:
+            raise ValueError("a cluster needs at least one node")
+        return self
+
+
+class Call(_Model):
+    """A call a workload makes to another service while handling a request."""
+
+    to: Name
+    request_bytes: int = Field(default=0, ge=0)
+    response_bytes: int = Field(default=0, ge=0)
+    probability: float = Field(default=1.0, ge=0, le=1)
+    count: int = Field(default=1, gt=0, description="Calls made each time (all sequential).")
+
+
+class Placement(_Model):
+    """Explicit placement: replicas go round-robin over these nodes."""
+
+    nodes: list[Name] = Field(min_length=1)
+
+
+class Workload(_Model):
+    """A Deployment and the Service in front of it (same name)."""
+
+    name: Name
+    namespace: Name = "default"
+    service_account: Name | None = None
+    replicas: int = Field(default=1, gt=0)
+    placement: Literal["spread", "pack"] | Placement = "spread"
+    cpu_millicores: int = Field(
+        default=100, gt=0, description="CPU request used for scheduling (not usage)."
+    )
+    memory_mib: float = Field(default=64, ge=0, description="Working set of one app container.")
+    service_time: Distribution = Field(
+        default=Constant(value_ms=0),
+        description="Time a request spends in the app off CPU (I/O, sleeps), ms.",
+    )
+    cpu_time: Distribution = Field(
+        default=Constant(value_ms=0),
+        description="CPU the app burns per request on a core of its node, ms.",
+    )
+    concurrency: int | None = Field(
+        default=None, gt=0, description="Requests served at once per pod; none = unbounded."
+    )
+    calls: list[Call] = Field(default_factory=list)
+    fanout: Literal["sequential", "parallel"] = "sequential"
+
+    @property
+    def identity(self) -> str:
+        sa = self.service_account or self.name
+        return f"spiffe://cluster.local/ns/{self.namespace}/sa/{sa}"
+
+
+class OpenLoop(_Model):
+    rate_rps: Positive
+    arrivals: Literal["poisson", "constant"] = "poisson"
+
+
+class ClosedLoop(_Model):
+    """Locust-like users: send, wait for the response, think, repeat."""
+
+    users: int = Field(gt=0)
+    think_time: Distribution
+
+
+class LoadClient(_Model):
+    """The load generator's pod. It is in the mesh, like Istio's fortio client."""
+
+    namespace: Name = "load"
+    service_account: Name = "loadgen"
+    node: Name | None = Field(default=None, description="Node to run on; default: first node.")
+
+    @property
+    def identity(self) -> str:
+        return f"spiffe://cluster.local/ns/{self.namespace}/sa/{self.service_account}"
+
+
+class Traffic(_Model):
+    entry: Name
+    request_bytes: int = Field(default=0, ge=0)
+    response_bytes: int = Field(default=0, ge=0)
+    open_loop: OpenLoop | None = None
+    closed_loop: ClosedLoop | None = None
+    duration_s: Positive
+    warmup_s: NonNeg = 0
+    client: LoadClient = Field(default_factory=LoadClient)
+
+    @model_validator(mode="after")
+    def _one_loop(self) -> Traffic:
+        if (self.open_loop is None) == (self.closed_loop is None):
+            raise ValueError("give exactly one of open_loop or closed_loop")
+        if self.warmup_s >= self.duration_s:
+            raise ValueError(
+                f"warmup_s ({self.warmup_s:g}) must be shorter than duration_s "
+                f"({self.duration_s:g})"
+            )
+        return self
+
+
+class Pool(_Model):
+    """Connection pool settings shared by every mesh hop."""
+
+    # Envoy's and ztunnel's default idle timeout is one hour.
+    idle_timeout_s: Positive = 3600
+    max_requests_per_connection: int | None = Field(default=None, gt=0)
+    max_streams_per_connection: int = Field(
+        default=100, gt=0, description="Concurrent HTTP/2 streams on one HBONE connection."
+    )
+
+
+class Mesh(_Model):
+    modes: list[Mode] = Field(default_factory=lambda: list(MODES), min_length=1)
+    sidecar_concurrency: int | None = Field(
+        default=None, gt=0, description="Envoy worker threads; default from the profile."
+    )
+    waypoint_concurrency: int | None = Field(default=None, gt=0)
+    ztunnel_workers: int | None = Field(default=None, gt=0)
+    waypoint_scope: Literal["namespace", "service"] = "namespace"
+    pool: Pool = Field(default_factory=Pool)
+    # Istio issues workload certificates for 24 hours by default.
+    cert_lifetime_h: Positive = 24
+
+    @model_validator(mode="after")
+    def _unique_modes(self) -> Mesh:
+        seen: set[str] = set()
+        for mode in self.modes:
+            if mode in seen:
+                raise ValueError(f"mode {mode!r} is listed twice")
+            seen.add(mode)
+        return self
+
+
+class Price(_Model):
+    vcpu_hour_usd: NonNeg
+    gib_hour_usd: NonNeg
+    source: str = Field(min_length=1, description="Where the prices come from.")
+
+
+class Scenario(_Model):
+    name: Name
+    description: str = ""
+    profile: str = Field(description="A profile in profiles/ by name, or a path to one.")
+    seed: int = Field(default=0, ge=0)
+    price: Price
+    cluster: Cluster
+    workloads: list[Workload] = Field(min_length=1)
+    traffic: Traffic
+    mesh: Mesh = Field(default_factory=Mesh)
