@@ -8,6 +8,7 @@ because only here do we know where in the file each value was written.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,12 +168,41 @@ def _explain(error: Any, source: _Source, model: type[BaseModel]) -> Problem:
         return source.problem(loc, f"unknown key '{key}'{hint}{expected}", at_key=True)
     if kind == "missing":
         return source.problem(loc, f"missing required key '{loc[-1]}'")
+    if kind == "union_tag_invalid":
+        ctx = error["ctx"]
+        field = str(ctx["discriminator"]).strip("'")
+        tag = ctx["tag"]
+        allowed = [t.strip(" '") for t in str(ctx["expected_tags"]).split(",")]
+        return source.problem(
+            (*loc, field),
+            f"unknown {field} '{tag}'{did_you_mean(str(tag), allowed)}; "
+            f"expected one of: {', '.join(allowed)}",
+        )
     message = str(error["msg"])
     if message.startswith("Value error, "):
         return source.problem(loc, message.removeprefix("Value error, "))
     expected = message.removeprefix("Input should be ").removeprefix("input should be ")
+    if expected.startswith(("greater", "less")):
+        expected = f"a value {expected}"
+    for pydantic_words, plain in _PLAIN.items():
+        expected = expected.replace(pydantic_words, plain)
     got = error.get("input")
-    return source.problem(loc, f"expected {expected}, got {got!r}")
+    hint = ""
+    if kind == "literal_error" and isinstance(got, str):
+        choices = str(error["ctx"]["expected"]).replace(" or ", ", ").split(", ")
+        hint = did_you_mean(got, [c.strip("'") for c in choices])
+    return source.problem(loc, f"expected {expected}, got {got!r}{hint}")
+
+
+_PLAIN = {
+    "a valid integer, unable to parse string as an integer": "an integer",
+    "a valid number, unable to parse string as a number": "a number",
+    "a valid integer, got a number with a fractional part": "a whole number",
+    "a valid dictionary or instance of ": "a mapping of ",
+    "a valid dictionary": "a mapping",
+    "a valid list": "a list",
+    "a valid string": "a string",
+}
 
 
 def _read(path: Path) -> _Source:
@@ -189,18 +219,47 @@ def _validate(source: _Source, model: type[M]) -> M:
     try:
         return model.model_validate(source.data)
     except ValidationError as exc:
-        problems = [_explain(err, source, model) for err in exc.errors()]
-        raise InputError(_dedupe(problems)) from None
+        errors = _without_misspelled_missing(exc.errors(), source, model)
+        problems = [_explain(err, source, model) for err in errors]
+        raise InputError(_merge(problems)) from None
 
 
-def _dedupe(problems: list[Problem]) -> list[Problem]:
-    seen: set[str] = set()
-    out = []
+def _without_misspelled_missing(
+    errors: list[Any], source: _Source, model: type[BaseModel]
+) -> list[Any]:
+    """A misspelled key is both unknown and missing; report it once, as unknown + did-you-mean."""
+    misspelled = set()
+    for err in errors:
+        if err["type"] == "extra_forbidden":
+            loc = source.data_path(err["loc"])
+            allowed = _field_names(model, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
+            if close:
+                misspelled.add((*loc[:-1], close[0]))
+    return [
+        e
+        for e in errors
+        if not (e["type"] == "missing" and source.data_path(e["loc"]) in misspelled)
+    ]
+
+
+def _merge(problems: list[Problem]) -> list[Problem]:
+    """One problem per place: drop repeats, and join what each union branch expected."""
+    merged: dict[tuple[int, int, str], Problem] = {}
     for p in problems:
-        if str(p) not in seen:
-            seen.add(str(p))
-            out.append(p)
-    return out
+        key = (p.line, p.column, p.path)
+        first = merged.get(key)
+        if first is None:
+            merged[key] = p
+        elif first.message != p.message and _is_expectation(first) and _is_expectation(p):
+            head, got = first.message.rsplit(", got ", 1)
+            other = p.message.removeprefix("expected ").rsplit(", got ", 1)[0]
+            merged[key] = Problem(p.file, p.line, p.column, p.path, f"{head} or {other}, got {got}")
+    return list(merged.values())
+
+
+def _is_expectation(p: Problem) -> bool:
+    return p.message.startswith("expected ") and ", got " in p.message
 
 
 def resolve_profile_path(name: str, scenario_file: Path) -> Path | None:

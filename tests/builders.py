@@ -1,0 +1,67 @@
+"""Shared builders: scenarios and profiles written as plain dicts, as a user would write YAML."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from meshsim.profile import Profile
+from meshsim.scenario import Scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+ISTIO = ROOT / "profiles" / "istio-1.24.yaml"
+
+
+def base_scenario(**overrides: Any) -> dict[str, Any]:
+    """A one-service scenario with no network delay; tests change what they study."""
+    doc: dict[str, Any] = {
+        "name": "test",
+        "profile": "istio-1.24",
+        "seed": 1,
+        "price": {"vcpu_hour_usd": 0.03, "gib_hour_usd": 0.004, "source": "test"},
+        "cluster": {
+            "nodes": 1,
+            "cores_per_node": 4,
+            "memory_gib_per_node": 16,
+            "network": {"same_node_ms": 0, "cross_node_ms": 0, "cross_zone_ms": 0},
+        },
+        "workloads": [{"name": "app"}],
+        "traffic": {
+            "entry": "app",
+            "open_loop": {"rate_rps": 50},
+            "duration_s": 10,
+            "warmup_s": 1,
+        },
+        "mesh": {"modes": ["none"]},
+    }
+    doc.update(overrides)
+    return doc
+
+
+def scenario_of(doc: dict[str, Any]) -> Scenario:
+    return Scenario.model_validate(doc)
+
+
+def zero_cost_profile() -> Profile:
+    """The Istio profile with every cost zeroed: only what the scenario says takes time."""
+    raw = yaml.safe_load(ISTIO.read_text())
+
+    def zero(node: Any) -> Any:
+        if isinstance(node, dict):
+            if set(node) == {"value", "source"}:
+                return {"value": 0, "source": "test: zero cost"}
+            return {k: zero(v) for k, v in node.items()}
+        return node
+
+    doc = zero(copy.deepcopy(raw))
+    for kind in ("sidecar", "ztunnel", "waypoint"):
+        doc[kind]["workers"] = {"value": 2, "source": "test"}
+    return Profile.model_validate(doc)
+
+
+def write_yaml(path: Path, doc: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path

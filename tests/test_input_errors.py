@@ -1,0 +1,167 @@
+"""Bad input: exit code 2 and a message naming file, line, column, YAML path and expectation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from meshsim.cli import main
+
+GOOD = """\
+name: tiny
+profile: istio-1.24
+price: {vcpu_hour_usd: 0.03, gib_hour_usd: 0.004, source: test}
+cluster:
+  nodes: 2
+  cores_per_node: 2
+  memory_gib_per_node: 4
+  network: {same_node_ms: 0.02, cross_node_ms: 0.1, cross_zone_ms: 0.5}
+workloads:
+  - name: web
+    replicas: 2
+    calls:
+      - to: api
+  - name: api
+    service_time: {dist: exponential, mean_ms: 1}
+traffic:
+  entry: web
+  open_loop: {rate_rps: 10}
+  duration_s: 2
+"""
+
+CASES = [
+    # (what, replace this, with this, expected message after "FILE:")
+    (
+        "unknown service",
+        "      - to: api",
+        "      - to: apj",
+        "13:13: workloads[0].calls[0].to: unknown service 'apj' (did you mean 'api'?); "
+        "expected one of: web, api",
+    ),
+    (
+        "unknown entry",
+        "  entry: web",
+        "  entry: webb",
+        "17:10: traffic.entry: unknown service 'webb' (did you mean 'web'?); "
+        "expected one of: web, api",
+    ),
+    (
+        "unknown key",
+        "  cores_per_node: 2",
+        "  cores_per_nod: 2",
+        "6:3: cluster.cores_per_nod: unknown key 'cores_per_nod' (did you mean 'cores_per_node'?); "
+        "expected one of: cores_per_node, max_pods_per_node, memory_gib_per_node, network, nodes, "
+        "zones",
+    ),
+    (
+        "negative rate",
+        "{rate_rps: 10}",
+        "{rate_rps: -10}",
+        "18:25: traffic.open_loop.rate_rps: expected a value greater than 0, got -10",
+    ),
+    (
+        "replicas that cannot be placed",
+        "    replicas: 2",
+        "    replicas: 50",
+        "11:15: workloads[0].replicas: cannot place replica 41 of 50 of 'web': no allowed node has "
+        "100 millicores, 64 MiB and a pod slot free",
+    ),
+    (
+        "wrong type",
+        "    replicas: 2",
+        "    replicas: two",
+        "11:15: workloads[0].replicas: expected an integer, got 'two'",
+    ),
+    (
+        "missing key",
+        "  duration_s: 2\n",
+        "",
+        "17:3: traffic.duration_s: missing required key 'duration_s'",
+    ),
+    (
+        "unknown distribution",
+        "{dist: exponential,",
+        "{dist: gamma,",
+        "15:26: workloads[1].service_time.dist: unknown dist 'gamma'; "
+        "expected one of: constant, exponential, lognormal, empirical",
+    ),
+    (
+        "call cycle",
+        "    service_time:",
+        "    calls: [{to: web}]\n    service_time:",
+        "15:18: workloads[1].calls[0].to: call cycle web -> api -> web; "
+        "the call graph must be acyclic",
+    ),
+    (
+        "unknown profile",
+        "profile: istio-1.24",
+        "profile: istio-9",
+        "2:10: profile: no profile 'istio-9' found; expected a file in profiles/ (by name, "
+        "without .yaml) or a path to a profile YAML",
+    ),
+    (
+        "unknown mode",
+        "  duration_s: 2\n",
+        "  duration_s: 2\nmesh: {modes: [sidecars]}\n",
+        "20:16: mesh.modes[0]: expected 'none', 'sidecar', 'ambient' or 'ambient-waypoint', "
+        "got 'sidecars' (did you mean 'sidecar'?)",
+    ),
+    (
+        "warm-up longer than the run",
+        "  duration_s: 2\n",
+        "  duration_s: 2\n  warmup_s: 3\n",
+        "17:3: traffic: warmup_s (3) must be shorter than duration_s (2)",
+    ),
+    (
+        "invalid YAML",
+        "  entry: web",
+        "  entry: [web",
+        "18:12: not valid YAML: expected ',' or ']', but got ':'",
+    ),
+]
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "profiles").mkdir(exist_ok=True)
+    istio = Path(__file__).resolve().parent.parent / "profiles" / "istio-1.24.yaml"
+    (tmp_path / "profiles" / "istio-1.24.yaml").write_text(istio.read_text())
+    scenarios = tmp_path / "scenarios"
+    scenarios.mkdir(exist_ok=True)
+    path = scenarios / "bad.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_good_scenario_is_valid(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["validate", str(_write(tmp_path, GOOD))])
+    assert result.exit_code == 0, result.output
+    assert "ok (2 workloads, profile istio-1.24)" in result.output
+
+
+@pytest.mark.parametrize(("what", "old", "new", "message"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_bad_input_exits_2_with_exact_message(
+    tmp_path: Path, command: str, what: str, old: str, new: str, message: str
+) -> None:
+    assert old in GOOD, what
+    path = _write(tmp_path, GOOD.replace(old, new))
+    result = CliRunner().invoke(main, [command, str(path)])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.output == f"{path}:{message}\n"
+
+
+def test_missing_file_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "nope.yaml"
+    result = CliRunner().invoke(main, ["run", str(path)])
+    assert result.exit_code == 2
+    assert result.output == f"{path}:1:1: cannot read: No such file or directory\n"
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    text = GOOD.replace("      - to: api", "      - to: apj").replace("entry: web", "entry: x")
+    result = CliRunner().invoke(main, ["validate", str(_write(tmp_path, text))])
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 2

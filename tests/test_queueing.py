@@ -1,0 +1,105 @@
+"""The DES engine against queueing theory's closed forms (several seeds, warm-up cut)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from meshsim.engines import simulate_des
+from meshsim.topology import build_topology
+
+from .builders import base_scenario, scenario_of, zero_cost_profile
+
+SEEDS = (1, 2, 3, 4)
+
+
+def erlang_c_sojourn(lam: float, mu: float, c: int) -> float:
+    """Mean time in an M/M/c system (Erlang C waiting probability)."""
+    a = lam / mu
+    rho = a / c
+    top = a**c / math.factorial(c) / (1 - rho)
+    p_wait = top / (sum(a**k / math.factorial(k) for k in range(c)) + top)
+    return p_wait / (c * mu - lam) + 1 / mu
+
+
+def mean_latency_s(doc: dict[str, Any]) -> float:
+    """Mean sojourn over several seeds, each run with its own warm-up cut."""
+    scenario = scenario_of(doc)
+    profile = zero_cost_profile()
+    topology = build_topology(scenario)
+    means = []
+    for seed in SEEDS:
+        result = simulate_des(scenario, profile, topology, "none", seed=seed)
+        means.append(result.latency_ms.mean / 1e3)
+    return float(np.mean(means))
+
+
+def single_app(
+    service_time: dict[str, Any], concurrency: int | None, rate: float, duration: float = 400.0
+) -> dict[str, Any]:
+    workload: dict[str, Any] = {"name": "app", "service_time": service_time}
+    if concurrency:
+        workload["concurrency"] = concurrency
+    return base_scenario(
+        workloads=[workload],
+        traffic={
+            "entry": "app",
+            "open_loop": {"rate_rps": rate},
+            "duration_s": duration,
+            "warmup_s": 20,
+        },
+    )
+
+
+def test_mm1_mean_sojourn_matches_closed_form() -> None:
+    lam, mu = 50.0, 100.0
+    doc = single_app({"dist": "exponential", "mean_ms": 1e3 / mu}, concurrency=1, rate=lam)
+    assert mean_latency_s(doc) == pytest.approx(1 / (mu - lam), rel=0.03)
+
+
+def test_mmc_mean_sojourn_matches_erlang_c() -> None:
+    lam, mu, c = 240.0, 100.0, 3
+    doc = single_app(
+        {"dist": "exponential", "mean_ms": 1e3 / mu}, concurrency=c, rate=lam, duration=200
+    )
+    assert mean_latency_s(doc) == pytest.approx(erlang_c_sojourn(lam, mu, c), rel=0.03)
+
+
+def test_node_cores_are_the_servers_of_an_mmc_queue() -> None:
+    """With CPU work and no concurrency limit, a node's cores form an M/M/c queue."""
+    lam, mu, c = 240.0, 100.0, 3
+    doc = base_scenario(
+        workloads=[{"name": "app", "cpu_time": {"dist": "exponential", "mean_ms": 1e3 / mu}}],
+        traffic={"entry": "app", "open_loop": {"rate_rps": lam}, "duration_s": 200, "warmup_s": 20},
+    )
+    doc["cluster"]["cores_per_node"] = c
+    assert mean_latency_s(doc) == pytest.approx(erlang_c_sojourn(lam, mu, c), rel=0.03)
+
+
+def test_md1_mean_sojourn_matches_pollaczek_khinchine() -> None:
+    lam, service = 60.0, 0.01
+    rho = lam * service
+    doc = single_app({"dist": "constant", "value_ms": service * 1e3}, concurrency=1, rate=lam)
+    expected = service + rho * service / (2 * (1 - rho))
+    assert mean_latency_s(doc) == pytest.approx(expected, rel=0.03)
+
+
+def test_littles_law_in_flight_equals_throughput_times_latency() -> None:
+    """In-flight requests (integrated over time for memory) = throughput x mean latency."""
+    lam, mu = 50.0, 100.0
+    doc = single_app(
+        {"dist": "exponential", "mean_ms": 1e3 / mu}, concurrency=1, rate=lam, duration=200
+    )
+    doc["workloads"][0]["memory_mib"] = 0
+    scenario = scenario_of(doc)
+    raw = zero_cost_profile().model_dump()
+    raw["app"]["per_inflight_kib"] = {"value": 1024, "source": "test: 1 MiB per request"}
+    profile = type(zero_cost_profile()).model_validate(raw)
+    result = simulate_des(scenario, profile, build_topology(scenario), "none", seed=5)
+    in_flight = result.memory_mib.app  # 1 MiB per request in flight
+    assert in_flight == pytest.approx(
+        result.throughput_rps * result.latency_ms.mean / 1e3, rel=0.02
+    )
