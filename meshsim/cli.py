@@ -137,3 +137,10 @@ def schema() -> None:
     doc["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     doc["title"] = "meshsim scenario"
     click.echo(json.dumps(doc, indent=2))
+
+
+from meshsim.studies_cli import plot, report, sweep  # noqa: E402
+
+main.add_command(plot)
+main.add_command(report)
+main.add_command(sweep)

@@ -27,6 +27,7 @@ __all__ = [
     "ProxyCounts",
     "RunResult",
     "latency_summary",
+    "load_run",
     "write_results",
 ]
 
@@ -206,3 +207,28 @@ def write_results(run: RunResult, out_dir: Path) -> list[Path]:
             if os.path.exists(tmp):
                 os.unlink(tmp)
     return written
+
+
+def _histogram_from_csv(path: Path) -> LatencyHistogram:
+    """Read back a `*-histogram.csv` (only non-empty bins are written) into fixed bins."""
+    n = LatencyHistogram.BINS_PER_DECADE * LatencyHistogram.DECADES
+    counts = [0] * n
+    with path.open(encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh):
+            lower = float(row["lower_us"]) / LatencyHistogram.LOW_US
+            index = round(math.log10(lower) * LatencyHistogram.BINS_PER_DECADE)
+            counts[index] += int(row["count"])
+    return LatencyHistogram(counts=counts)
+
+
+def load_run(summary_json: Path) -> RunResult:
+    """Read a run back from its results folder: the summary JSON and, next to it, each
+    mode's histogram CSV (a mode whose histogram file is missing gets an empty one)."""
+    doc = json.loads(summary_json.read_text(encoding="utf-8"))
+    empty = [0] * (LatencyHistogram.BINS_PER_DECADE * LatencyHistogram.DECADES)
+    stem = f"{doc['scenario']}-{{mode}}-seed{doc['seed']}-histogram.csv"
+    for mode, result in doc["modes"].items():
+        hist = summary_json.parent / stem.format(mode=mode)
+        counts = _histogram_from_csv(hist).counts if hist.is_file() else empty
+        result["histogram"] = {"counts": counts}
+    return RunResult.model_validate(doc)

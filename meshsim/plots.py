@@ -1,0 +1,616 @@
+"""Charts of runs, sweeps and calibrations (DESIGN.md section 7), drawn with matplotlib.
+
+Every chart is titled with what it shows, has units on its axes and names the scenario
+and profile in a caption under the plot. Inputs are found by `load_inputs`: a run's
+summary JSON (or the folder `meshsim run --out` wrote), a sweep folder (`sweep.csv` and
+`sweep.json`), or a measured run next to a simulated one of the same scenario, which is
+a calibration pair. Charts use matplotlib's object API only (no pyplot, no global state).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
+from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+from meshsim.results import COMPONENT_CLASSES, LatencyHistogram, ModeResult, RunResult, load_run
+from meshsim.scenario import MODES
+
+__all__ = [
+    "Chart",
+    "Inputs",
+    "SweepTable",
+    "calibration_errors",
+    "charts_for",
+    "load_inputs",
+    "save_chart",
+]
+
+MODE_COLORS = {
+    "none": "#7f7f7f",
+    "sidecar": "#d62728",
+    "ambient": "#2ca02c",
+    "ambient-waypoint": "#1f77b4",
+}
+CLASS_COLORS = {
+    "app": "#bcbd22",
+    "sidecar": "#d62728",
+    "ztunnel": "#2ca02c",
+    "waypoint": "#1f77b4",
+}
+PERCENTILES = (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p999", "p99.9"))
+SAVING_LABELS = {
+    "mesh_cpu_saving": "data-plane CPU saving vs sidecar",
+    "mesh_memory_saving": "data-plane memory saving vs sidecar",
+    "cpu_saving": "cluster CPU saving vs sidecar (apps included)",
+    "memory_saving": "cluster memory saving vs sidecar (apps included)",
+    "cost_saving": "cost saving vs sidecar",
+}
+TARGET_SAVING = 0.9
+
+
+@dataclass(frozen=True)
+class SweepTable:
+    """A sweep folder read back: its metadata and its rows (numbers parsed)."""
+
+    folder: Path
+    meta: dict[str, Any]
+    rows: list[dict[str, Any]]
+
+    @property
+    def parameters(self) -> list[str]:
+        return [c for c in self.meta["columns"] if c != "mode"]
+
+    def values(self, column: str) -> list[Any]:
+        seen: list[Any] = []
+        for row in self.rows:
+            if row[column] not in seen:
+                seen.append(row[column])
+        return seen
+
+
+@dataclass
+class Inputs:
+    runs: list[RunResult] = field(default_factory=list)
+    sweeps: list[SweepTable] = field(default_factory=list)
+    calibrations: list[tuple[RunResult, RunResult]] = field(default_factory=list)  # (meas, sim)
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A finished figure and the file stem it is saved under."""
+
+    stem: str
+    title: str
+    figure: Figure
+
+
+# ---- reading inputs ----------------------------------------------------------------------
+
+
+def _number(text: str) -> Any:
+    if text == "":
+        return math.nan
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return int(value) if value.is_integer() and "." not in text and "e" not in text else value
+
+
+def load_sweep_table(folder: Path) -> SweepTable:
+    meta = json.loads((folder / "sweep.json").read_text(encoding="utf-8"))
+    text = (folder / "sweep.csv").read_text(encoding="utf-8")
+    rows = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text))]
+    for row in rows:
+        row["mode"] = str(row["mode"])
+    return SweepTable(folder=folder, meta=meta, rows=rows)
+
+
+def _is_run_summary(path: Path) -> bool:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and "meshsim_version" in doc and "modes" in doc
+
+
+def load_inputs(paths: Iterable[Path]) -> Inputs:
+    """Sort what the paths hold into runs, sweeps and calibration pairs.
+
+    A folder is a sweep when it has sweep.json and sweep.csv; otherwise every run summary
+    JSON in it is read. A measured run and a simulated run of the same scenario make a
+    calibration pair (and the simulated one is also drawn as a run)."""
+    inputs = Inputs()
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir() and (path / "sweep.json").is_file() and (path / "sweep.csv").is_file():
+            inputs.sweeps.append(load_sweep_table(path))
+        elif path.is_dir():
+            files += sorted(p for p in path.glob("*.json") if _is_run_summary(p))
+        elif path.is_file() and _is_run_summary(path):
+            files.append(path)
+        else:
+            raise ValueError(f"{path}: not a run summary JSON, a results folder or a sweep folder")
+    runs = [load_run(f) for f in files]
+    measured = [r for r in runs if r.kind == "measured"]
+    simulated = [r for r in runs if r.kind == "simulated"]
+    for meas in measured:
+        twin = next((s for s in simulated if s.scenario == meas.scenario), None)
+        if twin is not None:
+            inputs.calibrations.append((meas, twin))
+    inputs.runs = simulated + [
+        m for m in measured if all(m is not c[0] for c in inputs.calibrations)
+    ]
+    return inputs
+
+
+# ---- figure helpers ----------------------------------------------------------------------
+
+
+def _figure(title: str, caption: str, size: tuple[float, float] = (8.0, 5.0)) -> Figure:
+    # The caption gets the bottom 5% of the figure; the layout engine keeps out of it.
+    fig = Figure(figsize=size, layout=ConstrainedLayoutEngine(rect=(0.0, 0.05, 1.0, 0.95)))
+    fig.suptitle(title, fontsize=12, fontweight="bold")
+    fig.text(0.01, 0.012, caption, fontsize=7.5, color="#444444", ha="left", va="bottom")
+    return fig
+
+
+def _run_caption(run: RunResult) -> str:
+    return (
+        f"Scenario: {run.scenario} · profile: {run.profile} · {run.kind} · engine: {run.engine}"
+        f" · seed {run.seed} · meshsim {run.meshsim_version}"
+    )
+
+
+def _sweep_caption(table: SweepTable, extra: str = "") -> str:
+    meta = table.meta
+    text = (
+        f"Sweep: {meta['sweep']} · scenario: {meta['scenario']} · profile: {meta['profile']}"
+        f" · engine: {meta['engine']} · {len(table.rows)} runs"
+    )
+    return f"{text} · {extra}" if extra else text
+
+
+def save_chart(chart: Chart, out_dir: Path, formats: Sequence[str] = ("png", "svg")) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in formats:
+        path = out_dir / f"{chart.stem}.{fmt}"
+        # A fixed date keeps SVGs byte-stable between runs (matplotlib writes one otherwise).
+        meta = {"Date": None} if fmt == "svg" else {}
+        chart.figure.savefig(path, dpi=110, format=fmt, metadata=meta)
+        written.append(path)
+    return written
+
+
+def _modes(run: RunResult) -> list[str]:
+    return [m for m in MODES if m in run.modes] + [m for m in run.modes if m not in MODES]
+
+
+# ---- charts of one run -------------------------------------------------------------------
+
+
+def latency_cdf(run: RunResult) -> Chart | None:
+    edges_ms = LatencyHistogram.edges_us() / 1000.0
+    title = f"Request latency distribution per mode — {run.scenario}"
+    fig = _figure(title, _run_caption(run))
+    ax = fig.subplots()
+    drawn = False
+    for mode in _modes(run):
+        counts = np.asarray(run.modes[mode].histogram.counts, dtype=float)
+        if counts.sum() == 0:
+            continue
+        nonzero = np.nonzero(counts)[0]
+        lo, hi = nonzero[0], nonzero[-1] + 1
+        cdf = np.cumsum(counts[lo:hi]) / counts.sum()
+        ax.step(edges_ms[lo + 1 : hi + 1], cdf, where="post", label=mode, color=_color(mode))
+        drawn = True
+    if not drawn:
+        return None
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("end-to-end latency (ms, log scale)")
+    ax.set_ylabel("fraction of requests at or below")
+    ax.set_ylim(0, 1.01)
+    for q in (0.5, 0.9, 0.99):
+        ax.axhline(q, color="#cccccc", lw=0.7, zorder=0)
+    ax.grid(True, which="both", axis="x", color="#eeeeee")
+    ax.legend(title="mode", loc="lower right")
+    return Chart(f"{run.file_stem()}-latency-cdf", title, fig)
+
+
+def _color(mode: str) -> str:
+    return MODE_COLORS.get(mode, "#9467bd")
+
+
+def percentile_bars(run: RunResult) -> Chart:
+    title = f"Latency percentiles per mode — {run.scenario}"
+    fig = _figure(title, _run_caption(run))
+    ax = fig.subplots()
+    modes = _modes(run)
+    width = 0.8 / len(modes)
+    x = np.arange(len(PERCENTILES))
+    for i, mode in enumerate(modes):
+        values = [getattr(run.modes[mode].latency_ms, key) for key, _ in PERCENTILES]
+        bars = ax.bar(x + (i - (len(modes) - 1) / 2) * width, values, width, label=mode)
+        for bar in bars:
+            bar.set_color(_color(mode))
+        ax.bar_label(bars, fmt="%.2f", fontsize=6.5, padding=1)
+    ax.set_xticks(x, [label for _, label in PERCENTILES])
+    ax.set_xlabel("percentile")
+    ax.set_ylabel("end-to-end latency (ms)")
+    ax.legend(title="mode")
+    return Chart(f"{run.file_stem()}-latency-percentiles", title, fig)
+
+
+def _stack(ax: Axes, run: RunResult, attr: str, unit: str) -> None:
+    modes = _modes(run)
+    bottom = np.zeros(len(modes))
+    for part in COMPONENT_CLASSES:
+        values = np.array([getattr(getattr(run.modes[m], attr), part) for m in modes])
+        if not values.any():
+            continue
+        ax.bar(modes, values, bottom=bottom, label=part, color=CLASS_COLORS[part])
+        bottom += values
+    for i, total in enumerate(bottom):
+        text = f"{total:.0f}" if total >= 100 else f"{total:.3g}"
+        ax.annotate(text, (i, total), ha="center", va="bottom", fontsize=7)
+    ax.set_ylim(0, max(bottom.max(), 1e-9) * 1.12)
+    ax.set_xlabel("mode")
+    ax.set_ylabel(unit)
+    ax.legend(title="component", fontsize=7)
+
+
+def resources(run: RunResult) -> Chart:
+    title = f"CPU and memory by component class per mode — {run.scenario}"
+    fig = _figure(title, _run_caption(run), size=(10.0, 5.0))
+    cpu_ax, mem_ax = fig.subplots(1, 2)
+    _stack(cpu_ax, run, "cpu_cores", "CPU (cores, averaged over the window)")
+    cpu_ax.set_title("CPU", fontsize=10)
+    _stack(mem_ax, run, "memory_mib", "memory (MiB, time-averaged)")
+    mem_ax.set_title("Memory", fontsize=10)
+    return Chart(f"{run.file_stem()}-resources", title, fig)
+
+
+def _mesh(result: ModeResult, attr: str) -> float:
+    parts = getattr(result, attr)
+    return float(parts.total - parts.app)
+
+
+def run_savings(run: RunResult) -> dict[str, dict[str, float]]:
+    """mode -> saving name -> fraction saved against the run's sidecar mode."""
+    side = run.modes.get("sidecar")
+    if side is None:
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    for mode in _modes(run):
+        if mode == "sidecar":
+            continue
+        r = run.modes[mode]
+        pairs = {
+            "mesh_cpu_saving": (_mesh(side, "cpu_cores"), _mesh(r, "cpu_cores")),
+            "mesh_memory_saving": (_mesh(side, "memory_mib"), _mesh(r, "memory_mib")),
+            "cpu_saving": (side.cpu_cores.total, r.cpu_cores.total),
+            "memory_saving": (side.memory_mib.total, r.memory_mib.total),
+            "cost_saving": (side.cost_usd_month, r.cost_usd_month),
+        }
+        out[mode] = {k: (b - v) / b if b > 0 else math.nan for k, (b, v) in pairs.items()}
+    return out
+
+
+def savings(run: RunResult) -> Chart | None:
+    table = run_savings(run)
+    modes = [m for m in table if m != "none"]
+    if not modes:
+        return None
+    title = f"Savings against sidecar mode — {run.scenario}"
+    fig = _figure(title, _run_caption(run) + " · data plane = proxies only", size=(9.0, 5.0))
+    ax = fig.subplots()
+    names = list(SAVING_LABELS)
+    width = 0.8 / len(modes)
+    x = np.arange(len(names))
+    for i, mode in enumerate(modes):
+        values = [table[mode][n] * 100 for n in names]
+        bars = ax.bar(x + (i - (len(modes) - 1) / 2) * width, values, width, label=mode)
+        for bar in bars:
+            bar.set_color(_color(mode))
+        ax.bar_label(bars, fmt="%.0f%%", fontsize=7, padding=1)
+    labels = [SAVING_LABELS[n].replace(" vs sidecar", "").replace(" (", "\n(") for n in names]
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.axhline(TARGET_SAVING * 100, color="#999999", ls="--", lw=0.8)
+    ax.set_ylabel("saving vs sidecar (% of the sidecar mode's figure)")
+    ax.set_ylim(min(0.0, ax.get_ylim()[0]), 105)
+    ax.legend(title="mode")
+    return Chart(f"{run.file_stem()}-savings", title, fig)
+
+
+def run_charts(run: RunResult) -> list[Chart]:
+    charts = [latency_cdf(run), percentile_bars(run), resources(run), savings(run)]
+    return [c for c in charts if c is not None]
+
+
+# ---- sweeps ------------------------------------------------------------------------------
+
+
+def _label(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _slices(table: SweepTable, fixed: Sequence[str]) -> list[dict[str, Any]]:
+    """Every combination of the values of `fixed` parameters that occurs in the table."""
+    combos: list[dict[str, Any]] = []
+    for row in table.rows:
+        combo = {p: row[p] for p in fixed}
+        if combo not in combos:
+            combos.append(combo)
+    return combos or [{}]
+
+
+def _suffix(combo: dict[str, Any]) -> str:
+    return "".join(f"-{k.replace('.', '_')}={_label(v)}" for k, v in combo.items())
+
+
+def _where(combo: dict[str, Any]) -> str:
+    return ", ".join(f"{k} = {_label(v)}" for k, v in combo.items())
+
+
+def _saving_modes(table: SweepTable) -> list[str]:
+    return [m for m in table.values("mode") if m not in ("sidecar", "none")]
+
+
+def sweep_curves(table: SweepTable, metric: str, combo: dict[str, Any]) -> Chart | None:
+    """`metric` against the first parameter, a line per value of the second, a panel per
+    mode; other parameters fixed at `combo`."""
+    params = table.parameters
+    x_name, series = params[0], params[1] if len(params) > 1 else None
+    modes = _saving_modes(table)
+    if not modes:
+        return None
+    label = SAVING_LABELS[metric]
+    where = _where(combo)
+    title = f"{label[0].upper()}{label[1:]} against {x_name}" + (f" ({where})" if where else "")
+    fig = _figure(title, _sweep_caption(table), size=(5.0 * len(modes) + 1, 4.8))
+    axes = fig.subplots(1, len(modes), sharey=True, squeeze=False)[0]
+    xs = table.values(x_name)
+    numeric = all(isinstance(v, int | float) for v in xs)
+    for ax, mode in zip(axes, modes, strict=True):
+        for value in table.values(series) if series else [None]:
+            pts = [
+                (r[x_name], r[metric] * 100)
+                for r in table.rows
+                if r["mode"] == mode
+                and all(r[k] == v for k, v in combo.items())
+                and (series is None or r[series] == value)
+                and not math.isnan(r[metric])
+            ]
+            if not pts:
+                continue
+            pts.sort(key=lambda p: xs.index(p[0]))
+            px = [p[0] if numeric else xs.index(p[0]) for p in pts]
+            name = f"{series} = {_label(value)}" if series else mode
+            ax.plot(px, [p[1] for p in pts], marker="o", ms=3.5, label=name)
+        if numeric and all(v > 0 for v in xs) and max(xs) / min(xs) >= 20:
+            ax.set_xscale("log")
+        if not numeric:
+            ax.set_xticks(range(len(xs)), [_label(v) for v in xs])
+        ax.axhline(TARGET_SAVING * 100, color="#999999", ls="--", lw=0.8)
+        ax.set_title(mode, fontsize=10)
+        ax.set_xlabel(x_name)
+        ax.grid(True, color="#eeeeee")
+    axes[0].set_ylabel(f"{label} (%)")
+    axes[-1].legend(fontsize=7)
+    return Chart(f"sweep-{metric}-curves{_suffix(combo)}", title, fig)
+
+
+def _grid(
+    table: SweepTable, metric: str, mode: str, combo: dict[str, Any]
+) -> tuple[list[Any], list[Any], np.ndarray]:
+    x_name, y_name = table.parameters[0], table.parameters[1]
+    xs, ys = table.values(x_name), table.values(y_name)
+    z = np.full((len(ys), len(xs)), np.nan)
+    for row in table.rows:
+        if row["mode"] == mode and all(row[k] == v for k, v in combo.items()):
+            z[ys.index(row[y_name]), xs.index(row[x_name])] = row[metric]
+    return xs, ys, z
+
+
+def sweep_heatmap(table: SweepTable, metric: str, mode: str, combo: dict[str, Any]) -> Chart | None:
+    """A saving over the first two parameters, with the contour where it reaches 90%."""
+    x_name, y_name = table.parameters[0], table.parameters[1]
+    xs, ys, z = _grid(table, metric, mode, combo)
+    if np.isnan(z).all():
+        return None
+    label = SAVING_LABELS[metric]
+    where = _where(combo)
+    title = f"{mode}: {label}" + (f" ({where})" if where else "")
+    reached = np.nanmax(z) >= TARGET_SAVING
+    note = (
+        "dashed line: where the saving reaches 90%"
+        if reached and np.nanmin(z) < TARGET_SAVING
+        else (
+            "the saving is at least 90% everywhere" if reached else "the saving never reaches 90%"
+        )
+    )
+    fig = _figure(title, _sweep_caption(table, note), size=(7.5, 5.5))
+    ax = fig.subplots()
+    image = ax.imshow(
+        z * 100,
+        origin="lower",
+        aspect="auto",
+        cmap="viridis",
+        vmin=0,
+        vmax=100,
+        interpolation="nearest",
+    )
+    colorbar = fig.colorbar(image, ax=ax)
+    colorbar.set_label(f"{label} (%)")
+    for (j, i), value in np.ndenumerate(z):
+        if not np.isnan(value):
+            ax.text(
+                i,
+                j,
+                f"{value * 100:.0f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if value < 0.6 else "black",
+            )
+    if np.nanmin(z) < TARGET_SAVING <= np.nanmax(z) and len(xs) > 1 and len(ys) > 1:
+        ax.contour(
+            np.arange(len(xs)),
+            np.arange(len(ys)),
+            np.nan_to_num(z, nan=-1.0),
+            levels=[TARGET_SAVING],
+            colors="white",
+            linestyles="--",
+            linewidths=2,
+        )
+    ax.set_xticks(range(len(xs)), [_label(v) for v in xs])
+    ax.set_yticks(range(len(ys)), [_label(v) for v in ys])
+    ax.set_xlabel(_axis_label(x_name))
+    ax.set_ylabel(_axis_label(y_name))
+    stem = f"sweep-{metric}-heatmap-{mode}{_suffix(combo)}"
+    return Chart(stem, title, fig)
+
+
+AXIS_UNITS = {
+    "pods_per_node": "app pods per node (pods)",
+    "rps_per_pod": "requests per second per app pod (req/s)",
+    "call_depth": "call depth (hops from the entry service)",
+    "payload_bytes": "response payload (bytes)",
+    "traffic.open_loop.rate_rps": "entry request rate (req/s)",
+    "cluster.nodes": "nodes",
+}
+
+
+def _axis_label(name: str) -> str:
+    if name in AXIS_UNITS:
+        return AXIS_UNITS[name]
+    if name.endswith("_bytes"):
+        return f"{name} (bytes)"
+    if name.endswith("_rps"):
+        return f"{name} (req/s)"
+    if name.endswith("_ms"):
+        return f"{name} (ms)"
+    return name
+
+
+def sweep_charts(table: SweepTable) -> list[Chart]:
+    if not table.rows or not table.parameters or "sidecar" not in table.values("mode"):
+        return []
+    fixed = table.parameters[2:]
+    charts: list[Chart | None] = []
+    for combo in _slices(table, fixed):
+        for metric in ("mesh_cpu_saving", "mesh_memory_saving"):
+            if len(table.parameters) > 1:
+                charts += [sweep_heatmap(table, metric, m, combo) for m in _saving_modes(table)]
+            charts.append(sweep_curves(table, metric, combo))
+    return [c for c in charts if c is not None]
+
+
+# ---- calibration: measured against simulated -----------------------------------------------
+
+CALIBRATION_FIGURES = {
+    "latency (ms)": [f"latency_ms.{k}" for k, _ in PERCENTILES],
+    "CPU (cores)": ["cpu_cores.total", *(f"cpu_cores.{c}" for c in COMPONENT_CLASSES)],
+    "memory (MiB)": ["memory_mib.total", *(f"memory_mib.{c}" for c in COMPONENT_CLASSES)],
+}
+
+
+def _figure_value(result: ModeResult, name: str) -> float:
+    group, key = name.split(".")
+    return float(getattr(getattr(result, group), key))
+
+
+def calibration_errors(
+    measured: RunResult, simulated: RunResult
+) -> list[tuple[str, str, str, float, float, float]]:
+    """(panel, mode, figure, measured, simulated, relative error) for every figure both
+    runs have and the measurement is not zero."""
+    out = []
+    for mode in _modes(measured):
+        if mode not in simulated.modes:
+            continue
+        for panel, names in CALIBRATION_FIGURES.items():
+            for name in names:
+                m = _figure_value(measured.modes[mode], name)
+                s = _figure_value(simulated.modes[mode], name)
+                if m > 0 and not math.isnan(s):
+                    out.append((panel, mode, name, m, s, (s - m) / m))
+    return out
+
+
+def calibration_scatter(measured: RunResult, simulated: RunResult) -> Chart | None:
+    rows = calibration_errors(measured, simulated)
+    if not rows:
+        return None
+    title = f"Simulated against measured figures — {measured.scenario}"
+    caption = (
+        f"Scenario: {measured.scenario} · profile: {simulated.profile} · simulated with "
+        f"{simulated.engine} (seed {simulated.seed}) · measured run seed {measured.seed}"
+    )
+    fig = _figure(title, caption, size=(13.0, 4.8))
+    axes = fig.subplots(1, len(CALIBRATION_FIGURES))
+    for ax, panel in zip(axes, CALIBRATION_FIGURES, strict=True):
+        pts = [r for r in rows if r[0] == panel]
+        if not pts:
+            ax.set_axis_off()
+            continue
+        band = float(np.mean([abs(r[5]) for r in pts]))
+        lo = min(min(r[3], r[4]) for r in pts) / 1.5
+        hi = max(max(r[3], r[4]) for r in pts) * 1.5
+        line = np.geomspace(lo, hi, 50)
+        ax.fill_between(
+            line,
+            line * (1 - band),
+            line * (1 + band),
+            color="#dddddd",
+            label=f"error band ±{band * 100:.1f}% (mean |error|)",
+        )
+        ax.plot(line, line, color="black", lw=0.8, label="simulated = measured")
+        for mode in _modes(measured):
+            mine = [r for r in pts if r[1] == mode]
+            if mine:
+                ax.scatter(
+                    [r[3] for r in mine],
+                    [r[4] for r in mine],
+                    s=18,
+                    color=_color(mode),
+                    label=mode,
+                    zorder=3,
+                )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"measured {panel}")
+        ax.set_ylabel(f"simulated {panel}")
+        ax.set_title(panel.split(" (")[0], fontsize=10)
+        ax.legend(fontsize=6.5)
+    return Chart(f"{measured.file_stem()}-calibration", title, fig)
+
+
+def charts_for(inputs: Inputs) -> list[Chart]:
+    charts: list[Chart] = []
+    for run in inputs.runs:
+        charts += run_charts(run)
+    for table in inputs.sweeps:
+        charts += sweep_charts(table)
+    for measured, simulated in inputs.calibrations:
+        charts += run_charts(simulated)
+        scatter = calibration_scatter(measured, simulated)
+        if scatter is not None:
+            charts.append(scatter)
+    return charts

@@ -1,0 +1,149 @@
+"""The `plot`, `report` and `sweep` commands: parse, call the package, print."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from meshsim.loader import InputError
+
+__all__ = ["plot", "report", "sweep"]
+
+BAD_INPUT = 2
+POINTS_FAILED = 1
+
+_paths = click.argument(
+    "results", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)
+)
+
+
+def _inputs(results: tuple[Path, ...]) -> object:
+    from meshsim.plots import load_inputs
+
+    try:
+        inputs = load_inputs(results)
+    except ValueError as err:
+        click.echo(str(err), err=True)
+        sys.exit(BAD_INPUT)
+    if not (inputs.runs or inputs.sweeps or inputs.calibrations):
+        click.echo(
+            "no run, sweep or calibration results found in: " + " ".join(map(str, results)),
+            err=True,
+        )
+        sys.exit(BAD_INPUT)
+    return inputs
+
+
+@click.command()
+@_paths
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the charts (PNG and SVG).",
+)
+def plot(results: tuple[Path, ...], out_dir: Path) -> None:
+    """Draw charts of RESULTS: run summaries, results folders, sweep folders, calibrations."""
+    from meshsim.plots import Inputs, charts_for, save_chart
+
+    inputs = _inputs(results)
+    assert isinstance(inputs, Inputs)
+    for chart in charts_for(inputs):
+        for path in save_chart(chart, out_dir):
+            click.echo(f"wrote {path}")
+
+
+@click.command()
+@_paths
+@click.option(
+    "-o",
+    "--out",
+    "out_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The HTML file to write.",
+)
+def report(results: tuple[Path, ...], out_file: Path) -> None:
+    """Write one self-contained HTML page about RESULTS (charts embedded)."""
+    from meshsim.plots import Inputs
+    from meshsim.report import build_report
+
+    inputs = _inputs(results)
+    assert isinstance(inputs, Inputs)
+    near = [p if p.is_dir() else p.parent for p in results]
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(build_report(inputs, near), encoding="utf-8")
+    click.echo(f"wrote {out_file}")
+
+
+@click.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the points and the table; rerunning into it skips finished points.",
+)
+@click.option(
+    "--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    help="Address of a Dask scheduler (with --executor dask); default: a LocalCluster.",
+)
+@click.option("--workers", type=int, default=None, help="Worker processes; default: one per core.")
+def sweep(
+    file: Path, out_dir: Path, executor: str, scheduler: str | None, workers: int | None
+) -> None:
+    """Run every point of the sweep FILE and gather one table (sweep.csv)."""
+    from meshsim.sweep import PointOutcome, load_sweep, run_sweep
+
+    if scheduler is not None and executor != "dask":
+        click.echo("--scheduler needs --executor dask", err=True)
+        sys.exit(BAD_INPUT)
+    try:
+        plan = load_sweep(file)
+    except InputError as err:
+        click.echo(str(err), err=True)
+        sys.exit(BAD_INPUT)
+    stderr = Console(stderr=True)
+    bar = Progress(
+        TextColumn(f"{plan.spec.name:>16}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=stderr,
+    )
+    task = bar.add_task(plan.spec.name, total=len(plan.points))
+
+    def progress(done: int, total: int, outcome: PointOutcome | None) -> None:
+        bar.update(task, completed=done)
+        if outcome is not None and outcome.error is not None:
+            bar.console.print(f"[red]failed[/red] {outcome.point.params}: {outcome.error}")
+
+    with bar:
+        summary = run_sweep(
+            plan,
+            out_dir,
+            executor="dask" if executor == "dask" else "local",
+            workers=workers,
+            scheduler=scheduler,
+            progress=progress,
+        )
+    stderr.print(
+        f"{summary.total} points: {summary.skipped} already finished, {summary.ran} run, "
+        f"{len(summary.failed)} failed; table {summary.table}",
+        highlight=False,
+    )
+    for outcome in summary.failed:
+        click.echo(f"failed: {outcome.point.params} (seed {outcome.point.seed}): {outcome.error}")
+    if summary.failed:
+        sys.exit(POINTS_FAILED)

@@ -1,0 +1,688 @@
+"""Sweeps: one base scenario, many variants of it, each simulated with its own seed.
+
+A sweep file names a base scenario and the parameters to vary, as a grid (every
+combination) or a list of points. Each point changes the scenario's YAML data before
+validation, so a variant is checked exactly like a file a person wrote. Points run in
+worker processes (`local`) or on a Dask cluster (`dask`); each finished point is written
+to its own file at once, so a rerun skips what is done, and a failed point is recorded
+with its parameters while the others go on. `gather_table` turns the finished points
+into one CSV table with savings against the sidecar run of the same parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import hashlib
+import io
+import itertools
+import json
+import math
+import os
+import re
+import tempfile
+import traceback
+import types
+import typing
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from meshsim.checks import check_scenario, did_you_mean
+from meshsim.loader import InputError, _read, _validate, format_path, load_profile
+from meshsim.loader import resolve_profile_path as _resolve_profile
+from meshsim.profile import Profile
+from meshsim.results import COMPONENT_CLASSES, RunResult
+from meshsim.run import ENGINES, simulate
+from meshsim.scenario import MODES, Scenario
+
+__all__ = [
+    "NAMED_PARAMETERS",
+    "Point",
+    "PointOutcome",
+    "SweepPlan",
+    "SweepSpec",
+    "SweepSummary",
+    "apply_point",
+    "gather_table",
+    "load_sweep",
+    "run_point",
+    "run_sweep",
+]
+
+Executor = Literal["local", "dask"]
+PathKey = tuple[str | int, ...]
+
+# Parameters that are not one scenario path but a rule over several (see `apply_point`).
+NAMED_PARAMETERS: dict[str, str] = {
+    "mode": "the mesh mode of the point (default: every mode of the base scenario)",
+    "pods_per_node": "app pods per node: every workload's replicas, split evenly",
+    "rps_per_pod": "requests per second each app pod serves on average (sets the entry rate)",
+    "call_depth": "calls are cut below this many hops from the entry service",
+}
+# Applied in this order, because later rules count what earlier ones changed.
+_NAMED_ORDER = ("call_depth", "pods_per_node", "rps_per_pod", "mode")
+
+_SEGMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)((?:\[(?:\*|\d+)\])*)$")
+_INDEX = re.compile(r"\[(\*|\d+)\]")
+
+Scalar = int | float | str | bool
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ParameterSpec(_Model):
+    """A swept parameter that sets several scenario paths at once (e.g. every payload)."""
+
+    paths: list[str] = Field(min_length=1)
+    description: str = ""
+
+
+class SweepSpec(_Model):
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    description: str = ""
+    scenario: str = Field(description="The base scenario, relative to the sweep file.")
+    engine: str = "des"
+    seed: int = Field(default=0, ge=0, description="Mixed into every point's seed.")
+    parameters: dict[str, ParameterSpec] = Field(default_factory=dict)
+    grid: dict[str, list[Scalar]] = Field(
+        default_factory=dict, description="Every combination of these values is a point."
+    )
+    points: list[dict[str, Scalar]] = Field(
+        default_factory=list, description="Points given one by one (after the grid's)."
+    )
+
+
+@dataclass(frozen=True)
+class Point:
+    """One scenario variant: its parameter values (mode included) and its seed."""
+
+    params: dict[str, Scalar]
+    seed: int
+
+    @property
+    def key(self) -> str:
+        """A stable id from the parameters, used as the point's file name."""
+        text = json.dumps(self.params, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """A loaded and checked sweep: everything a worker needs to run any of its points."""
+
+    spec: SweepSpec
+    file: Path
+    base: dict[str, Any]  # the base scenario's YAML data, before validation
+    scenario_name: str
+    profile: Profile
+    points: tuple[Point, ...]
+    columns: tuple[str, ...]  # parameter names, mode last
+
+
+@dataclass(frozen=True)
+class PointOutcome:
+    point: Point
+    run: RunResult | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    total: int
+    skipped: int  # finished by an earlier run
+    ran: int
+    failed: list[PointOutcome]
+    table: Path
+
+
+# ---- paths into the scenario -----------------------------------------------------------
+
+
+def _parse_path(path: str) -> list[str | int | None]:
+    """'workloads[*].calls[0].to' -> ['workloads', None, 'calls', 0, 'to'] (None = every)."""
+    out: list[str | int | None] = []
+    for segment in path.split("."):
+        match = _SEGMENT.match(segment)
+        if match is None:
+            raise ValueError(
+                f"bad path '{path}': '{segment}' is not a key, optionally followed by [*] or [N]"
+            )
+        out.append(match.group(1))
+        for index in _INDEX.findall(match.group(2)):
+            out.append(None if index == "*" else int(index))
+    return out
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    """The alternatives of a (possibly optional, annotated or union) type."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [alt for arg in typing.get_args(annotation) for alt in _unwrap(arg)]
+    return [annotation]
+
+
+def check_path(path: str) -> None:
+    """Raise ValueError unless `path` names a field of the scenario schema."""
+    parts = _parse_path(path)
+    current: list[Any] = [Scenario]
+    walked = ""
+    for part in parts:
+        if isinstance(part, str):
+            models = [t for t in current if isinstance(t, type) and issubclass(t, BaseModel)]
+            fields = {name for model in models for name in model.model_fields}
+            if part not in fields:
+                where = f" under '{walked}'" if walked else ""
+                hint = did_you_mean(part, sorted(fields))
+                expected = f"; expected one of: {', '.join(sorted(fields))}" if fields else ""
+                raise ValueError(f"'{path}': unknown key '{part}'{where}{hint}{expected}")
+            current = [
+                alt
+                for model in models
+                if part in model.model_fields
+                for alt in _unwrap(model.model_fields[part].annotation)
+            ]
+            walked = f"{walked}.{part}" if walked else part
+        else:
+            lists = [t for t in current if typing.get_origin(t) is list]
+            if not lists:
+                raise ValueError(f"'{path}': '{walked}' is not a list, so it takes no index")
+            current = [alt for t in lists for alt in _unwrap(typing.get_args(t)[0])]
+            walked += "[*]" if part is None else f"[{part}]"
+
+
+def _set_path(doc: Any, parts: Sequence[str | int | None], value: Scalar, path: str) -> None:
+    head, rest = parts[0], parts[1:]
+    if head is None:  # every item of a list that exists (none: nothing to set)
+        for item in doc if isinstance(doc, list) else []:
+            _set_path(item, rest, value, path)
+        return
+    if isinstance(head, int):
+        if not isinstance(doc, list) or head >= len(doc):
+            raise ValueError(f"'{path}': index [{head}] is past the end of the list")
+        if rest:
+            _set_path(doc[head], rest, value, path)
+        else:
+            doc[head] = value
+        return
+    if not isinstance(doc, dict):
+        raise ValueError(f"'{path}': '{head}' is set on something that is not a mapping")
+    if not rest:
+        doc[head] = value
+    elif rest[0] is None or isinstance(rest[0], int):
+        if head in doc:
+            _set_path(doc[head], rest, value, path)
+        elif isinstance(rest[0], int):
+            raise ValueError(f"'{path}': the scenario has no '{head}' list to index")
+    else:
+        _set_path(doc.setdefault(head, {}), rest, value, path)
+
+
+# ---- named parameters --------------------------------------------------------------------
+
+
+def _node_count(doc: dict[str, Any]) -> int:
+    nodes = doc.get("cluster", {}).get("nodes", 1)
+    return nodes if isinstance(nodes, int) else len(nodes)
+
+
+def _calls(workload: dict[str, Any]) -> list[dict[str, Any]]:
+    calls: list[dict[str, Any]] = workload.get("calls") or []
+    return calls
+
+
+def _visits_per_entry(doc: dict[str, Any]) -> dict[str, float]:
+    """Expected requests each service receives per entry request (probability x count)."""
+    by_name = {w["name"]: w for w in doc["workloads"]}
+    visits: dict[str, float] = {}
+
+    def visit(name: str, weight: float) -> None:
+        visits[name] = visits.get(name, 0.0) + weight
+        for call in _calls(by_name.get(name, {})):
+            p, n = float(call.get("probability", 1.0)), int(call.get("count", 1))
+            visit(call["to"], weight * p * n)
+
+    visit(doc["traffic"]["entry"], 1.0)
+    return visits
+
+
+def _set_pods_per_node(doc: dict[str, Any], value: Scalar) -> None:
+    per_node = int(value)
+    if per_node != value or per_node < 1:
+        raise ValueError(f"pods_per_node must be a whole number >= 1, got {value!r}")
+    workloads = doc["workloads"]
+    total = per_node * _node_count(doc)
+    if total < len(workloads):
+        raise ValueError(
+            f"pods_per_node {per_node} x {_node_count(doc)} nodes = {total} pods, fewer than "
+            f"the {len(workloads)} workloads (each needs one)"
+        )
+    share, extra = divmod(total, len(workloads))
+    for i, workload in enumerate(workloads):
+        workload["replicas"] = share + (1 if i < extra else 0)
+
+
+def _set_rps_per_pod(doc: dict[str, Any], value: Scalar) -> None:
+    rate = float(value)
+    if not rate > 0:
+        raise ValueError(f"rps_per_pod must be > 0, got {value!r}")
+    open_loop = doc["traffic"].get("open_loop")
+    if not isinstance(open_loop, dict):
+        raise ValueError("rps_per_pod needs open-loop traffic (traffic.open_loop)")
+    pods = sum(int(w.get("replicas", 1)) for w in doc["workloads"])
+    served = sum(_visits_per_entry(doc).values())
+    open_loop["rate_rps"] = rate * pods / served
+
+
+def _set_call_depth(doc: dict[str, Any], value: Scalar) -> None:
+    depth_limit = int(value)
+    if depth_limit != value or depth_limit < 0:
+        raise ValueError(f"call_depth must be a whole number >= 0, got {value!r}")
+    by_name = {w["name"]: w for w in doc["workloads"]}
+    depth = {doc["traffic"]["entry"]: 0}
+    frontier = [doc["traffic"]["entry"]]
+    while frontier:  # breadth first: each service's shortest distance from the entry
+        nxt = []
+        for name in frontier:
+            for call in _calls(by_name.get(name, {})):
+                if call["to"] not in depth:
+                    depth[call["to"]] = depth[name] + 1
+                    nxt.append(call["to"])
+        frontier = nxt
+    for name, workload in by_name.items():
+        if depth.get(name, 0) >= depth_limit:
+            workload["calls"] = []
+
+
+def _set_mode(doc: dict[str, Any], value: Scalar) -> None:
+    if value not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {value!r}")
+    doc.setdefault("mesh", {})["modes"] = [value]
+
+
+_NAMED_SETTERS: dict[str, Callable[[dict[str, Any], Scalar], None]] = {
+    "call_depth": _set_call_depth,
+    "pods_per_node": _set_pods_per_node,
+    "rps_per_pod": _set_rps_per_pod,
+    "mode": _set_mode,
+}
+
+
+def apply_point(base: dict[str, Any], params: dict[str, Scalar], spec: SweepSpec) -> dict[str, Any]:
+    """The base scenario's YAML data with a point's parameters applied (a deep copy).
+
+    Path parameters are set first, then named ones in `_NAMED_ORDER`, so that
+    `rps_per_pod` counts the pods and calls that the point ends up with."""
+    doc = copy.deepcopy(base)
+    for name, value in params.items():
+        if name in _NAMED_SETTERS:
+            continue
+        paths = spec.parameters[name].paths if name in spec.parameters else [name]
+        for path in paths:
+            _set_path(doc, _parse_path(path), value, path)
+    for name in _NAMED_ORDER:
+        if name in params:
+            _NAMED_SETTERS[name](doc, params[name])
+    return doc
+
+
+# ---- loading -----------------------------------------------------------------------------
+
+
+def point_seed(base_seed: int, params: dict[str, Scalar]) -> int:
+    """A point's seed: from the sweep's seed and every parameter but the mode, so the
+    modes of one point see the same random draws (a paired comparison)."""
+    shared = {k: v for k, v in params.items() if k != "mode"}
+    text = json.dumps([base_seed, shared], sort_keys=True)
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) % 2**31
+
+
+def _check_names(spec: SweepSpec, source: Any) -> list[Any]:
+    problems = []
+    for name, param in spec.parameters.items():
+        if name in NAMED_PARAMETERS:
+            problems.append(
+                source.problem(("parameters", name), f"'{name}' is a built-in parameter")
+            )
+        for i, path in enumerate(param.paths):
+            try:
+                check_path(path)
+            except ValueError as exc:
+                problems.append(source.problem(("parameters", name, "paths", i), str(exc)))
+    used: list[tuple[PathKey, str]] = [(("grid", n), n) for n in spec.grid]
+    for i, point in enumerate(spec.points):
+        used += [(("points", i, n), n) for n in point]
+    for where, name in used:
+        if name in NAMED_PARAMETERS or name in spec.parameters:
+            continue
+        if "." not in name and "[" not in name:
+            known = sorted([*NAMED_PARAMETERS, *spec.parameters])
+            problems.append(
+                source.problem(
+                    where,
+                    f"unknown parameter '{name}'{did_you_mean(name, known)}; expected a "
+                    f"scenario path (like traffic.open_loop.rate_rps), one of "
+                    f"{', '.join(known)}, or a name defined under parameters",
+                    at_key=True,
+                )
+            )
+            continue
+        try:
+            check_path(name)
+        except ValueError as exc:
+            problems.append(source.problem(where, str(exc), at_key=True))
+    for name, values in spec.grid.items():
+        if not values:
+            problems.append(source.problem(("grid", name), "give at least one value"))
+    if not spec.grid and not spec.points:
+        problems.append(source.problem((), "a sweep needs a grid, points, or both"))
+    if spec.engine not in ENGINES:
+        problems.append(
+            source.problem(
+                ("engine",),
+                f"unknown engine '{spec.engine}'; expected one of: {', '.join(ENGINES)}",
+            )
+        )
+    return problems
+
+
+def _expand(spec: SweepSpec, base_modes: list[str]) -> tuple[list[Point], tuple[str, ...]]:
+    rows: list[dict[str, Scalar]] = []
+    if spec.grid:
+        names = list(spec.grid)
+        rows += [
+            dict(zip(names, combo, strict=True))
+            for combo in itertools.product(*(spec.grid[n] for n in names))
+        ]
+    rows += [dict(p) for p in spec.points]
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k != "mode" and k not in columns]
+    points: list[Point] = []
+    seen: set[str] = set()
+    for row in rows:
+        for mode in [row["mode"]] if "mode" in row else base_modes:
+            params = {**{k: row[k] for k in columns if k in row}, "mode": mode}
+            point = Point(params=params, seed=point_seed(spec.seed, params))
+            if point.key not in seen:
+                seen.add(point.key)
+                points.append(point)
+    return points, (*columns, "mode")
+
+
+def load_sweep(path: Path | str) -> SweepPlan:
+    """Read a sweep file, its base scenario and profile; check every parameter path."""
+    path = Path(path)
+    source = _read(path)
+    spec = _validate(source, SweepSpec)
+    problems = _check_names(spec, source)
+    if problems:
+        raise InputError(problems)
+    scenario_path = path.parent / spec.scenario
+    base_source = _read(scenario_path)
+    scenario = _validate(base_source, Scenario)
+    scenario_problems = [base_source.problem(p, m) for p, m in check_scenario(scenario)]
+    if scenario_problems:
+        raise InputError(scenario_problems)
+    profile_path = _resolve_profile(scenario.profile, scenario_path)
+    if profile_path is None:
+        raise InputError(
+            [base_source.problem(("profile",), f"no profile '{scenario.profile}' found")]
+        )
+    points, columns = _expand(spec, list(scenario.mesh.modes))
+    return SweepPlan(
+        spec=spec,
+        file=path,
+        base=base_source.data,
+        scenario_name=scenario.name,
+        profile=load_profile(profile_path),
+        points=tuple(points),
+        columns=columns,
+    )
+
+
+# ---- running -----------------------------------------------------------------------------
+
+
+def _describe_error(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        parts = [f"{format_path(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return "invalid scenario: " + "; ".join(parts)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def run_point(
+    base: dict[str, Any], spec: SweepSpec, profile: Profile, point: Point
+) -> PointOutcome:
+    """Build one point's scenario and simulate it. Never raises: a failure is an outcome."""
+    try:
+        doc = apply_point(base, point.params, spec)
+        scenario = Scenario.model_validate(doc)
+        problems = check_scenario(scenario)
+        if problems:
+            text = "; ".join(f"{format_path(p)}: {m}" for p, m in problems)
+            raise ValueError(f"invalid scenario: {text}")
+        run = simulate(scenario, profile, seed=point.seed, engine=spec.engine)
+        return PointOutcome(point=point, run=run, error=None)
+    except Exception as exc:
+        detail = "".join(traceback.format_exception_only(exc)).strip()
+        error = _describe_error(exc) if isinstance(exc, ValueError) else detail
+        return PointOutcome(point=point, run=None, error=error)
+
+
+def _run_local(plan: SweepPlan, todo: list[Point], workers: int) -> Iterator[PointOutcome]:
+    # spawn, not fork: the caller may hold threads (a progress bar), which fork would copy
+    # in whatever state they were in.
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+    try:
+        futures: list[Future[PointOutcome]] = [
+            pool.submit(run_point, plan.base, plan.spec, plan.profile, p) for p in todo
+        ]
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_dask(
+    plan: SweepPlan, todo: list[Point], workers: int, scheduler: str | None
+) -> Iterator[PointOutcome]:
+    from distributed import Client, LocalCluster
+    from distributed import as_completed as dask_completed
+
+    cluster = None
+    if scheduler is None:  # a cluster of our own, on loopback only, no dashboard
+        cluster = LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        )
+    client = Client(cluster if cluster is not None else scheduler)  # type: ignore[no-untyped-call]
+    try:
+        shared = [plan.base, plan.spec, plan.profile]
+        base, spec, profile = client.scatter(shared, broadcast=True)  # type: ignore[no-untyped-call]
+        futures = [
+            client.submit(run_point, base, spec, profile, p, key=f"point-{p.key}", pure=False)
+            for p in todo
+        ]
+        for future in dask_completed(futures):  # type: ignore[no-untyped-call]
+            outcome: PointOutcome = future.result()
+            yield outcome
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
+        if cluster is not None:
+            cluster.close()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _finished(out_dir: Path, point: Point) -> bool:
+    file = out_dir / "points" / f"{point.key}.json"
+    if not file.is_file():
+        return False
+    doc = json.loads(file.read_text(encoding="utf-8"))
+    return bool(doc.get("params") == point.params and doc.get("seed") == point.seed)
+
+
+def _record(out_dir: Path, outcome: PointOutcome) -> None:
+    key = outcome.point.key
+    failure = out_dir / "failures" / f"{key}.json"
+    head = {"params": outcome.point.params, "seed": outcome.point.seed}
+    if outcome.run is not None:
+        doc = {**head, "run": outcome.run.model_dump(mode="json")}
+        _write_atomic(out_dir / "points" / f"{key}.json", json.dumps(doc) + "\n")
+        failure.unlink(missing_ok=True)
+    else:
+        _write_atomic(failure, json.dumps({**head, "error": outcome.error}, indent=2) + "\n")
+
+
+def _metadata(plan: SweepPlan) -> dict[str, Any]:
+    return {
+        "sweep": plan.spec.name,
+        "description": plan.spec.description,
+        "scenario": plan.scenario_name,
+        "profile": plan.profile.name,
+        "engine": plan.spec.engine,
+        "columns": list(plan.columns),
+        "points": len(plan.points),
+        "spec": plan.spec.model_dump(mode="json"),
+        "base_scenario": plan.base,
+    }
+
+
+def run_sweep(
+    plan: SweepPlan,
+    out_dir: Path,
+    *,
+    executor: Executor = "local",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: Callable[[int, int, PointOutcome | None], None] | None = None,
+) -> SweepSummary:
+    """Run every point of `plan` not finished in `out_dir`, then gather the table.
+
+    `progress(done, total, outcome)` is called once before any point runs (outcome None)
+    and after each point."""
+    for sub in ("points", "failures"):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    _write_atomic(out_dir / "sweep.json", json.dumps(_metadata(plan), indent=2) + "\n")
+    todo = [p for p in plan.points if not _finished(out_dir, p)]
+    total, skipped = len(plan.points), len(plan.points) - len(todo)
+    n_workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    failed: list[PointOutcome] = []
+    if progress is not None:
+        progress(skipped, total, None)
+    if todo:
+        outcomes = (
+            _run_dask(plan, todo, n_workers, scheduler)
+            if executor == "dask"
+            else _run_local(plan, todo, n_workers)
+        )
+        for done, outcome in enumerate(outcomes, start=skipped + 1):
+            _record(out_dir, outcome)
+            if outcome.error is not None:
+                failed.append(outcome)
+            if progress is not None:
+                progress(done, total, outcome)
+    table = out_dir / "sweep.csv"
+    _write_atomic(table, gather_table(plan, out_dir))
+    return SweepSummary(total=total, skipped=skipped, ran=len(todo), failed=failed, table=table)
+
+
+# ---- the table ---------------------------------------------------------------------------
+
+
+def _saving(base: float, value: float) -> float:
+    return (base - value) / base if base > 0 else math.nan
+
+
+def _row(point: Point, run: RunResult, columns: Sequence[str]) -> dict[str, Any]:
+    mode = str(point.params["mode"])
+    result = run.modes[mode]
+    row: dict[str, Any] = {"point": point.key}
+    row |= {c: point.params.get(c, "") for c in columns}
+    row |= {"seed": point.seed, "engine": run.engine, "scenario": run.scenario}
+    row |= {
+        "requests": result.requests,
+        "errors": result.errors,
+        "throughput_rps": result.throughput_rps,
+    }
+    row |= {f"latency_{k}_ms": v for k, v in result.latency_ms.model_dump().items()}
+    for part in ("total", *COMPONENT_CLASSES):
+        row[f"cpu_{part}_cores"] = getattr(result.cpu_cores, part)
+    for part in ("total", *COMPONENT_CLASSES):
+        row[f"memory_{part}_mib"] = getattr(result.memory_mib, part)
+    row["mesh_cpu_cores"] = row["cpu_total_cores"] - row["cpu_app_cores"]
+    row["mesh_memory_mib"] = row["memory_total_mib"] - row["memory_app_mib"]
+    row |= {
+        "handshakes_per_s": result.handshakes_per_s,
+        "connections_open": result.connections_open,
+        "proxies": result.proxies.sidecar + result.proxies.ztunnel + result.proxies.waypoint,
+        "cost_usd_month": result.cost_usd_month,
+    }
+    return row
+
+
+# Savings against the sidecar row of the same parameters: whole cluster (app included),
+# and the data plane alone (the proxies: what the mesh itself costs).
+_SAVINGS = {
+    "cpu_saving": "cpu_total_cores",
+    "memory_saving": "memory_total_mib",
+    "cost_saving": "cost_usd_month",
+    "mesh_cpu_saving": "mesh_cpu_cores",
+    "mesh_memory_saving": "mesh_memory_mib",
+}
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    return str(value)
+
+
+def gather_table(plan: SweepPlan, out_dir: Path) -> str:
+    """The CSV table of every finished point, in the sweep's order, with savings vs sidecar
+    and latency overheads vs no mesh for the same parameters."""
+    rows: list[dict[str, Any]] = []
+    for point in plan.points:
+        file = out_dir / "points" / f"{point.key}.json"
+        if not _finished(out_dir, point):
+            continue
+        doc = json.loads(file.read_text(encoding="utf-8"))
+        rows.append(_row(point, RunResult.model_validate(doc["run"]), plan.columns))
+    shared = [c for c in plan.columns if c != "mode"]
+    by_params = {(tuple(str(r[c]) for c in shared), r["mode"]): r for r in rows}
+    for row in rows:
+        key = tuple(str(row[c]) for c in shared)
+        side, none = by_params.get((key, "sidecar")), by_params.get((key, "none"))
+        for name, column in _SAVINGS.items():
+            row[name] = _saving(side[column], row[column]) if side else math.nan
+        for p in ("p50", "p99"):
+            column = f"latency_{p}_ms"
+            row[f"{p}_overhead_ms"] = row[column] - none[column] if none else math.nan
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: _format(v) for k, v in row.items()} for row in rows)
+    return buf.getvalue()
