@@ -103,3 +103,19 @@ def test_littles_law_in_flight_equals_throughput_times_latency() -> None:
     assert in_flight == pytest.approx(
         result.throughput_rps * result.latency_ms.mean / 1e3, rel=0.02
     )
+
+
+def test_closed_loop_obeys_the_interactive_response_time_law() -> None:
+    """N users with think time Z: throughput X = N / (R + Z), R the mean response time."""
+    users, think_s = 20, 0.1
+    doc = base_scenario(
+        workloads=[{"name": "app", "concurrency": 1,
+                    "service_time": {"dist": "exponential", "mean_ms": 4}}],
+        traffic={"entry": "app", "closed_loop": {"users": users, "think_time": {
+            "dist": "exponential", "mean_ms": think_s * 1e3}}, "duration_s": 120, "warmup_s": 10},
+    )
+    scenario = scenario_of(doc)
+    result = simulate_des(scenario, zero_cost_profile(), build_topology(scenario), "none", seed=2)
+    response_s = result.latency_ms.mean / 1e3
+    assert result.throughput_rps == pytest.approx(users / (response_s + think_s), rel=0.03)
+    assert 0.4 < result.throughput_rps * 0.004 < 0.9  # the server is loaded, not idle

@@ -160,10 +160,11 @@ class _Simulation:
         self.sidecar_of: dict[int, _Box] = {}
         self.ztunnel_of: dict[int, _Box] = {}
         self.waypoint_of: dict[str, _Box] = {}
+        pod_index = {pod.name: pod.index for pod in topology.pods}
         for box in self.boxes:
             p = box.proxy
             if p.kind == "sidecar":
-                self.sidecar_of[next(q.index for q in topology.pods if q.name == p.key)] = box
+                self.sidecar_of[pod_index[p.key]] = box
             elif p.kind == "ztunnel":
                 self.ztunnel_of[p.node] = box
             else:
