@@ -21,7 +21,7 @@ def pool(*, multiplexed: bool = False, idle: float = 10.0, max_requests: int | N
 def test_http1_reuses_an_idle_connection_and_opens_one_per_concurrent_request() -> None:
     p = pool()
     a, new_a = p.acquire(1.0)
-    b, new_b = p.acquire(1.5)  # a is busy: HTTP/1.1 needs a second connection
+    _, new_b = p.acquire(1.5)  # a is busy: HTTP/1.1 needs a second connection
     p.release(a, 2.0)
     c, new_c = p.acquire(3.0)
     assert (new_a, new_b, new_c) == (True, True, False)
