@@ -9,11 +9,22 @@ import pytest
 from meshsim.connections import ConnectionLedger, ConnectionPool
 
 
-def pool(*, multiplexed: bool = False, idle: float = 10.0, max_requests: int | None = None,
-         lifetime: float = math.inf, phase: float = 0.0) -> ConnectionPool:
+def pool(
+    *,
+    multiplexed: bool = False,
+    idle: float = 10.0,
+    max_requests: int | None = None,
+    lifetime: float = math.inf,
+    phase: float = 0.0,
+) -> ConnectionPool:
     return ConnectionPool(
-        multiplexed=multiplexed, max_streams=2, idle_timeout_s=idle, max_requests=max_requests,
-        cert_lifetime_s=lifetime, rotation_phase_s=phase, ledger=ConnectionLedger(0.0, 100.0),
+        multiplexed=multiplexed,
+        max_streams=2,
+        idle_timeout_s=idle,
+        max_requests=max_requests,
+        cert_lifetime_s=lifetime,
+        rotation_phase_s=phase,
+        ledger=ConnectionLedger(0.0, 100.0),
         owners=(0, 1),
     )
 

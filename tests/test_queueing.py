@@ -109,10 +109,18 @@ def test_closed_loop_obeys_the_interactive_response_time_law() -> None:
     """N users with think time Z: throughput X = N / (R + Z), R the mean response time."""
     users, think_s = 20, 0.1
     doc = base_scenario(
-        workloads=[{"name": "app", "concurrency": 1,
-                    "service_time": {"dist": "exponential", "mean_ms": 4}}],
-        traffic={"entry": "app", "closed_loop": {"users": users, "think_time": {
-            "dist": "exponential", "mean_ms": think_s * 1e3}}, "duration_s": 120, "warmup_s": 10},
+        workloads=[
+            {"name": "app", "concurrency": 1, "service_time": {"dist": "exponential", "mean_ms": 4}}
+        ],
+        traffic={
+            "entry": "app",
+            "closed_loop": {
+                "users": users,
+                "think_time": {"dist": "exponential", "mean_ms": think_s * 1e3},
+            },
+            "duration_s": 120,
+            "warmup_s": 10,
+        },
     )
     scenario = scenario_of(doc)
     result = simulate_des(scenario, zero_cost_profile(), build_topology(scenario), "none", seed=2)
