@@ -428,63 +428,72 @@ def _grid(
     return xs, ys, z
 
 
+def _target_note(z: np.ndarray) -> str:
+    reached = np.nanmax(z) >= TARGET_SAVING
+    if reached and np.nanmin(z) < TARGET_SAVING:
+        return "red dashed line: where the saving reaches 90%"
+    return "the saving is at least 90% everywhere" if reached else "the saving never reaches 90%"
+
+
+def _heat(ax: Axes, table: SweepTable, metric: str, mode: str, combo: dict[str, Any]) -> Any:
+    """Draw one saving heat map (cells labelled in %) with its 90% contour; the image."""
+    xs, ys, z = _grid(table, metric, mode, combo)
+    image = ax.imshow(z * 100, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=100)
+    for (j, i), value in np.ndenumerate(z):
+        if not np.isnan(value):
+            shade = "white" if value < 0.6 else "black"
+            ax.text(i, j, f"{value * 100:.0f}", ha="center", va="center", fontsize=7, color=shade)
+    if np.nanmin(z) < TARGET_SAVING <= np.nanmax(z) and len(xs) > 1 and len(ys) > 1:
+        # Contour over cell centres; a missing cell counts as "not reached".
+        grid = np.nan_to_num(z, nan=-1.0)
+        ax.contour(range(len(xs)), range(len(ys)), grid, levels=[TARGET_SAVING],
+                   colors="#d62728", linestyles="--", linewidths=2.2)  # fmt: skip
+    ax.set_xticks(range(len(xs)), [_label(v) for v in xs])
+    ax.set_yticks(range(len(ys)), [_label(v) for v in ys])
+    ax.set_xlabel(_axis_label(table.parameters[0]))
+    ax.set_ylabel(_axis_label(table.parameters[1]))
+    return image
+
+
 def sweep_heatmap(table: SweepTable, metric: str, mode: str, combo: dict[str, Any]) -> Chart | None:
     """A saving over the first two parameters, with the contour where it reaches 90%."""
-    x_name, y_name = table.parameters[0], table.parameters[1]
-    xs, ys, z = _grid(table, metric, mode, combo)
+    z = _grid(table, metric, mode, combo)[2]
     if np.isnan(z).all():
         return None
     label = SAVING_LABELS[metric]
     where = _where(combo)
     title = f"{mode}: {label}" + (f" ({where})" if where else "")
-    reached = np.nanmax(z) >= TARGET_SAVING
-    note = (
-        "dashed line: where the saving reaches 90%"
-        if reached and np.nanmin(z) < TARGET_SAVING
-        else (
-            "the saving is at least 90% everywhere" if reached else "the saving never reaches 90%"
-        )
-    )
-    fig = _figure(title, _sweep_caption(table, note), size=(7.5, 5.5))
+    fig = _figure(title, _sweep_caption(table, _target_note(z)), size=(7.5, 5.5))
     ax = fig.subplots()
-    image = ax.imshow(
-        z * 100,
-        origin="lower",
-        aspect="auto",
-        cmap="viridis",
-        vmin=0,
-        vmax=100,
-        interpolation="nearest",
+    image = _heat(ax, table, metric, mode, combo)
+    fig.colorbar(image, ax=ax).set_label(f"{label} (%)")
+    return Chart(f"sweep-{metric}-heatmap-{mode}{_suffix(combo)}", title, fig)
+
+
+def sweep_overview(table: SweepTable, combo: dict[str, Any]) -> Chart | None:
+    """The headline chart: data-plane CPU and memory savings of each ambient mode against
+    sidecars over the first two parameters, a panel each, with the 90% contours."""
+    modes = _saving_modes(table)
+    metrics = ("mesh_cpu_saving", "mesh_memory_saving")
+    if not modes:
+        return None
+    where = _where(combo)
+    title = "Where ambient saves 90% of the data plane's CPU and memory" + (
+        f" ({where})" if where else ""
     )
-    colorbar = fig.colorbar(image, ax=ax)
-    colorbar.set_label(f"{label} (%)")
-    for (j, i), value in np.ndenumerate(z):
-        if not np.isnan(value):
-            ax.text(
-                i,
-                j,
-                f"{value * 100:.0f}",
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if value < 0.6 else "black",
-            )
-    if np.nanmin(z) < TARGET_SAVING <= np.nanmax(z) and len(xs) > 1 and len(ys) > 1:
-        ax.contour(
-            np.arange(len(xs)),
-            np.arange(len(ys)),
-            np.nan_to_num(z, nan=-1.0),
-            levels=[TARGET_SAVING],
-            colors="white",
-            linestyles="--",
-            linewidths=2,
-        )
-    ax.set_xticks(range(len(xs)), [_label(v) for v in xs])
-    ax.set_yticks(range(len(ys)), [_label(v) for v in ys])
-    ax.set_xlabel(_axis_label(x_name))
-    ax.set_ylabel(_axis_label(y_name))
-    stem = f"sweep-{metric}-heatmap-{mode}{_suffix(combo)}"
-    return Chart(stem, title, fig)
+    note = "red dashed lines: 90% saving; numbers: saving in % of the sidecar data plane"
+    size = (11.0, 4.2 * len(modes) + 0.8)
+    fig = _figure(title, _sweep_caption(table, note), size=size)
+    axes = fig.subplots(len(modes), len(metrics), squeeze=False)
+    image = None
+    for row, mode in enumerate(modes):
+        for col, metric in enumerate(metrics):
+            ax = axes[row][col]
+            image = _heat(ax, table, metric, mode, combo)
+            ax.set_title(f"{mode}: {SAVING_LABELS[metric]}", fontsize=10)
+    assert image is not None
+    fig.colorbar(image, ax=axes, shrink=0.8).set_label("saving vs sidecar (%)")
+    return Chart(f"sweep-overview{_suffix(combo)}", title, fig)
 
 
 AXIS_UNITS = {
@@ -510,13 +519,17 @@ def _axis_label(name: str) -> str:
 
 
 def sweep_charts(table: SweepTable) -> list[Chart]:
+    """For each combination of the third and later parameters: the overview, a heat map
+    per saving and mode (first two parameters as axes), and curves over the first."""
     if not table.rows or not table.parameters or "sidecar" not in table.values("mode"):
         return []
-    fixed = table.parameters[2:]
+    two_d = len(table.parameters) > 1
     charts: list[Chart | None] = []
-    for combo in _slices(table, fixed):
+    for combo in _slices(table, table.parameters[2:]):
+        if two_d:
+            charts.append(sweep_overview(table, combo))
         for metric in ("mesh_cpu_saving", "mesh_memory_saving"):
-            if len(table.parameters) > 1:
+            if two_d:
                 charts += [sweep_heatmap(table, metric, m, combo) for m in _saving_modes(table)]
             charts.append(sweep_curves(table, metric, combo))
     return [c for c in charts if c is not None]

@@ -15,6 +15,7 @@ __all__ = ["plot", "report", "sweep"]
 
 BAD_INPUT = 2
 POINTS_FAILED = 1
+INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C
 
 _paths = click.argument(
     "results", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)
@@ -129,15 +130,24 @@ def sweep(
         if outcome is not None and outcome.error is not None:
             bar.console.print(f"[red]failed[/red] {outcome.point.params}: {outcome.error}")
 
-    with bar:
-        summary = run_sweep(
-            plan,
-            out_dir,
-            executor="dask" if executor == "dask" else "local",
-            workers=workers,
-            scheduler=scheduler,
-            progress=progress,
+    try:
+        with bar:
+            summary = run_sweep(
+                plan,
+                out_dir,
+                executor="dask" if executor == "dask" else "local",
+                workers=workers,
+                scheduler=scheduler,
+                progress=progress,
+            )
+    except KeyboardInterrupt:
+        done = int(bar.tasks[0].completed)
+        click.echo(
+            f"interrupted: {done} of {len(plan.points)} points finished and kept in {out_dir}; "
+            "run the same command again to finish the rest",
+            err=True,
         )
+        sys.exit(INTERRUPTED)
     stderr.print(
         f"{summary.total} points: {summary.skipped} already finished, {summary.ran} run, "
         f"{len(summary.failed)} failed; table {summary.table}",

@@ -1,0 +1,238 @@
+"""Sweeps: parameter paths, named parameters, seeds, executors, resuming and failures."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from meshsim.loader import InputError
+from meshsim.scenario import Scenario
+from meshsim.sweep import (
+    SweepPlan,
+    _visits_per_entry,
+    apply_point,
+    check_path,
+    load_sweep,
+    point_seed,
+    run_sweep,
+)
+
+SWEEPS = Path(__file__).resolve().parent.parent / "scenarios" / "sweeps"
+BASE = SWEEPS / "smoke-base.yaml"
+MESHSIM = [sys.executable, "-c", "from meshsim.cli import main; main()"]
+
+
+def write_sweep(tmp_path: Path, body: str, name: str = "sweep.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(f"name: t\nscenario: {BASE}\n" + textwrap.dedent(body), encoding="utf-8")
+    return path
+
+
+def table_rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+# ---- paths and parameters ------------------------------------------------------------------
+
+
+def test_check_path_accepts_schema_paths() -> None:
+    for path in (
+        "traffic.open_loop.rate_rps",
+        "workloads[*].replicas",
+        "workloads[0].calls[*].response_bytes",
+        "cluster.nodes",
+        "mesh.waypoint_scope",
+        "mesh.pool.idle_timeout_s",
+    ):
+        check_path(path)
+
+
+def test_check_path_explains_an_unknown_key() -> None:
+    with pytest.raises(ValueError, match=r"unknown key 'replica' under 'workloads\[\*\]' "
+                       r"\(did you mean 'replicas'\?\)"):  # fmt: skip
+        check_path("workloads[*].replica")
+
+
+def test_check_path_refuses_an_index_on_a_mapping() -> None:
+    with pytest.raises(ValueError, match=r"'traffic' is not a list, so it takes no index"):
+        check_path("traffic[0].entry")
+
+
+def test_bad_sweep_file_errors_carry_file_line_and_column(tmp_path: Path) -> None:
+    path = write_sweep(
+        tmp_path,
+        """\
+        grid:
+          pods_per_nod: [1, 2]
+          workloads[*].replica: [1]
+        """,
+    )
+    with pytest.raises(InputError) as err:
+        load_sweep(path)
+    lines = str(err.value).splitlines()
+    assert lines[0].startswith(f"{path}:4:3: grid.pods_per_nod: unknown parameter 'pods_per_nod'")
+    assert "(did you mean 'pods_per_node'?)" in lines[0]
+    assert lines[1].startswith(f"{path}:5:3: grid.workloads[*].replica: 'workloads[*].replica'")
+
+
+def test_unknown_engine_is_an_input_error(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, "engine: warp\ngrid: {pods_per_node: [1]}\n")
+    with pytest.raises(InputError, match=r":3:9: engine: unknown engine 'warp'; expected one"):
+        load_sweep(path)
+
+
+def plan_of(tmp_path: Path, body: str) -> SweepPlan:
+    return load_sweep(write_sweep(tmp_path, body))
+
+
+def test_pods_per_node_spreads_replicas_over_workloads(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, "grid: {pods_per_node: [3]}\n")
+    doc = apply_point(plan.base, {"pods_per_node": 3}, plan.spec)
+    # 3 pods per node x 2 nodes = 6 pods over 2 workloads.
+    assert [w["replicas"] for w in doc["workloads"]] == [3, 3]
+    doc = apply_point(plan.base, {"pods_per_node": 2, "call_depth": 0}, plan.spec)
+    assert [w["replicas"] for w in doc["workloads"]] == [2, 2]
+    assert doc["workloads"][0]["calls"] == []
+    assert plan.base["workloads"][0]["calls"], "the base scenario must not change"
+
+
+def test_rps_per_pod_sets_the_entry_rate_from_the_call_graph(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, "grid: {rps_per_pod: [40]}\n")
+    doc = apply_point(plan.base, {"pods_per_node": 3, "rps_per_pod": 40}, plan.spec)
+    # api is visited once per entry request, db with probability 0.5: 1.5 visits per
+    # entry request over 6 pods, so each pod serves rate * 1.5 / 6 = 40 req/s.
+    assert _visits_per_entry(doc) == {"api": 1.0, "db": 0.5}
+    assert doc["traffic"]["open_loop"]["rate_rps"] == pytest.approx(40 * 6 / 1.5)
+    Scenario.model_validate(doc)
+
+
+def test_a_named_parameter_sets_every_path_it_lists(tmp_path: Path) -> None:
+    plan = plan_of(
+        tmp_path,
+        """\
+        parameters:
+          payload_bytes: {paths: [traffic.response_bytes, "workloads[*].calls[*].response_bytes"]}
+        grid: {payload_bytes: [8192]}
+        """,
+    )
+    doc = apply_point(plan.base, {"payload_bytes": 8192, "mode": "ambient"}, plan.spec)
+    assert doc["traffic"]["response_bytes"] == 8192
+    assert doc["workloads"][0]["calls"][0]["response_bytes"] == 8192
+    assert doc["mesh"]["modes"] == ["ambient"]
+
+
+def test_modes_of_a_point_share_its_seed_and_points_differ(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, "grid: {pods_per_node: [1, 2]}\n")
+    # no mode in the grid: every mode of the base scenario, in its order
+    modes = [p.params["mode"] for p in plan.points]
+    assert modes == ["none", "sidecar", "ambient", "ambient-waypoint"] * 2
+    seeds = {p.params["pods_per_node"]: set() for p in plan.points}
+    for p in plan.points:
+        seeds[p.params["pods_per_node"]].add(p.seed)
+    assert all(len(s) == 1 for s in seeds.values())
+    assert seeds[1] != seeds[2]
+    assert point_seed(0, {"a": 1, "mode": "x"}) == point_seed(0, {"a": 1, "mode": "y"})
+    assert point_seed(0, {"a": 1}) != point_seed(1, {"a": 1})
+
+
+# ---- running ---------------------------------------------------------------------------------
+
+SMALL = """\
+seed: 4
+grid:
+  pods_per_node: [1, 2]
+  mode: [none, sidecar, ambient]
+"""
+
+
+def test_local_and_dask_executors_give_identical_tables(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, SMALL)
+    local = run_sweep(plan, tmp_path / "local", executor="local", workers=2)
+    dask = run_sweep(plan, tmp_path / "dask", executor="dask", workers=2)
+    assert (local.ran, dask.ran, local.failed, dask.failed) == (6, 6, [], [])
+    text = local.table.read_text()
+    assert text == dask.table.read_text()
+    rows = table_rows(text)
+    assert [(r["pods_per_node"], r["mode"]) for r in rows] == [
+        (str(n), m) for n in (1, 2) for m in ("none", "sidecar", "ambient")
+    ]
+    for row in rows:
+        side = next(
+            r for r in rows if r["mode"] == "sidecar" and r["pods_per_node"] == row["pods_per_node"]
+        )
+        saving = 1 - float(row["cpu_total_cores"]) / float(side["cpu_total_cores"])
+        assert float(row["cpu_saving"]) == pytest.approx(saving, rel=1e-12)
+        if row["mode"] == "none":  # no proxies: the whole data plane is saved
+            assert float(row["mesh_cpu_saving"]) == 1.0
+            assert float(row["mesh_memory_saving"]) == 1.0
+            assert float(row["p99_overhead_ms"]) == 0.0
+
+
+def test_a_failed_point_is_reported_and_the_others_finish(tmp_path: Path) -> None:
+    # 120 pods per node do not fit (110 pods per node at most): that point fails.
+    plan = plan_of(tmp_path, "grid:\n  pods_per_node: [1, 120]\n  mode: [sidecar, ambient]\n")
+    out = tmp_path / "out"
+    summary = run_sweep(plan, out, workers=2)
+    assert (summary.ran, len(summary.failed)) == (4, 2)
+    assert {f.point.params["pods_per_node"] for f in summary.failed} == {120}
+    assert all("invalid scenario: workloads[0].replicas" in str(f.error) for f in summary.failed)
+    failures = sorted((out / "failures").glob("*.json"))
+    assert [json.loads(f.read_text())["params"]["pods_per_node"] for f in failures] == [120, 120]
+    assert len(table_rows(summary.table.read_text())) == 2
+    again = run_sweep(plan, out, workers=1)  # only the failed points are tried again
+    assert (again.skipped, again.ran, len(again.failed)) == (2, 2, 2)
+
+
+def test_an_interrupted_sweep_finishes_only_the_missing_points(tmp_path: Path) -> None:
+    sweep = write_sweep(
+        tmp_path,
+        "seed: 2\ngrid:\n  rps_per_pod: [20, 30, 40, 50, 60, 70]\n  mode: [sidecar, ambient]\n",
+    )
+    out = tmp_path / "out"
+    cmd = [*MESHSIM, "sweep", str(sweep), "--out", str(out)]
+    proc = subprocess.Popen(
+        [*cmd, "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    points = out / "points"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if points.is_dir() and len(list(points.glob("*.json"))) >= 2:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0, "the sweep was interrupted, so it must not report success"
+    done_before = {p.name: p.stat().st_mtime_ns for p in points.glob("*.json")}
+    assert 2 <= len(done_before) < 12
+    plan = load_sweep(sweep)
+    summary = run_sweep(plan, out, workers=2)
+    assert (summary.skipped, summary.ran, summary.failed) == (
+        len(done_before),
+        12 - len(done_before),
+        [],
+    )
+    for name, mtime in done_before.items():  # finished points were not run again
+        assert (points / name).stat().st_mtime_ns == mtime
+    fresh = run_sweep(plan, tmp_path / "fresh", workers=2)
+    assert summary.table.read_text() == fresh.table.read_text()
+
+
+def test_sweep_command_reports_progress_and_resumes(tmp_path: Path) -> None:
+    env = {**os.environ, "COLUMNS": "120"}
+    cmd = [*MESHSIM, "sweep", str(SWEEPS / "smoke.yaml")]
+    cmd += ["--out", str(tmp_path / "out"), "--workers", "2"]
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert "12 points: 0 already finished, 12 run, 0 failed" in first.stderr
+    second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert "12 points: 12 already finished, 0 run, 0 failed" in second.stderr
