@@ -330,6 +330,7 @@ def savings(run: RunResult) -> Chart | None:
         ax.bar_label(bars, fmt="%.0f%%", fontsize=7, padding=1)
     labels = [SAVING_LABELS[n].replace(" vs sidecar", "").replace(" (", "\n(") for n in names]
     ax.set_xticks(x, labels, fontsize=8)
+    ax.set_xlabel("figure compared (data plane: proxies only; cluster: apps and proxies)")
     ax.axhline(0, color="black", lw=0.8)
     ax.axhline(TARGET_SAVING * 100, color="#999999", ls="--", lw=0.8)
     ax.set_ylabel("saving vs sidecar (% of the sidecar mode's figure)")

@@ -75,16 +75,18 @@ def _pct(value: float) -> str:
 
 
 def find_scenario(name: str, near: Sequence[Path]) -> Path | None:
-    """A scenario file whose `name` is `name`: next to the results, then in scenarios/."""
-    folders = [*near, Path.cwd() / "scenarios", REPO_ROOT / "scenarios"]
-    for folder in folders:
-        for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
-            try:
-                doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except (OSError, yaml.YAMLError):
-                continue
-            if isinstance(doc, dict) and doc.get("name") == name and "workloads" in doc:
-                return path
+    """A scenario file whose `name` is `name`: next to the results, then anywhere under
+    scenarios/ (of the working directory, then of the repository)."""
+    candidates = [p for folder in near if folder.is_dir() for p in sorted(folder.glob("*.yaml"))]
+    for root in (Path.cwd() / "scenarios", REPO_ROOT / "scenarios"):
+        candidates += sorted(root.rglob("*.yaml")) if root.is_dir() else []
+    for path in candidates:
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(doc, dict) and doc.get("name") == name and "workloads" in doc:
+            return path
     return None
 
 

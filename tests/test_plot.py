@@ -1,0 +1,173 @@
+"""Charts: inputs are found and read back exactly; every chart is titled, labelled, captioned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from matplotlib.contour import ContourSet
+
+from meshsim.cli import main
+from meshsim.loader import load_scenario
+from meshsim.plots import (
+    Chart,
+    SweepTable,
+    calibration_errors,
+    charts_for,
+    load_inputs,
+    save_chart,
+    sweep_heatmap,
+)
+from meshsim.results import LatencyMs, RunResult, load_run, result_files, write_results
+from meshsim.run import simulate
+
+SMOKE = Path(__file__).resolve().parent.parent / "scenarios" / "sweeps" / "smoke-base.yaml"
+
+
+@pytest.fixture(scope="module")
+def run() -> RunResult:
+    scenario, profile = load_scenario(SMOKE)
+    return simulate(scenario, profile, seed=3)
+
+
+def caption_of(chart: Chart) -> str:
+    return " ".join(t.get_text() for t in chart.figure.texts)
+
+
+def assert_labelled(chart: Chart, *names: str) -> None:
+    fig = chart.figure
+    assert fig._suptitle is not None and fig._suptitle.get_text() == chart.title
+    caption = " ".join(t.get_text() for t in fig.texts)
+    for name in names:
+        assert name in caption, f"{chart.stem}: caption must name {name!r}"
+    for ax in fig.axes:
+        if ax.get_label() == "<colorbar>":
+            assert ax.get_ylabel(), f"{chart.stem}: colour bar without a label"
+            continue
+        if ax.axison:
+            assert ax.get_xlabel() and ax.get_ylabel(), f"{chart.stem}: unlabelled axes"
+
+
+def test_a_results_folder_reads_back_to_the_same_files(run: RunResult, tmp_path: Path) -> None:
+    write_results(run, tmp_path)
+    again = load_run(tmp_path / f"{run.file_stem()}.json")
+    assert result_files(again) == result_files(run)
+    assert again.modes["sidecar"].histogram == run.modes["sidecar"].histogram
+
+
+def test_run_charts_are_titled_labelled_and_captioned(run: RunResult, tmp_path: Path) -> None:
+    write_results(run, tmp_path / "res")
+    inputs = load_inputs([tmp_path / "res"])
+    assert (len(inputs.runs), inputs.sweeps, inputs.calibrations) == (1, [], [])
+    charts = charts_for(inputs)
+    stem = run.file_stem()
+    assert [c.stem for c in charts] == [
+        f"{stem}-latency-cdf",
+        f"{stem}-latency-percentiles",
+        f"{stem}-resources",
+        f"{stem}-savings",
+    ]
+    for chart in charts:
+        assert_labelled(chart, "Scenario: smoke", "profile: istio-1.24")
+    png, svg = save_chart(charts[0], tmp_path / "charts")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
+
+
+def test_the_cdf_ends_at_one_for_every_mode(run: RunResult) -> None:
+    cdf = charts_for(load_inputs_from(run))[0]
+    lines = cdf.figure.axes[0].get_lines()
+    modes = [line.get_label() for line in lines if not str(line.get_label()).startswith("_")]
+    assert modes == ["none", "sidecar", "ambient", "ambient-waypoint"]
+    for line in lines:
+        if not str(line.get_label()).startswith("_"):
+            assert np.asarray(line.get_ydata())[-1] == pytest.approx(1.0)
+
+
+def load_inputs_from(run: RunResult) -> object:
+    from meshsim.plots import Inputs
+
+    return Inputs(runs=[run])
+
+
+def synthetic_table(values: dict[tuple[int, int], float]) -> SweepTable:
+    rows = []
+    for (x, y), saving in values.items():
+        for mode in ("sidecar", "ambient"):
+            rows.append(
+                {
+                    "a": x,
+                    "b": y,
+                    "mode": mode,
+                    "mesh_cpu_saving": saving if mode != "sidecar" else 0.0,
+                }
+            )
+    meta = {
+        "sweep": "syn",
+        "scenario": "s",
+        "profile": "p",
+        "engine": "des",
+        "columns": ["a", "b", "mode"],
+    }
+    return SweepTable(folder=Path("."), meta=meta, rows=rows)
+
+
+def contours(chart: Chart) -> list[ContourSet]:
+    return [c for c in chart.figure.axes[0].collections if isinstance(c, ContourSet)]
+
+
+def test_heat_map_draws_the_90_percent_contour_only_where_it_is_crossed() -> None:
+    crossing = synthetic_table({(1, 1): 0.5, (2, 1): 0.95, (1, 2): 0.6, (2, 2): 0.97})
+    chart = sweep_heatmap(crossing, "mesh_cpu_saving", "ambient", {})
+    assert chart is not None and len(contours(chart)) == 1
+    assert "red dashed line: where the saving reaches 90%" in caption_of(chart)
+    assert_labelled(chart, "scenario: s", "profile: p")
+    below = synthetic_table({(1, 1): 0.5, (2, 1): 0.8, (1, 2): 0.6, (2, 2): 0.7})
+    chart = sweep_heatmap(below, "mesh_cpu_saving", "ambient", {})
+    assert chart is not None and contours(chart) == []
+    assert "the saving never reaches 90%" in caption_of(chart)
+
+
+def test_a_measured_run_next_to_a_simulated_one_is_a_calibration(
+    run: RunResult, tmp_path: Path
+) -> None:
+    # The measured run reads 25% higher latencies than simulated, everything else equal.
+    modes = {}
+    for mode, result in run.modes.items():
+        slower = LatencyMs(**{k: v * 1.25 for k, v in result.latency_ms.model_dump().items()})
+        modes[mode] = result.model_copy(update={"latency_ms": slower})
+    measured = run.model_copy(update={"kind": "measured", "engine": "local", "modes": modes})
+    write_results(run, tmp_path / "sim")
+    write_results(measured, tmp_path / "meas")
+    inputs = load_inputs([tmp_path / "sim", tmp_path / "meas"])
+    assert len(inputs.calibrations) == 1 and inputs.runs == [inputs.calibrations[0][1]]
+    errors = calibration_errors(*inputs.calibrations[0])
+    latency = [e for e in errors if e[0] == "latency (ms)"]
+    assert len(latency) == 4 * 4  # four percentiles in four modes
+    for _, _, _, meas, sim, error in errors:
+        expected = 1 / 1.25 - 1 if meas != sim else 0.0
+        assert error == pytest.approx(expected)
+    stems = [c.stem for c in charts_for(inputs)]
+    assert stems[-1] == f"{run.file_stem()}-calibration"
+    scatter = charts_for(inputs)[-1]
+    assert_labelled(scatter, "Scenario: smoke", "profile: istio-1.24")
+    assert "error band ±20.0%" in " ".join(
+        t.get_text() for t in scatter.figure.axes[0].get_legend().get_texts()
+    )
+
+
+def test_plot_command_writes_png_and_svg(run: RunResult, tmp_path: Path) -> None:
+    write_results(run, tmp_path / "res")
+    result = CliRunner().invoke(main, ["plot", str(tmp_path / "res"), "-o", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (tmp_path / "c").iterdir())
+    assert len(names) == 8 and f"{run.file_stem()}-savings.svg" in names
+
+
+def test_plot_command_refuses_what_it_cannot_read(tmp_path: Path) -> None:
+    (tmp_path / "x.txt").write_text("hello")
+    result = CliRunner().invoke(main, ["plot", str(tmp_path / "x.txt"), "-o", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "not a run summary JSON, a results folder or a sweep folder" in result.output

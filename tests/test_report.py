@@ -1,0 +1,64 @@
+"""The HTML report: self-contained, with the scenario, table, charts and profile sources."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from meshsim.cli import main
+from meshsim.loader import load_scenario
+from meshsim.plots import charts_for, load_inputs
+from meshsim.report import find_scenario
+from meshsim.results import RunResult, write_results
+from meshsim.run import simulate
+from meshsim.sweep import load_sweep, run_sweep
+
+SWEEPS = Path(__file__).resolve().parent.parent / "scenarios" / "sweeps"
+
+
+@pytest.fixture(scope="module")
+def run() -> RunResult:
+    scenario, profile = load_scenario(SWEEPS / "smoke-base.yaml")
+    return simulate(scenario, profile, seed=3)
+
+
+def report_of(paths: list[Path], out: Path) -> str:
+    result = CliRunner().invoke(main, ["report", *map(str, paths), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    return out.read_text(encoding="utf-8")
+
+
+def test_report_of_a_run_holds_everything_inline(run: RunResult, tmp_path: Path) -> None:
+    write_results(run, tmp_path / "res")
+    page = report_of([tmp_path / "res"], tmp_path / "report.html")
+    images = re.findall(r'<img alt="[^"]*" src="([^"]*)"', page)
+    assert len(images) == len(charts_for(load_inputs([tmp_path / "res"]))) == 4
+    assert all(src.startswith("data:image/png;base64,") for src in images)
+    assert not re.search(r'(src|href)="(https?:)?//', page), "nothing may load from elsewhere"
+    # the scenario in brief (found in scenarios/sweeps by its name), the table, the sources
+    assert "Client -&gt; api -&gt; db on two nodes" in page
+    assert "2 services, 2 app pods, 1 call edges" in page
+    assert "<th>ambient-waypoint</th>" in page
+    assert "data-plane CPU saving vs sidecar" in page
+    assert "sidecar.cpu.per_request_us.outbound" in page
+    assert "minus 2 x 1 KiB x per_kib_us" in page  # a source string from the profile
+
+
+def test_report_of_a_sweep_summarises_the_savings(tmp_path: Path) -> None:
+    plan = load_sweep(SWEEPS / "smoke.yaml")
+    run_sweep(plan, tmp_path / "sweep", workers=2)
+    page = report_of([tmp_path / "sweep"], tmp_path / "report.html")
+    assert "Sweep: smoke" in page and "12 of 12 points finished" in page
+    assert "<td>pods_per_node</td><td>1, 3</td>" in page
+    assert "Every point (12 rows)" in page
+    assert page.count("data:image/png;base64,") == 7  # overview, 4 heat maps, 2 curves
+
+
+def test_find_scenario_matches_by_name_not_file_name(tmp_path: Path) -> None:
+    (tmp_path / "other.yaml").write_text("name: smoke\nworkloads: []\n")
+    assert find_scenario("smoke", [tmp_path]) == tmp_path / "other.yaml"
+    assert find_scenario("smoke", []) == SWEEPS / "smoke-base.yaml"
+    assert find_scenario("no-such-scenario", [tmp_path]) is None
