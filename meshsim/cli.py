@@ -15,7 +15,7 @@ from meshsim import __version__
 from meshsim.loader import InputError, load_scenario
 from meshsim.render import print_run
 from meshsim.results import write_results
-from meshsim.run import ENGINES, simulate
+from meshsim.run import ENGINES, choose_engine, simulate
 from meshsim.scenario import MODES, Mode, Scenario
 
 __all__ = ["main"]
@@ -74,7 +74,13 @@ def main() -> None:
     help="Mode to run (repeatable); default: the scenario's modes.",
 )
 @click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
-@click.option("--engine", type=click.Choice(ENGINES), default="des", show_default=True)
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="auto",
+    show_default=True,
+    help="des: exact, per event; vector: numpy, for large scenarios; auto: picks by size.",
+)
 @click.option(
     "--out",
     "out_dir",
@@ -97,6 +103,10 @@ def run(
         _fail(err)
     chosen = list(modes) or list(scenario.mesh.modes)
     stderr = Console(stderr=True)
+    if engine == "auto":  # with --json, the summary's "engine" says which was picked
+        engine, why = choose_engine(scenario, chosen)
+        if not as_json:
+            stderr.print(f"engine auto: picked {engine} ({why})", highlight=False)
     progress = _LazyProgress(stderr, list(chosen))
     try:
         result = simulate(

@@ -7,14 +7,18 @@ from dataclasses import dataclass
 
 from meshsim import __version__
 from meshsim.engines import simulate_des
+from meshsim.engines.vector import expected_queue_visits
+from meshsim.engines.vector import simulate_mode as simulate_vector
 from meshsim.profile import Profile
 from meshsim.results import ByComponent, ModeResult, RunResult
 from meshsim.scenario import Mode, Scenario
 from meshsim.topology import build_topology
 
-__all__ = ["ENGINES", "ModeProgress", "simulate"]
+__all__ = ["ENGINES", "ModeProgress", "choose_engine", "simulate"]
 
-ENGINES = ("des",)
+ENGINES = ("des", "vector", "auto")
+# `auto` runs the vector engine above this many queue visits (about 10 s of the DES engine).
+AUTO_VECTOR_VISITS = 1_000_000
 ModeProgress = Callable[[Mode, float], None]
 
 
@@ -42,8 +46,11 @@ def simulate(
 ) -> RunResult:
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; expected one of: {', '.join(ENGINES)}")
-    topology = build_topology(scenario)
     chosen = list(modes) if modes else list(scenario.mesh.modes)
+    if engine == "auto":
+        engine = choose_engine(scenario, chosen)[0]
+    simulate_mode = simulate_vector if engine == "vector" else simulate_des
+    topology = build_topology(scenario)
     run_seed = scenario.seed if seed is None else seed
     results: dict[str, ModeResult] = {}
     for mode in chosen:
@@ -52,7 +59,7 @@ def simulate(
             if progress is not None:
                 progress(mode, fraction)
 
-        results[mode] = simulate_des(
+        results[mode] = simulate_mode(
             scenario, profile, topology, mode, seed=run_seed, progress=tick if progress else None
         )
     return RunResult(
@@ -63,6 +70,14 @@ def simulate(
         profile=profile.name,
         modes=results,
     )
+
+
+def choose_engine(scenario: Scenario, modes: Sequence[Mode]) -> tuple[str, str]:
+    """The engine `auto` runs, and why: vector for large scenarios, DES otherwise."""
+    visits = max(expected_queue_visits(scenario, mode) for mode in modes)
+    if visits > AUTO_VECTOR_VISITS:
+        return "vector", f"about {visits:,.0f} queue visits per mode"
+    return "des", f"about {visits:,.0f} queue visits per mode"
 
 
 def _saving(base: float, value: float) -> float | None:
