@@ -18,22 +18,18 @@ import math
 import zlib
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import simpy
 
+from meshsim.accounting import WindowTally, component_usages, mode_result
 from meshsim.connections import Connection, ConnectionLedger, ConnectionPool
-from meshsim.costs import Role, app_call_cpu_s, pass_cost, proxy_memory_mib, usd_per_month
+from meshsim.costs import Role, app_call_cpu_s, pass_cost
 from meshsim.distributions import Constant, Distribution
 from meshsim.profile import Profile, ProxyCost
 from meshsim.results import (
-    ByComponent,
-    ComponentUsage,
-    LatencyHistogram,
     ModeResult,
-    ProxyCounts,
-    latency_summary,
 )
 from meshsim.scenario import Call, Mode, Scenario
 from meshsim.topology import Pod, Proxy, Topology
@@ -567,81 +563,21 @@ class _Simulation:
             pool.finish(end)
             for owner in pool.owners:
                 conn_s[owner] += pool.owner_seconds
-        usages = self._usages(window, conn_s)
-        cpu = {
-            k: sum(u.cpu_cores for u in usages if u.kind == k)
-            for k in ("app", "sidecar", "ztunnel", "waypoint")
-        }
-        mem = {
-            k: sum(u.memory_mib for u in usages if u.kind == k)
-            for k in ("app", "sidecar", "ztunnel", "waypoint")
-        }
-        cpu_cores, memory = ByComponent.from_parts(cpu), ByComponent.from_parts(mem)
-        lat = np.asarray(self.latencies)
-        counts = {
-            k: sum(1 for p in self.proxies if p.kind == k)
-            for k in ("sidecar", "ztunnel", "waypoint")
-        }
-        connections = self.tls_ledger.connection_seconds + self.tcp_ledger.connection_seconds
-        return ModeResult(
-            requests=len(self.latencies) + self.outstanding,
-            errors=self.outstanding,
-            throughput_rps=len(self.latencies) / window,
-            latency_ms=latency_summary(lat),
-            cpu_cores=cpu_cores,
-            memory_mib=memory,
-            handshakes_per_s=self.tls_ledger.handshakes / window,
-            connections_open=connections / window,
-            proxies=ProxyCounts(**counts),
-            cost_usd_month=usd_per_month(self.scenario.price, cpu_cores.total, memory.total),
-            window_s=window,
-            components=usages,
-            histogram=LatencyHistogram.from_latencies_s(lat),
+        tally = WindowTally(self.cpu_s, self.resid_s, conn_s, self.handshakes)
+        usages = component_usages(
+            self.scenario, self.profile, self.topology, self.proxies, tally, window
         )
-
-    def _usages(self, window: float, conn_s: list[float]) -> list[ComponentUsage]:
-        nodes = self.topology.nodes
-        app = self.profile.app
-        out = []
-        for pod in self.topology.pods:
-            i = pod.index
-            workload = self.workloads.get(pod.workload)
-            conns, inflight = conn_s[i] / window, self.resid_s[i] / window
-            kind: Literal["app", "loadgen"] = "app" if workload else "loadgen"
-            memory = 0.0
-            if workload is not None:
-                memory = (
-                    workload.memory_mib
-                    + (app.per_connection_kib.value * conns + app.per_inflight_kib.value * inflight)
-                    / 1024
-                )
-            out.append(
-                ComponentUsage(
-                    name=pod.name,
-                    kind=kind,
-                    node=nodes[pod.node].name,
-                    cpu_cores=self.cpu_s[i] / window if kind == "app" else 0.0,
-                    memory_mib=memory,
-                    handshakes=self.handshakes[i],
-                    connections_open=conns,
-                )
-            )
-        for box in self.boxes:
-            i, proxy = box.comp, box.proxy
-            conns, inflight = conn_s[i] / window, self.resid_s[i] / window
-            idle = box.cost.idle_millicores.value / 1000.0
-            out.append(
-                ComponentUsage(
-                    name=proxy.name,
-                    kind=proxy.kind,
-                    node=nodes[proxy.node].name,
-                    cpu_cores=self.cpu_s[i] / window + idle,
-                    memory_mib=proxy_memory_mib(box.cost, proxy, conns, inflight),
-                    handshakes=self.handshakes[i],
-                    connections_open=conns,
-                )
-            )
-        return out
+        connections = self.tls_ledger.connection_seconds + self.tcp_ledger.connection_seconds
+        return mode_result(
+            self.scenario,
+            self.proxies,
+            usages,
+            latencies_s=np.asarray(self.latencies),
+            unfinished=self.outstanding,
+            window_s=window,
+            tls_handshakes=self.tls_ledger.handshakes,
+            connection_seconds=connections,
+        )
 
 
 def simulate_mode(
