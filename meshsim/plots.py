@@ -22,9 +22,11 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from meshsim.results import COMPONENT_CLASSES, LatencyHistogram, ModeResult, RunResult, load_run
+from meshsim.run import compare
 from meshsim.scenario import MODES
 
 __all__ = [
@@ -285,29 +287,16 @@ def resources(run: RunResult) -> Chart:
     return Chart(f"{run.file_stem()}-resources", title, fig)
 
 
-def _mesh(result: ModeResult, attr: str) -> float:
-    parts = getattr(result, attr)
-    return float(parts.total - parts.app)
-
-
 def run_savings(run: RunResult) -> dict[str, dict[str, float]]:
-    """mode -> saving name -> fraction saved against the run's sidecar mode."""
-    side = run.modes.get("sidecar")
-    if side is None:
+    """mode -> saving name -> fraction saved against the run's sidecar mode (NaN: none)."""
+    if "sidecar" not in run.modes:
         return {}
     out: dict[str, dict[str, float]] = {}
     for mode in _modes(run):
-        if mode == "sidecar":
-            continue
-        r = run.modes[mode]
-        pairs = {
-            "mesh_cpu_saving": (_mesh(side, "cpu_cores"), _mesh(r, "cpu_cores")),
-            "mesh_memory_saving": (_mesh(side, "memory_mib"), _mesh(r, "memory_mib")),
-            "cpu_saving": (side.cpu_cores.total, r.cpu_cores.total),
-            "memory_saving": (side.memory_mib.total, r.memory_mib.total),
-            "cost_saving": (side.cost_usd_month, r.cost_usd_month),
-        }
-        out[mode] = {k: (b - v) / b if b > 0 else math.nan for k, (b, v) in pairs.items()}
+        if mode != "sidecar":
+            cmp = compare(run, mode)
+            values = {name: getattr(cmp, name) for name in SAVING_LABELS}
+            out[mode] = {k: math.nan if v is None else float(v) for k, v in values.items()}
     return out
 
 
@@ -384,7 +373,8 @@ def sweep_curves(table: SweepTable, metric: str, combo: dict[str, Any]) -> Chart
     label = SAVING_LABELS[metric]
     where = _where(combo)
     title = f"{label[0].upper()}{label[1:]} against {x_name}" + (f" ({where})" if where else "")
-    fig = _figure(title, _sweep_caption(table), size=(5.0 * len(modes) + 1, 4.8))
+    note = "points where a proxy ran out of worker threads are left out"
+    fig = _figure(title, _sweep_caption(table, note), size=(5.0 * len(modes) + 1, 4.8))
     axes = fig.subplots(1, len(modes), sharey=True, squeeze=False)[0]
     xs = table.values(x_name)
     numeric = all(isinstance(v, int | float) for v in xs)
@@ -397,6 +387,7 @@ def sweep_curves(table: SweepTable, metric: str, combo: dict[str, Any]) -> Chart
                 and all(r[k] == v for k, v in combo.items())
                 and (series is None or r[series] == value)
                 and not math.isnan(r[metric])
+                and _comparable(r)
             ]
             if not pts:
                 continue
@@ -417,36 +408,58 @@ def sweep_curves(table: SweepTable, metric: str, combo: dict[str, Any]) -> Chart
     return Chart(f"sweep-{metric}-curves{_suffix(combo)}", title, fig)
 
 
+def _comparable(row: dict[str, Any]) -> bool:
+    """False where a proxy of this run or of its sidecar baseline could not keep up."""
+    return row.get("saving_comparable", True) not in (False, "False")
+
+
 def _grid(
     table: SweepTable, metric: str, mode: str, combo: dict[str, Any]
-) -> tuple[list[Any], list[Any], np.ndarray]:
+) -> tuple[list[Any], list[Any], np.ndarray, np.ndarray]:
+    """Values over the first two parameters, and where they are comparable."""
     x_name, y_name = table.parameters[0], table.parameters[1]
     xs, ys = table.values(x_name), table.values(y_name)
     z = np.full((len(ys), len(xs)), np.nan)
+    ok = np.ones_like(z, dtype=bool)
     for row in table.rows:
         if row["mode"] == mode and all(row[k] == v for k, v in combo.items()):
-            z[ys.index(row[y_name]), xs.index(row[x_name])] = row[metric]
-    return xs, ys, z
+            at = ys.index(row[y_name]), xs.index(row[x_name])
+            z[at], ok[at] = row[metric], _comparable(row)
+    return xs, ys, z, ok
 
 
-def _target_note(z: np.ndarray) -> str:
-    reached = np.nanmax(z) >= TARGET_SAVING
-    if reached and np.nanmin(z) < TARGET_SAVING:
-        return "red dashed line: where the saving reaches 90%"
-    return "the saving is at least 90% everywhere" if reached else "the saving never reaches 90%"
+SATURATED_NOTE = "hatched: a proxy ran out of worker threads (saving not comparable)"
+
+
+def _target_note(z: np.ndarray, ok: np.ndarray) -> str:
+    valid = np.where(ok, z, np.nan)
+    if np.isnan(valid).all():
+        return SATURATED_NOTE
+    reached = np.nanmax(valid) >= TARGET_SAVING
+    if reached and np.nanmin(valid) < TARGET_SAVING:
+        note = "red dashed line: where the saving reaches 90%"
+    else:
+        note = (
+            "the saving is at least 90% everywhere" if reached else "the saving never reaches 90%"
+        )
+    return note if ok.all() else f"{note}; {SATURATED_NOTE}"
 
 
 def _heat(ax: Axes, table: SweepTable, metric: str, mode: str, combo: dict[str, Any]) -> Any:
     """Draw one saving heat map (cells labelled in %) with its 90% contour; the image."""
-    xs, ys, z = _grid(table, metric, mode, combo)
+    xs, ys, z, ok = _grid(table, metric, mode, combo)
     image = ax.imshow(z * 100, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=100)
     for (j, i), value in np.ndenumerate(z):
-        if not np.isnan(value):
-            shade = "white" if value < 0.6 else "black"
-            ax.text(i, j, f"{value * 100:.0f}", ha="center", va="center", fontsize=7, color=shade)
-    if np.nanmin(z) < TARGET_SAVING <= np.nanmax(z) and len(xs) > 1 and len(ys) > 1:
-        # Contour over cell centres; a missing cell counts as "not reached".
-        grid = np.nan_to_num(z, nan=-1.0)
+        if np.isnan(value):
+            continue
+        shade = "white" if value < 0.6 else "black"
+        ax.text(i, j, f"{value * 100:.0f}", ha="center", va="center", fontsize=7, color=shade)
+        if not ok[j, i]:
+            ax.add_patch(Rectangle((i - 0.5, j - 0.5), 1, 1, fill=False, hatch="xx",
+                                   edgecolor="#d62728", lw=0))  # fmt: skip
+    # Contour over cell centres; a missing or not comparable cell counts as "not reached".
+    grid = np.where(ok & ~np.isnan(z), z, -1.0)
+    if grid.min() < TARGET_SAVING <= grid.max() and len(xs) > 1 and len(ys) > 1:
         ax.contour(range(len(xs)), range(len(ys)), grid, levels=[TARGET_SAVING],
                    colors="#d62728", linestyles="--", linewidths=2.2)  # fmt: skip
     ax.set_xticks(range(len(xs)), [_label(v) for v in xs])
@@ -458,13 +471,13 @@ def _heat(ax: Axes, table: SweepTable, metric: str, mode: str, combo: dict[str, 
 
 def sweep_heatmap(table: SweepTable, metric: str, mode: str, combo: dict[str, Any]) -> Chart | None:
     """A saving over the first two parameters, with the contour where it reaches 90%."""
-    z = _grid(table, metric, mode, combo)[2]
+    _, _, z, ok = _grid(table, metric, mode, combo)
     if np.isnan(z).all():
         return None
     label = SAVING_LABELS[metric]
     where = _where(combo)
     title = f"{mode}: {label}" + (f" ({where})" if where else "")
-    fig = _figure(title, _sweep_caption(table, _target_note(z)), size=(7.5, 5.5))
+    fig = _figure(title, _sweep_caption(table, _target_note(z, ok)), size=(7.5, 5.5))
     ax = fig.subplots()
     image = _heat(ax, table, metric, mode, combo)
     fig.colorbar(image, ax=ax).set_label(f"{label} (%)")
@@ -482,7 +495,7 @@ def sweep_overview(table: SweepTable, combo: dict[str, Any]) -> Chart | None:
     title = "Where ambient saves 90% of the data plane's CPU and memory" + (
         f" ({where})" if where else ""
     )
-    note = "red dashed lines: 90% saving; numbers: saving in % of the sidecar data plane"
+    note = f"red dashed lines: 90% saving; {SATURATED_NOTE}"
     size = (11.0, 4.2 * len(modes) + 0.8)
     fig = _figure(title, _sweep_caption(table, note), size=size)
     axes = fig.subplots(len(modes), len(metrics), squeeze=False)

@@ -40,6 +40,7 @@ from meshsim.profile import Profile
 from meshsim.results import COMPONENT_CLASSES, RunResult
 from meshsim.run import ENGINES, simulate
 from meshsim.scenario import MODES, Scenario
+from meshsim.topology import build_topology
 
 __all__ = [
     "NAMED_PARAMETERS",
@@ -654,6 +655,23 @@ _SAVINGS = {
 }
 
 
+# A proxy whose CPU is this close to its worker threads' capacity has a growing queue:
+# its run did not keep up with the offered load.
+SATURATED = 0.97
+
+
+def _busiest_proxy(plan: SweepPlan, point: Point, run_doc: dict[str, Any]) -> float:
+    """The highest CPU / worker threads over the point's proxies (0 with no proxies)."""
+    scenario = Scenario.model_validate(apply_point(plan.base, point.params, plan.spec))
+    mode = point.params["mode"]
+    assert mode in MODES
+    proxies = build_topology(scenario).proxies(mode, scenario, plan.profile)
+    workers = {p.name: p.workers for p in proxies}
+    usages = run_doc["modes"][mode]["components"]
+    loads = [u["cpu_cores"] / workers[u["name"]] for u in usages if u["name"] in workers]
+    return max(loads, default=0.0)
+
+
 def _format(value: Any) -> str:
     if isinstance(value, float):
         return "" if math.isnan(value) else repr(value)
@@ -669,7 +687,10 @@ def gather_table(plan: SweepPlan, out_dir: Path) -> str:
         if not _finished(out_dir, point):
             continue
         doc = json.loads(file.read_text(encoding="utf-8"))
-        rows.append(_row(point, RunResult.model_validate(doc["run"]), plan.columns))
+        row = _row(point, RunResult.model_validate(doc["run"]), plan.columns)
+        row["proxy_utilisation_max"] = _busiest_proxy(plan, point, doc["run"])
+        row["saturated"] = row["errors"] > 0 or row["proxy_utilisation_max"] >= SATURATED
+        rows.append(row)
     shared = [c for c in plan.columns if c != "mode"]
     by_params = {(tuple(str(r[c]) for c in shared), r["mode"]): r for r in rows}
     for row in rows:
@@ -677,6 +698,8 @@ def gather_table(plan: SweepPlan, out_dir: Path) -> str:
         side, none = by_params.get((key, "sidecar")), by_params.get((key, "none"))
         for name, column in _SAVINGS.items():
             row[name] = _saving(side[column], row[column]) if side else math.nan
+        # A saving is only a like-for-like comparison when both runs kept up with the load.
+        row["saving_comparable"] = side is not None and not (row["saturated"] or side["saturated"])
         for p in ("p50", "p99"):
             column = f"latency_{p}_ms"
             row[f"{p}_overhead_ms"] = row[column] - none[column] if none else math.nan

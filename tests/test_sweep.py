@@ -236,3 +236,26 @@ def test_sweep_command_reports_progress_and_resumes(tmp_path: Path) -> None:
     assert "12 points: 0 already finished, 12 run, 0 failed" in first.stderr
     second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert "12 points: 12 already finished, 0 run, 0 failed" in second.stderr
+
+
+def test_a_proxy_out_of_worker_threads_marks_the_saving_not_comparable(tmp_path: Path) -> None:
+    # One waypoint worker thread and ~4000 entry requests per second: the waypoint's CPU
+    # reaches its one core, so its queue grows and the run does not keep up.
+    plan = plan_of(
+        tmp_path,
+        """\
+        grid:
+          mesh.waypoint_concurrency: [1]
+          rps_per_pod: [10, 3000]
+          mode: [sidecar, ambient-waypoint]
+        """,
+    )
+    summary = run_sweep(plan, tmp_path / "out", workers=2)
+    rows = {(r["rps_per_pod"], r["mode"]): r for r in table_rows(summary.table.read_text())}
+    hot = rows[("3000", "ambient-waypoint")]
+    assert hot["saturated"] == "True" and hot["saving_comparable"] == "False"
+    assert float(hot["proxy_utilisation_max"]) >= 0.97
+    for key in (("10", "sidecar"), ("10", "ambient-waypoint"), ("3000", "sidecar")):
+        assert rows[key]["saturated"] == "False", key
+        assert float(rows[key]["proxy_utilisation_max"]) < 0.9
+    assert rows[("10", "ambient-waypoint")]["saving_comparable"] == "True"
