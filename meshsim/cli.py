@@ -154,3 +154,8 @@ from meshsim.studies_cli import plot, report, sweep  # noqa: E402
 main.add_command(plot)
 main.add_command(report)
 main.add_command(sweep)
+
+from meshsim.testbed.commands import measure, testbed  # noqa: E402
+
+main.add_command(measure)
+main.add_command(testbed)

@@ -23,6 +23,8 @@ __all__ = [
     "ComponentUsage",
     "LatencyHistogram",
     "LatencyMs",
+    "MeasuredLink",
+    "MeasuredNetwork",
     "ModeResult",
     "ProxyCounts",
     "RunResult",
@@ -130,6 +132,27 @@ class ModeResult(_Model):
     histogram: LatencyHistogram
 
 
+class MeasuredLink(_Model):
+    """One link's round-trip time, measured when a testbed came up."""
+
+    kind: Literal["same_node", "cross_node", "pod_node"]
+    src: str
+    dst: str
+    rtt_ms: float = Field(description="Median round-trip time of the probes.")
+    rtt_p90_ms: float
+    probes: int
+
+
+class MeasuredNetwork(_Model):
+    """One-way delays as a scenario gives them (half the measured round trip), and the
+    links they come from; a simulation of the measured system uses these."""
+
+    same_node_ms: float
+    cross_node_ms: float
+    cross_zone_ms: float
+    links: list[MeasuredLink]
+
+
 class RunResult(_Model):
     meshsim_version: str
     kind: Literal["simulated", "measured"] = "simulated"
@@ -138,6 +161,9 @@ class RunResult(_Model):
     seed: int
     profile: str
     modes: dict[str, ModeResult]
+    network: MeasuredNetwork | None = Field(
+        default=None, description="Measured runs: the testbed's link delays."
+    )
 
     def summary(self) -> dict[str, object]:
         """The JSON contract: everything but the histograms."""

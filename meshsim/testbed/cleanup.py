@@ -1,0 +1,116 @@
+"""Remove everything a testbed run created: processes, namespaces, cgroups, files.
+
+The same code tears a run down when it ends (normally, on Ctrl-C or SIGTERM) and serves
+`meshsim testbed cleanup` after a SIGKILL: it finds a run's parts by their names alone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from dataclasses import dataclass, field
+
+from meshsim.testbed.accounting import kill_cgroup_tree, remove_cgroup_tree
+from meshsim.testbed.names import (
+    CGROUP_CONTROLLERS,
+    CGROUP_ROOT,
+    RUN_ROOT,
+    RunNames,
+    run_id_of_cgroup,
+    run_id_of_netns,
+)
+from meshsim.testbed.system import sh
+
+__all__ = ["Removed", "cleanup_run", "find_runs", "run_is_live", "run_namespaces"]
+
+
+@dataclass
+class Removed:
+    run_id: str
+    processes: int = 0
+    namespaces: list[str] = field(default_factory=list)
+    cgroups: int = 0
+    run_dir: bool = False
+
+    def __str__(self) -> str:
+        return (
+            f"run {self.run_id}: {self.processes} processes killed, "
+            f"{len(self.namespaces)} namespaces, {self.cgroups} cgroup trees"
+            f"{' and its files' if self.run_dir else ''} removed"
+        )
+
+
+def _all_namespaces() -> list[str]:
+    out = sh(["ip", "netns", "list"], check=False)
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def run_namespaces(run_id: str) -> list[str]:
+    prefix = RunNames(run_id).prefix
+    return [ns for ns in _all_namespaces() if ns.startswith(prefix)]
+
+
+def find_runs() -> list[str]:
+    """Ids of every run that left something behind on this host."""
+    ids = {run_id_of_netns(ns) for ns in _all_namespaces()}
+    for controller in CGROUP_CONTROLLERS:
+        base = CGROUP_ROOT / controller
+        if base.is_dir():
+            ids |= {run_id_of_cgroup(p.name) for p in base.iterdir() if p.is_dir()}
+    if RUN_ROOT.is_dir():
+        ids |= {p.name for p in RUN_ROOT.iterdir() if p.is_dir()}
+    return sorted(i for i in ids if i is not None and _valid(i))
+
+
+def _valid(run_id: str) -> bool:
+    try:
+        RunNames(run_id)
+    except ValueError:
+        return False
+    return True
+
+
+def _kill_namespace_pids(ns: str) -> int:
+    killed = 0
+    for pid in sh(["ip", "netns", "pids", ns], check=False).split():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+            killed += 1
+        except (ProcessLookupError, ValueError):
+            pass
+    return killed
+
+
+def cleanup_run(run_id: str) -> Removed:
+    names = RunNames(run_id)
+    removed = Removed(run_id)
+    namespaces = run_namespaces(run_id)
+    for root in names.cgroup_roots():
+        removed.processes += kill_cgroup_tree(root)
+    for ns in namespaces:
+        removed.processes += _kill_namespace_pids(ns)
+    for ns in namespaces:
+        # deleting a namespace deletes its links; the veth peers go with them
+        sh(["ip", "netns", "del", ns], check=False)
+        removed.namespaces.append(ns)
+    for root in names.cgroup_roots():
+        if root.is_dir():
+            remove_cgroup_tree(root)
+            removed.cgroups += 1
+    if names.run_dir.exists():
+        shutil.rmtree(names.run_dir, ignore_errors=True)
+        removed.run_dir = True
+    return removed
+
+
+def run_is_live(run_id: str) -> bool:
+    """True while the meshsim process that made the run is still running."""
+    import json
+
+    try:
+        state = json.loads((RunNames(run_id).run_dir / "run.json").read_text())
+        os.kill(int(state["pid"]), 0)
+    except (OSError, ValueError, KeyError):
+        return False
+    return True

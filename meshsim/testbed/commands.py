@@ -1,0 +1,148 @@
+"""`meshsim measure` and `meshsim testbed cleanup`: parse, call the testbed, render."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+import yaml
+from rich.console import Console
+
+from meshsim.loader import InputError, load_scenario, resolve_profile_path
+from meshsim.render import print_run
+from meshsim.results import RunResult, write_results
+from meshsim.scenario import MODES, Mode, Scenario
+
+__all__ = ["measure", "testbed"]
+
+BACKENDS = ("local",)
+FAILED = 1
+BAD_INPUT = 2
+INTERRUPTED = 130
+
+
+def measured_scenario(scenario: Scenario, profile_path: Path, run: RunResult) -> str:
+    """The scenario as it was measured: the testbed's link delays, its profile by path,
+    so that `meshsim run` of this file simulates the very system that was measured."""
+    doc = scenario.model_dump(mode="json", exclude_none=True)
+    doc["profile"] = str(profile_path.resolve())
+    if run.network is not None:
+        net = run.network
+        doc["cluster"]["network"] = {
+            "same_node_ms": round(net.same_node_ms, 6),
+            "cross_node_ms": round(net.cross_node_ms, 6),
+            "cross_zone_ms": round(net.cross_zone_ms, 6),
+        }
+    header = (
+        f"# {scenario.name} as measured on the local testbed: link delays are half the\n"
+        "# round trips measured when the testbed came up. Simulate it with `meshsim run`.\n"
+    )
+    return header + yaml.safe_dump(doc, sort_keys=False)
+
+
+@click.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True)
+@click.option(
+    "--mode",
+    "modes",
+    multiple=True,
+    type=click.Choice(MODES),
+    help="Mode to measure (repeatable); default: the scenario's modes.",
+)
+@click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write the results files, and the scenario as measured, into this folder.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON summary on stdout.")
+@click.option("--no-pin", is_flag=True, help="Do not pin each node to its own host cores (cpuset).")
+def measure(
+    file: Path,
+    backend: str,
+    modes: tuple[Mode, ...],
+    seed: int | None,
+    out_dir: Path | None,
+    as_json: bool,
+    no_pin: bool,
+) -> None:
+    """Stand FILE up for real (network namespaces, HAProxy, mTLS, Locust) and measure it.
+
+    Needs root, Linux, HAProxy, iproute2 and iptables (scripts/install-system-deps).
+    Everything it creates is named with the run's id and removed when it ends."""
+    from meshsim.testbed.runner import measure_local
+    from meshsim.testbed.system import TestbedError
+
+    try:
+        scenario, profile = load_scenario(file)
+    except InputError as err:
+        click.echo(str(err), err=True)
+        sys.exit(BAD_INPUT)
+    stderr = Console(stderr=True, highlight=False)
+
+    def started(run_id: str) -> None:
+        stderr.print(
+            f"testbed run {run_id} (pid {os.getpid()}); if it is killed, remove what is left "
+            f"with: meshsim testbed cleanup --run {run_id}"
+        )
+
+    try:
+        result = measure_local(
+            scenario,
+            profile,
+            modes=list(modes) or None,
+            seed=seed,
+            say=lambda line: stderr.print(f"[dim]{line}[/dim]"),
+            on_start=started,
+            pin_cpus=not no_pin,
+        )
+    except TestbedError as err:
+        click.echo(f"meshsim measure: {err}", err=True)
+        sys.exit(FAILED)
+    except KeyboardInterrupt:
+        click.echo("meshsim measure: interrupted; the testbed was removed", err=True)
+        sys.exit(INTERRUPTED)
+    if out_dir is not None:
+        for path in write_results(result, out_dir):
+            stderr.print(f"wrote {path}")
+        profile_path = resolve_profile_path(scenario.profile, file)
+        assert profile_path is not None  # load_scenario found it
+        as_measured = out_dir / f"{result.file_stem()}-as-measured.yaml"
+        as_measured.write_text(measured_scenario(scenario, profile_path, result))
+        stderr.print(f"wrote {as_measured} (simulate it: meshsim run {as_measured})")
+    if as_json:
+        click.echo(json.dumps(result.summary(), indent=2))
+    else:
+        print_run(result, Console())
+
+
+@click.group()
+def testbed() -> None:
+    """Look after local testbed runs."""
+
+
+@testbed.command()
+@click.option("--run", "run_ids", multiple=True, help="A run id (repeatable); default: stale runs.")
+@click.option("--all", "everything", is_flag=True, help="Also runs whose process is still alive.")
+def cleanup(run_ids: tuple[str, ...], everything: bool) -> None:
+    """Remove every namespace, process, cgroup and file a testbed run left behind."""
+    from meshsim.testbed.cleanup import cleanup_run, find_runs, run_is_live
+
+    targets = list(run_ids)
+    if not targets:
+        targets = [r for r in find_runs() if everything or not run_is_live(r)]
+        for live in sorted(set(find_runs()) - set(targets)):
+            click.echo(f"run {live}: its meshsim process is still running; left alone (--all)")
+    if not targets:
+        click.echo("nothing to clean up")
+    for run_id in targets:
+        try:
+            click.echo(str(cleanup_run(run_id)))
+        except ValueError as err:
+            click.echo(f"meshsim testbed cleanup: {err}", err=True)
+            sys.exit(BAD_INPUT)

@@ -1,0 +1,489 @@
+"""Stand a scenario up for real, one mode at a time, load it with Locust and measure it.
+
+`measure_local` returns the same RunResult as `meshsim run`, with kind="measured". The
+measurement window is the scenario's: from warm-up to duration after Locust started;
+CPU counters are read at both ends of it and latencies kept for requests sent inside it.
+Everything the run creates is removed when it ends, whatever way it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Literal
+
+import numpy as np
+
+from meshsim import __version__
+from meshsim.costs import usd_per_month
+from meshsim.profile import Profile
+from meshsim.results import (
+    ByComponent,
+    ComponentUsage,
+    LatencyHistogram,
+    MeasuredLink,
+    MeasuredNetwork,
+    ModeResult,
+    ProxyCounts,
+    RunResult,
+    latency_summary,
+)
+from meshsim.scenario import Mode, Scenario
+from meshsim.testbed.accounting import (
+    ComponentCgroup,
+    ProxyStats,
+    count_established,
+    proxy_stats,
+    pss_mib,
+    remove_cgroup_tree,
+)
+from meshsim.testbed.certs import CertificateAuthority
+from meshsim.testbed.cleanup import cleanup_run
+from meshsim.testbed.dataplane import APP_PORT, ModePlan, ProxySpec, plan_dataplane, waypoint_hosts
+from meshsim.testbed.names import CGROUP_CONTROLLERS, RunNames, new_run_id
+from meshsim.testbed.network import NetworkPlan, build_network, measure_links, plan_network
+from meshsim.testbed.processes import Managed, Supervisor
+from meshsim.testbed.system import TestbedError, in_netns, missing_requirements, sh
+from meshsim.topology import CLIENT, Topology, build_topology
+
+__all__ = ["ENGINE", "LocalTestbed", "StandingMode", "measure_local"]
+
+ENGINE = "testbed-local"
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+Say = Callable[[str], None]
+READY_TIMEOUT_S = 30.0
+SAMPLE_EVERY_S = 1.0
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class StandingMode:
+    """One mode's processes, up and answering."""
+
+    mode: Mode
+    plan: ModePlan
+    directory: Path
+    supervisor: Supervisor
+    apps: dict[str, Managed] = field(default_factory=dict)
+    proxies: dict[str, tuple[ProxySpec, Managed]] = field(default_factory=dict)
+
+    def proxy(self, name: str) -> ProxySpec:
+        return self.proxies[name][0]
+
+
+def _cpus_by_node(topology: Topology) -> dict[int, str] | None:
+    """Pin each node in use to as many host cores as the scenario gives it, when they fit;
+    otherwise every process shares all the host's cores."""
+    available = sorted(os.sched_getaffinity(0))
+    used = topology.nodes_in_use()
+    if sum(topology.nodes[n].cores for n in used) > len(available):
+        return None
+    out, at = {}, 0
+    for n in used:
+        cores = available[at : at + topology.nodes[n].cores]
+        out[n] = ",".join(str(c) for c in cores)
+        at += topology.nodes[n].cores
+    return out
+
+
+class LocalTestbed:
+    """A run of the local testbed: network namespaces, certificates, then modes in turn."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        profile: Profile,
+        *,
+        modes: Sequence[Mode],
+        seed: int | None = None,
+        say: Say = _quiet,
+        pin_cpus: bool = True,
+    ):
+        self.scenario, self.profile, self.modes = scenario, profile, list(modes)
+        self.seed = scenario.seed if seed is None else seed
+        self.say = say
+        self.names = RunNames(new_run_id())
+        self.topology = build_topology(scenario)
+        extra = (
+            waypoint_hosts(self.topology, scenario, profile) if "ambient-waypoint" in modes else []
+        )
+        self.net: NetworkPlan = plan_network(self.names, self.topology, extra)
+        self.cpus = _cpus_by_node(self.topology) if pin_cpus else None
+        self.network: MeasuredNetwork | None = None
+        self.ca: CertificateAuthority | None = None
+        self._issued: dict[str, Path] = {}
+
+    @property
+    def run_id(self) -> str:
+        return self.names.run_id
+
+    @property
+    def run_dir(self) -> Path:
+        return self.names.run_dir
+
+    # ---- the run: network and certificates ---------------------------------------------
+
+    def __enter__(self) -> LocalTestbed:
+        missing = missing_requirements()
+        if missing:
+            raise TestbedError("the local testbed needs: " + "; ".join(missing))
+        self.run_dir.mkdir(mode=0o700, parents=True)
+        state = {"run_id": self.run_id, "pid": os.getpid(), "scenario": self.scenario.name,
+                 "modes": self.modes, "started": time.time()}  # fmt: skip
+        (self.run_dir / "run.json").write_text(json.dumps(state) + "\n")
+        try:
+            self.say(f"testbed run {self.run_id}: building {len(self.net.namespaces())} namespaces")
+            build_network(self.net)
+            self.network = self._measure_network()
+            self.ca = CertificateAuthority(self.run_dir / "certs")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        removed = cleanup_run(self.run_id)
+        self.say(f"removed {removed}")
+
+    def _measure_network(self) -> MeasuredNetwork:
+        measured = []
+        for kind, a, b, samples_us in measure_links(self.net):
+            ms = np.asarray(samples_us) / 1000.0
+            measured.append(
+                MeasuredLink(
+                    kind=kind,
+                    src=a.name,
+                    dst=b.name,
+                    rtt_ms=float(np.median(ms)),
+                    rtt_p90_ms=float(np.percentile(ms, 90)),
+                    probes=len(ms),
+                )
+            )
+        rtt = {link.kind: link.rtt_ms for link in measured}
+        net = self.scenario.cluster.network
+        same = rtt["same_node"] / 2 if "same_node" in rtt else net.same_node_ms
+        cross = rtt["cross_node"] / 2 if "cross_node" in rtt else net.cross_node_ms
+        for link in measured:
+            self.say(f"link {link.kind} {link.src} -> {link.dst}: RTT {link.rtt_ms * 1000:.0f} us")
+        # one fabric: a link across zones is as long as any other link across nodes
+        return MeasuredNetwork(
+            same_node_ms=same, cross_node_ms=cross, cross_zone_ms=cross, links=measured
+        )
+
+    def _cert(self, stem: str, identity: str) -> Path:
+        if stem not in self._issued:
+            assert self.ca is not None
+            self._issued[stem] = self.ca.issue(identity, stem)
+        return self._issued[stem]
+
+    # ---- one mode -----------------------------------------------------------------------
+
+    def _cgroup(self, mode: Mode, component: str, node: int) -> ComponentCgroup:
+        cpus = self.cpus.get(node) if self.cpus is not None else None
+        return ComponentCgroup.create(f"meshsim-{self.run_id}", (mode, component), cpus)
+
+    @contextmanager
+    def mode(self, mode: Mode) -> Iterator[StandingMode]:
+        """Stand `mode` up (apps, proxies, interception), yield it, then take it down."""
+        directory = self.run_dir / mode
+        directory.mkdir(mode=0o700)
+        plan = plan_dataplane(
+            self.scenario, self.profile, self.topology, self.net, mode, str(self.run_dir),
+            self.seed,
+        )  # fmt: skip
+        standing = StandingMode(mode, plan, directory, Supervisor())
+        try:
+            self._start(standing)
+            yield standing
+        finally:
+            standing.supervisor.stop_all()
+            for ns in plan.dataplane.iptables:
+                sh(in_netns(ns, ["iptables", "-t", "nat", "-F"]), check=False)
+            for controller in CGROUP_CONTROLLERS:
+                remove_cgroup_tree(self.names.cgroup(controller, mode))
+
+    def _start(self, standing: StandingMode) -> None:
+        plan, directory, sup = standing.plan, standing.directory, standing.supervisor
+        for stem, identity in plan.dataplane.identities.items():
+            self._cert(stem, identity)
+        for ns, rules in plan.dataplane.iptables.items():
+            for rule in rules:
+                sh(in_netns(ns, ["iptables", *rule]))
+        ready: list[tuple[Managed, Path]] = []
+        pods = {p.name: p for p in self.topology.pods}
+        for name, config in plan.apps.items():
+            path = directory / f"app-{name}.json"
+            path.write_text(json.dumps(config))
+            proc = sup.start(
+                name, "app", self.net.hosts[name].netns,
+                [sys.executable, "-m", "meshsim.testbed.app", str(path)],
+                self._cgroup(standing.mode, name, pods[name].node), directory / f"app-{name}.log",
+            )  # fmt: skip
+            standing.apps[name] = proc
+            ready.append((proc, path.with_suffix(".ready")))
+        for spec in plan.dataplane.proxies:
+            cfg = directory / f"{spec.proxy.name}.cfg"
+            cfg.write_text(spec.config)
+            sh(["haproxy", "-c", "-q", "-f", str(cfg)])
+            proc = sup.start(
+                spec.proxy.name, spec.proxy.kind, spec.netns, ["haproxy", "-db", "-f", str(cfg)],
+                self._cgroup(standing.mode, spec.proxy.name, spec.proxy.node),
+                directory / f"{spec.proxy.name}.log",
+            )  # fmt: skip
+            standing.proxies[spec.proxy.name] = (spec, proc)
+            ready.append((proc, Path(f"{self.run_dir}/{spec.proxy.name}.sock")))
+        self.say(
+            f"{standing.mode}: starting {len(plan.apps)} apps, "
+            f"{len(plan.dataplane.proxies)} proxies"
+        )
+        sup.wait_for(f"{standing.mode}: apps and proxies", ready, READY_TIMEOUT_S)
+        # one request end to end from the load generator's pod: the path works
+        client = self.net.hosts[self.topology.client.name]
+        for target in plan.load["targets"]:
+            probe = [sys.executable, "-m", "meshsim.testbed.probes", "http", target, "20"]
+            out = sh(in_netns(client.netns, probe), check=False).strip()
+            sup.check_alive()
+            if out != "200":
+                raise TestbedError(
+                    f"{standing.mode}: no answer through the mesh from {target}: {out}"
+                )
+
+    # ---- load and accounting ------------------------------------------------------------
+
+    def load(self, standing: StandingMode) -> ModeResult:
+        """Run the scenario's load against a standing mode and account for the window."""
+        traffic = self.scenario.traffic
+        directory, sup = standing.directory, standing.supervisor
+        config = {
+            **standing.plan.load,
+            "out": str(directory / "latencies.npy"),
+            "started_file": str(directory / "locust.started"),
+        }
+        config_path = directory / "load.json"
+        config_path.write_text(json.dumps(config))
+        client = self.topology.client
+        argv = [
+            sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+            "-u", str(config["users"]), "-r", str(10 * config["users"]),
+            # the locustfile stops the load at duration_s; this only bounds a stuck run
+            "-t", f"{math.ceil(traffic.duration_s) + 30}s", "--stop-timeout", "5",
+            "--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0",
+        ]  # fmt: skip
+        locust = sup.start(
+            client.name, "locust", self.net.hosts[client.name].netns, argv,
+            self._cgroup(standing.mode, client.name, client.node), directory / "locust.log",
+            env={"MESHSIM_LOAD_CONFIG": str(config_path)}, may_exit=True,
+        )  # fmt: skip
+        started = Path(config["started_file"])
+        sup.wait_for("locust", [(locust, started)], READY_TIMEOUT_S)
+        t_start = float(started.read_text())
+        self.say(f"{standing.mode}: load running for {traffic.duration_s:g} s")
+        t0, t1 = t_start + traffic.warmup_s, t_start + traffic.duration_s
+        meter = _Meter(self, standing)
+        self._sleep_until(t0, sup, locust)
+        start = meter.snapshot()
+        while time.time() < t1 - SAMPLE_EVERY_S:
+            self._sleep_until(time.time() + SAMPLE_EVERY_S, sup, locust)
+            meter.sample()
+        self._sleep_until(t1, sup, locust)
+        end = meter.snapshot()
+        meter.sample()
+        sup.check_alive()
+        try:
+            code = locust.popen.wait(timeout=traffic.duration_s + 30)
+        except Exception as exc:
+            raise TestbedError(f"{locust.describe()} did not stop:\n{locust.log_tail()}") from exc
+        out = Path(config["out"])
+        if code != 0 or not out.exists():
+            raise TestbedError(
+                f"{locust.describe()} exited with code {code}; the run is void. "
+                f"Last lines of {locust.log}:\n{locust.log_tail()}"
+            )
+        return meter.result(np.load(out), t0, end.at - start.at, start, end)
+
+    def _sleep_until(self, when: float, sup: Supervisor, locust: Managed) -> None:
+        while (left := when - time.time()) > 0:
+            time.sleep(min(left, 0.2))
+            sup.check_alive()
+            if locust.popen.poll() is not None and time.time() < when - 0.5:
+                raise TestbedError(
+                    f"{locust.describe()} stopped early (code {locust.popen.returncode}):\n"
+                    f"{locust.log_tail()}"
+                )
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    at: float
+    cpu_ns: dict[str, int]
+    proxies: dict[str, ProxyStats]
+
+
+class _Meter:
+    """Reads every component's counters at the window's ends and samples gauges in it."""
+
+    def __init__(self, bed: LocalTestbed, standing: StandingMode):
+        self.bed, self.standing = bed, standing
+        self.components: list[
+            tuple[str, Literal["app", "loadgen"] | str, int, ComponentCgroup]
+        ] = []
+        for pod in bed.topology.pods:
+            proc = standing.apps.get(pod.name)
+            group = (
+                proc.cgroup
+                if proc
+                else next(p.cgroup for p in standing.supervisor.processes if p.name == pod.name)
+            )
+            kind = "loadgen" if pod.workload == CLIENT else "app"
+            self.components.append((pod.name, kind, pod.node, group))
+        for name, (spec, proc) in standing.proxies.items():
+            self.components.append((name, spec.proxy.kind, spec.proxy.node, proc.cgroup))
+        self.pss: dict[str, list[float]] = {c[0]: [] for c in self.components}
+        self.conns: dict[str, list[float]] = {c[0]: [] for c in self.components}
+        self.served: list[float] = []  # connections open, each counted once (server end)
+
+    def snapshot(self) -> _Snapshot:
+        at = time.time()
+        cpu = {name: group.cpu_ns() for name, _, _, group in self.components}
+        stats = {
+            name: proxy_stats(f"{self.bed.run_dir}/{name}.sock", spec.tls_frontends)
+            for name, (spec, _) in self.standing.proxies.items()
+        }
+        return _Snapshot(at, cpu, stats)
+
+    def sample(self) -> None:
+        served = 0.0
+        for name, kind, _, group in self.components:
+            self.pss[name].append(pss_mib(group.pids()))
+            if kind in ("app", "loadgen") and self.standing.mode == "none":
+                server, client = count_established(self.bed.net.hosts[name].netns, APP_PORT)
+                self.conns[name].append(server + client)
+                served += server
+        for name, (spec, _) in self.standing.proxies.items():
+            stats = proxy_stats(f"{self.bed.run_dir}/{name}.sock", spec.tls_frontends)
+            self.conns[name].append(stats.connections_in + stats.connections_out)
+            served += stats.connections_in
+        self.served.append(served)
+
+    def result(
+        self, records: np.ndarray, t0: float, window: float, start: _Snapshot, end: _Snapshot
+    ) -> ModeResult:
+        bed = self.bed
+        starts, latency_ms, ok = records[:, 0], records[:, 1], records[:, 2] > 0.5
+        inside = (starts >= t0) & (starts < t0 + window)
+        latencies_s = latency_ms[inside & ok] / 1000.0
+        usages = []
+        handshakes_in = 0
+        for name, kind, node, _ in self.components:
+            hs = 0
+            if name in end.proxies:
+                a, b = start.proxies[name], end.proxies[name]
+                hs = (b.handshakes_in - a.handshakes_in) + (b.handshakes_out - a.handshakes_out)
+                handshakes_in += b.handshakes_in - a.handshakes_in
+            usages.append(
+                ComponentUsage(
+                    name=name,
+                    kind=kind,
+                    node=bed.topology.nodes[node].name,
+                    cpu_cores=(end.cpu_ns[name] - start.cpu_ns[name]) / 1e9 / window,
+                    memory_mib=_mean(self.pss[name]),
+                    handshakes=hs,
+                    connections_open=_mean(self.conns[name]),
+                )
+            )
+        kinds = ("app", "sidecar", "ztunnel", "waypoint")
+        cpu = ByComponent.from_parts(
+            {k: sum(u.cpu_cores for u in usages if u.kind == k) for k in kinds}
+        )
+        mem = ByComponent.from_parts(
+            {k: sum(u.memory_mib for u in usages if u.kind == k) for k in kinds}
+        )
+        proxies = [spec.proxy for spec, _ in self.standing.proxies.values()]
+        counts = {k: sum(1 for p in proxies if p.kind == k) for k in kinds[1:]}
+        return ModeResult(
+            requests=int(inside.sum()),
+            errors=int((inside & ~ok).sum()),
+            throughput_rps=len(latencies_s) / window,
+            latency_ms=latency_summary(latencies_s),
+            cpu_cores=cpu,
+            memory_mib=mem,
+            handshakes_per_s=handshakes_in / window,
+            connections_open=_mean(self.served),
+            proxies=ProxyCounts(**counts),
+            cost_usd_month=usd_per_month(bed.scenario.price, cpu.total, mem.total),
+            window_s=window,
+            components=usages,
+            histogram=LatencyHistogram.from_latencies_s(latencies_s),
+        )
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else 0.0
+
+
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that every `finally` tears down."""
+
+
+@contextmanager
+def _signals_tear_down() -> Iterator[None]:
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise _Stopped(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def measure_local(
+    scenario: Scenario,
+    profile: Profile,
+    *,
+    modes: Sequence[Mode] | None = None,
+    seed: int | None = None,
+    say: Say = _quiet,
+    on_start: Callable[[str], None] | None = None,
+    pin_cpus: bool = True,
+) -> RunResult:
+    """Measure each mode of a scenario on the local testbed."""
+    chosen = list(modes) if modes else list(scenario.mesh.modes)
+    results: dict[str, ModeResult] = {}
+    bed = LocalTestbed(scenario, profile, modes=chosen, seed=seed, say=say, pin_cpus=pin_cpus)
+    with _signals_tear_down(), bed:
+        if on_start is not None:
+            on_start(bed.run_id)
+        for mode in chosen:
+            with bed.mode(mode) as standing:
+                results[mode] = bed.load(standing)
+            r = results[mode]
+            say(
+                f"{mode}: {r.requests} requests, {r.throughput_rps:.1f} rps, "
+                f"p50 {r.latency_ms.p50:.3f} ms"
+            )
+        return RunResult(
+            meshsim_version=__version__,
+            kind="measured",
+            scenario=scenario.name,
+            engine=ENGINE,
+            seed=bed.seed,
+            profile=profile.name,
+            modes=results,
+            network=bed.network,
+        )

@@ -1,0 +1,46 @@
+"""Running the host's tools (ip, iptables, haproxy) with errors that say what failed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+
+__all__ = ["TestbedError", "in_netns", "missing_requirements", "sh"]
+
+
+class TestbedError(RuntimeError):
+    """The testbed could not be built, or a part of it failed during a run."""
+
+    __test__ = False  # not a pytest test class
+
+
+def sh(argv: Sequence[str], *, input_text: str | None = None, check: bool = True) -> str:
+    """Run a command; on failure raise TestbedError with the command and its stderr."""
+    proc = subprocess.run(list(argv), input=input_text, capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip()
+        raise TestbedError(f"`{' '.join(argv)}` failed (exit {proc.returncode}): {detail}")
+    return proc.stdout
+
+
+def in_netns(ns: str, argv: Sequence[str]) -> list[str]:
+    return ["ip", "netns", "exec", ns, *argv]
+
+
+REQUIRED_TOOLS = ("ip", "iptables", "haproxy")
+
+
+def missing_requirements() -> list[str]:
+    """What the local testbed needs and this host lacks (empty when it can run)."""
+    missing = []
+    if os.name != "posix" or not os.path.isdir("/proc/self/ns"):
+        missing.append("Linux with network namespaces")
+    if os.geteuid() != 0:
+        missing.append("root (network namespaces, iptables and cgroups need it)")
+    missing += [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+    for controller in ("cpuacct", "memory"):
+        if not os.path.isdir(f"/sys/fs/cgroup/{controller}"):
+            missing.append(f"cgroup v1 controller '{controller}' at /sys/fs/cgroup/{controller}")
+    return missing
