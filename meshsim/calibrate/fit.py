@@ -1,0 +1,357 @@
+"""Fit profile parameters to measured runs by minimising simulated-minus-measured error.
+
+DESIGN.md section 6. The fit runs in three stages, each on the figures that carry its
+parameters: CPU (per request, per KiB, per handshake, idle) against the CPU of every
+component, then memory (base, per service, endpoint, connection, request in flight)
+against their memory, then the latency-side parameters (hop latency, deferred
+fraction, variability) against the p50/p90/p99 latencies. Each stage minimises with
+`scipy.optimize.least_squares`, the residuals computed by the simulator itself
+(common random numbers: one seed per point), so that a fitted profile reproduces the
+measurements through exactly the model that will later use it.
+
+Before a stage fits anything, it asks which parameters the data can pin down: a
+parameter the figures do not move, or whose effect is a combination of others' (one
+payload size cannot tell per-request from per-KiB CPU), is reported as not
+identifiable and keeps its prior value. After the fit, the covariance of the
+estimates gives 95% confidence intervals; an estimate whose interval is wider than
+the estimate itself is reported as poorly determined.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from scipy import optimize, stats
+
+from meshsim.calibrate.params import (
+    STAGES,
+    Parameter,
+    Stage,
+    get_value,
+    parameters_for,
+    with_values,
+)
+from meshsim.profile import Profile
+from meshsim.results import ModeResult
+from meshsim.run import simulate
+from meshsim.scenario import Mode, Scenario
+
+__all__ = ["Estimate", "FitPoint", "FitResult", "StageFit", "fit_profile", "stage_residuals"]
+
+Status = Literal["fitted", "poorly determined", "not identifiable"]
+Say = Callable[[str], None]
+
+CPU_FLOOR_CORES = 0.002  # relative CPU error is taken against at least 2 millicores
+MEMORY_FLOOR_MIB = 1.0
+# A parameter whose doubling moves the stage's residuals (relative errors) by less
+# than this, in root-sum-square, does not show in the data.
+EFFECT_TOL = 1e-3
+# A parameter whose effect lies within this (sine of the angle) of the span of the
+# effects of parameters already kept is a combination of them.
+COLLINEAR_TOL = 1e-2
+FD_STEP = 0.1  # finite-difference step, as a fraction of the parameter's scale
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class FitPoint:
+    """One measured mode of one grid point, and the scenario that simulates it."""
+
+    label: str
+    mode: Mode
+    scenario: Scenario  # with the measured network delays in place
+    measured: ModeResult
+    seed: int
+
+
+@dataclass(frozen=True)
+class Estimate:
+    parameter: Parameter
+    prior: float
+    value: float
+    ci95: float | None  # half-width of the 95% confidence interval
+    status: Status
+    note: str = ""
+
+    def describe(self) -> str:
+        unit = self.parameter.unit
+        ci = f" ± {self.ci95:.3g}" if self.ci95 is not None else ""
+        what = f"{self.value:.4g}{ci} {unit}"
+        if self.status == "not identifiable":
+            what = f"kept at prior {self.prior:.4g} {unit}"
+        note = f" — {self.note}" if self.note else ""
+        return f"{self.parameter.path}: {what} [{self.status}]{note}"
+
+
+@dataclass(frozen=True)
+class StageFit:
+    stage: Stage
+    points: int
+    residuals: int
+    rms_before: float
+    rms_after: float
+    estimates: list[Estimate]
+
+
+@dataclass(frozen=True)
+class FitResult:
+    profile: Profile
+    stages: list[StageFit] = field(default_factory=list)
+
+    def estimates(self) -> list[Estimate]:
+        return [e for s in self.stages for e in s.estimates]
+
+
+# ---- residuals -----------------------------------------------------------------------
+
+
+def stage_residuals(stage: Stage, measured: ModeResult, simulated: ModeResult) -> list[float]:
+    """The errors a stage minimises for one point: relative for CPU and memory (of each
+    component but the load generator), log ratio for latency percentiles."""
+    if stage == "latency":
+        out = []
+        for p in ("p50", "p90", "p99"):
+            m, s = getattr(measured.latency_ms, p), getattr(simulated.latency_ms, p)
+            if m > 0 and s > 0 and not (math.isnan(m) or math.isnan(s)):
+                out.append(math.log(s / m))
+        return out
+    attr, floor = (
+        ("cpu_cores", CPU_FLOOR_CORES) if stage == "cpu" else ("memory_mib", MEMORY_FLOOR_MIB)
+    )
+    sim = {c.name: c for c in simulated.components}
+    out = []
+    for c in measured.components:
+        if c.kind == "loadgen" or c.name not in sim:
+            continue
+        m = getattr(c, attr)
+        out.append((getattr(sim[c.name], attr) - m) / max(m, floor))
+    return out
+
+
+class _Model:
+    """Simulates points under candidate parameter values, remembering what it has run."""
+
+    def __init__(self, points: Sequence[FitPoint], profile: Profile, engine: str):
+        self.points, self.profile, self.engine = list(points), profile, engine
+        self.cache: dict[tuple[int, tuple[tuple[str, float], ...]], ModeResult] = {}
+        self.runs = 0
+
+    def use(self, profile: Profile) -> None:
+        """Simulate from this profile from now on (what was cached came from another)."""
+        self.profile = profile
+        self.cache.clear()
+
+    def result(self, i: int, values: dict[str, float], params: Sequence[Parameter]) -> ModeResult:
+        point = self.points[i]
+        mine = tuple(
+            (p.path, round(values[p.path], 12)) for p in params if p.matters_for(point.mode)
+        )
+        key = (i, mine)
+        hit = self.cache.get(key)
+        if hit is None:
+            profile = with_values(self.profile, dict(mine))
+            run = simulate(
+                point.scenario, profile, modes=[point.mode], seed=point.seed, engine=self.engine
+            )
+            hit = self.cache[key] = run.modes[point.mode]
+            self.runs += 1
+        return hit
+
+
+class _Stage:
+    """One stage's residual function and its finite-difference Jacobian."""
+
+    def __init__(
+        self, model: _Model, stage: Stage, params: list[Parameter], fixed: dict[str, float]
+    ):
+        self.model, self.stage, self.params, self.fixed = model, stage, params, fixed
+        self.points = [
+            i for i, pt in enumerate(model.points) if any(p.matters_for(pt.mode) for p in params)
+        ]
+        self.sizes = [
+            len(stage_residuals(stage, model.points[i].measured, model.points[i].measured))
+            for i in self.points
+        ]
+
+    def values(self, x: np.ndarray, free: Sequence[Parameter]) -> dict[str, float]:
+        out = dict(self.fixed)
+        out.update({p.path: float(v) for p, v in zip(free, x, strict=True)})
+        return out
+
+    def point_residuals(self, i: int, values: dict[str, float]) -> np.ndarray:
+        pt = self.model.points[i]
+        sim = self.model.result(i, values, self.params)
+        return np.asarray(stage_residuals(self.stage, pt.measured, sim), dtype=float)
+
+    def residuals(self, x: np.ndarray, free: Sequence[Parameter]) -> np.ndarray:
+        values = self.values(x, free)
+        parts = [self.point_residuals(i, values) for i in self.points]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def jacobian(self, x: np.ndarray, free: Sequence[Parameter]) -> np.ndarray:
+        """Forward differences, simulating only the points a parameter matters for."""
+        values = self.values(x, free)
+        base = [self.point_residuals(i, values) for i in self.points]
+        jac = np.zeros((sum(self.sizes), len(free)))
+        for j, p in enumerate(free):
+            step = FD_STEP * _scale(p, x[j])
+            if x[j] + step > p.upper:
+                step = -step
+            moved = {**values, p.path: float(x[j] + step)}
+            row = 0
+            for k, i in enumerate(self.points):
+                n = self.sizes[k]
+                if p.matters_for(self.model.points[i].mode):
+                    jac[row : row + n, j] = (self.point_residuals(i, moved) - base[k]) / step
+                row += n
+        return jac
+
+
+def _scale(p: Parameter, value: float) -> float:
+    return max(abs(value), p.typical)
+
+
+def _identifiable(
+    jac: np.ndarray, params: Sequence[Parameter], scales: np.ndarray
+) -> tuple[list[int], dict[int, str]]:
+    """Which columns the data pin down (kept in catalogue order, greedily), and why the
+    others are not identifiable."""
+    scaled = jac * scales
+    kept: list[int] = []
+    basis = np.zeros((scaled.shape[0], 0))
+    why: dict[int, str] = {}
+    for j in range(scaled.shape[1]):
+        col = scaled[:, j]
+        norm = float(np.linalg.norm(col))
+        if norm < EFFECT_TOL:
+            why[j] = "the measured figures do not depend on it"
+            continue
+        if basis.shape[1]:
+            coef, *_ = np.linalg.lstsq(basis, col, rcond=None)
+            left = col - basis @ coef
+            if float(np.linalg.norm(left)) < COLLINEAR_TOL * norm:
+                weights = np.abs(coef) * np.linalg.norm(basis, axis=0)
+                partners = [
+                    params[kept[k]].path for k in np.argsort(-weights) if weights[k] > 0.05 * norm
+                ]
+                why[j] = "its effect is a combination of " + ", ".join(partners[:3])
+                continue
+        kept.append(j)
+        basis = np.column_stack([basis, col])
+    return kept, why
+
+
+def _rms(r: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(r * r))) if r.size else 0.0
+
+
+def _solve(
+    fit: _Stage, free: list[Parameter], x0: np.ndarray, scales: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[float | None]]:
+    """Least squares within the parameters' bounds; 95% intervals from the covariance
+    s^2 (J^T J)^-1 at the solution, with Student's t on the residual degrees of freedom."""
+    upper = np.array([p.upper for p in free])
+    start = np.clip(x0, 0.0, upper)
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        return fit.residuals(x, free)
+
+    def jacobian(x: np.ndarray) -> np.ndarray:
+        return fit.jacobian(x, free)
+
+    solution = optimize.least_squares(
+        residuals,
+        start,
+        jac=jacobian,
+        bounds=(np.zeros(len(free)), upper),
+        x_scale=scales,
+        method="trf",
+        max_nfev=40,
+    )
+    x = np.asarray(solution.x)
+    r = residuals(x)
+    jac = jacobian(x)
+    dof = r.size - len(free)
+    if dof <= 0:
+        return x, r, [None] * len(free)
+    cov = float(r @ r) / dof * np.linalg.pinv(jac.T @ jac)
+    t = float(stats.t.ppf(0.975, dof))
+    return x, r, [t * math.sqrt(max(float(cov[k, k]), 0.0)) for k in range(len(free))]
+
+
+def _estimate(param: Parameter, prior: float, value: float, ci95: float | None) -> Estimate:
+    if ci95 is None:
+        return Estimate(param, prior, value, None, "poorly determined",
+                        "no degrees of freedom left for an interval")  # fmt: skip
+    if ci95 > abs(value):
+        return Estimate(param, prior, value, ci95, "poorly determined",
+                        "the 95% interval is wider than the estimate")  # fmt: skip
+    return Estimate(param, prior, value, ci95, "fitted")
+
+
+def _fit_stage(model: _Model, stage: Stage, profile: Profile, say: Say) -> tuple[Profile, StageFit]:
+    modes = sorted({pt.mode for pt in model.points})
+    params = parameters_for(stage, modes)
+    prior = {p.path: get_value(profile, p.path) for p in params}
+    model.use(profile)
+    fit = _Stage(model, stage, params, prior)
+    x0 = np.array([prior[p.path] for p in params])
+    scales = np.array([_scale(p, v) for p, v in zip(params, x0, strict=True)])
+    r0 = fit.residuals(x0, params)
+    jac0 = fit.jacobian(x0, params)
+    kept, why = _identifiable(jac0, params, scales)
+    free = [params[j] for j in kept]
+    fit.fixed = {p.path: prior[p.path] for j, p in enumerate(params) if j not in kept}
+    say(
+        f"{stage}: {len(fit.points)} points, {r0.size} figures, "
+        f"{len(free)} of {len(params)} parameters identifiable"
+    )
+    estimates: dict[int, Estimate] = {
+        j: Estimate(params[j], prior[params[j].path], prior[params[j].path], None,
+                    "not identifiable", note)
+        for j, note in why.items()
+    }  # fmt: skip
+    r1 = r0
+    if free:
+        xf, r1, ci = _solve(fit, free, x0[kept], scales[kept])
+        for k, j in enumerate(kept):
+            estimates[j] = _estimate(params[j], prior[params[j].path], float(xf[k]), ci[k])
+    values = {p.path: estimates[j].value for j, p in enumerate(params)}
+    result = StageFit(
+        stage,
+        len(fit.points),
+        r0.size,
+        _rms(r0),
+        _rms(r1),
+        [estimates[j] for j in range(len(params))],
+    )
+    say(f"{stage}: rms error {result.rms_before:.3f} -> {result.rms_after:.3f}")
+    return with_values(profile, values), result
+
+
+def fit_profile(
+    points: Sequence[FitPoint],
+    prior: Profile,
+    *,
+    engine: str = "vector",
+    stages: Sequence[Stage] = STAGES,
+    say: Say = _quiet,
+) -> FitResult:
+    """Fit the prior profile's parameters to measured points, stage by stage."""
+    if not points:
+        raise ValueError("no measured points to fit")
+    model = _Model(points, prior, engine)
+    profile = prior
+    fits = []
+    for stage in stages:
+        profile, stage_fit = _fit_stage(model, stage, profile, say)
+        fits.append(stage_fit)
+    say(f"fit used {model.runs} simulations")
+    return FitResult(profile, fits)

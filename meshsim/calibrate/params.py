@@ -1,0 +1,117 @@
+"""The profile parameters a calibration fits, which figures inform them, and how to set them.
+
+A parameter is named by its path in the profile (`sidecar.cpu.per_kib_us`). Each belongs
+to one fitting stage by the figures that carry it: CPU parameters move the measured CPU
+of components, memory parameters their memory, latency parameters the percentiles.
+A parameter only matters for modes that deploy its component kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from meshsim.profile import Profile
+
+__all__ = [
+    "KINDS_IN_MODE",
+    "PARAMETERS",
+    "Parameter",
+    "Stage",
+    "get_value",
+    "parameters_for",
+    "with_values",
+]
+
+Stage = Literal["cpu", "memory", "latency"]
+Kind = Literal["app", "sidecar", "ztunnel", "waypoint"]
+STAGES: tuple[Stage, ...] = ("cpu", "memory", "latency")
+
+KINDS_IN_MODE: dict[str, frozenset[str]] = {
+    "none": frozenset({"app"}),
+    "sidecar": frozenset({"app", "sidecar"}),
+    "ambient": frozenset({"app", "ztunnel"}),
+    "ambient-waypoint": frozenset({"app", "ztunnel", "waypoint"}),
+}
+
+
+@dataclass(frozen=True)
+class Parameter:
+    path: str
+    stage: Stage
+    unit: str
+    typical: float  # a plausible magnitude: finite-difference steps and scales start here
+    upper: float = float("inf")
+
+    @property
+    def kind(self) -> str:
+        return self.path.split(".", 1)[0]
+
+    def matters_for(self, mode: str) -> bool:
+        return self.kind in KINDS_IN_MODE[mode]
+
+
+def _proxy_parameters(kind: str) -> list[Parameter]:
+    return [
+        Parameter(f"{kind}.cpu.per_request_us.outbound", "cpu", "us", 100.0),
+        Parameter(f"{kind}.cpu.per_request_us.inbound", "cpu", "us", 100.0),
+        Parameter(f"{kind}.cpu.per_kib_us", "cpu", "us", 5.0),
+        Parameter(f"{kind}.cpu.handshake_us.client", "cpu", "us", 500.0),
+        Parameter(f"{kind}.cpu.handshake_us.server", "cpu", "us", 500.0),
+        Parameter(f"{kind}.idle_millicores", "cpu", "millicores", 2.0),
+        Parameter(f"{kind}.memory.base_mib", "memory", "MiB", 10.0),
+        Parameter(f"{kind}.memory.per_service_kib", "memory", "KiB", 50.0),
+        Parameter(f"{kind}.memory.per_endpoint_kib", "memory", "KiB", 10.0),
+        Parameter(f"{kind}.memory.per_connection_kib", "memory", "KiB", 32.0),
+        Parameter(f"{kind}.memory.per_inflight_kib", "memory", "KiB", 16.0),
+        Parameter(f"{kind}.hop_latency_us", "latency", "us", 20.0),
+        Parameter(f"{kind}.cpu.deferred_fraction", "latency", "fraction", 0.3, upper=1.0),
+        Parameter(f"{kind}.cpu.cv", "latency", "ratio", 0.5, upper=5.0),
+    ]
+
+
+PARAMETERS: tuple[Parameter, ...] = (
+    Parameter("app.per_request_us", "cpu", "us", 100.0),
+    Parameter("app.per_kib_us", "cpu", "us", 5.0),
+    Parameter("app.per_connection_kib", "memory", "KiB", 16.0),
+    Parameter("app.per_inflight_kib", "memory", "KiB", 8.0),
+    *_proxy_parameters("sidecar"),
+    *_proxy_parameters("ztunnel"),
+    *_proxy_parameters("waypoint"),
+)
+BY_PATH = {p.path: p for p in PARAMETERS}
+
+
+def parameters_for(stage: Stage, modes: Sequence[str]) -> list[Parameter]:
+    """The parameters of a stage that matter for at least one of these modes."""
+    return [p for p in PARAMETERS if p.stage == stage and any(p.matters_for(m) for m in modes)]
+
+
+def _sourced(doc: dict[str, Any], path: str) -> dict[str, Any]:
+    node: Any = doc
+    for part in path.split("."):
+        node = node[part]
+    if not (isinstance(node, dict) and set(node) == {"value", "source"}):
+        raise KeyError(f"'{path}' is not a sourced number of the profile")
+    return node
+
+
+def get_value(profile: Profile, path: str) -> float:
+    node: Any = profile
+    for part in path.split("."):
+        node = getattr(node, part)
+    return float(node.value)
+
+
+def with_values(
+    profile: Profile, values: dict[str, float], sources: dict[str, str] | None = None
+) -> Profile:
+    """A copy of the profile with these parameters set (and, where given, their sources)."""
+    doc = profile.model_dump()
+    for path, value in values.items():
+        node = _sourced(doc, path)
+        node["value"] = float(value)
+        if sources and path in sources:
+            node["source"] = sources[path]
+    return Profile.model_validate(doc)
