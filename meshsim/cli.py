@@ -159,3 +159,7 @@ from meshsim.testbed.commands import measure, testbed  # noqa: E402
 
 main.add_command(measure)
 main.add_command(testbed)
+
+from meshsim.calibrate.cli import compare  # noqa: E402
+
+main.add_command(compare)

@@ -1,0 +1,114 @@
+"""`meshsim compare`: the error of every figure, per mode, and its median and worst case."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from meshsim.calibrate.compare import ErrorRow, compare_runs, summarize, summary_lines
+from meshsim.cli import main
+from meshsim.profile import Profile
+from meshsim.results import RunResult, write_results
+from meshsim.run import simulate
+
+from .builders import base_scenario, scenario_of
+
+
+@pytest.fixture(scope="module")
+def run(istio_profile: Profile) -> RunResult:
+    doc = base_scenario(
+        name="pair",
+        workloads=[{"name": "web", "cpu_time": 0.2, "calls": [{"to": "db"}]}, {"name": "db"}],
+        traffic={"entry": "web", "open_loop": {"rate_rps": 50}, "duration_s": 3, "warmup_s": 0.5},
+        mesh={"modes": ["none", "sidecar"]},
+    )
+    return simulate(scenario_of(doc), istio_profile, engine="des")
+
+
+def _scaled(run: RunResult, mode: str, cpu_factor: float, p50_factor: float) -> RunResult:
+    """The run with one mode's component CPU and p50 latency scaled."""
+    result = run.modes[mode]
+    components = [
+        c.model_copy(update={"cpu_cores": c.cpu_cores * cpu_factor}) for c in result.components
+    ]
+    latency = result.latency_ms.model_copy(update={"p50": result.latency_ms.p50 * p50_factor})
+    changed = result.model_copy(update={"components": components, "latency_ms": latency})
+    return run.model_copy(update={"modes": {**run.modes, mode: changed}})
+
+
+def test_a_run_against_itself_has_no_error(run: RunResult) -> None:
+    rows = compare_runs(run, run)
+    assert rows and all(r.error == 0.0 for r in rows if r.error is not None)
+    # every mode: three percentiles, throughput, then CPU and memory of each app pod and proxy
+    pods_and_proxies = {"none": 2, "sidecar": 5}
+    for mode, n in pods_and_proxies.items():
+        assert len([r for r in rows if r.mode == mode]) == 4 + 2 * n
+    assert not any(r.component == "loadgen-0" for r in rows)
+
+
+def test_errors_are_relative_to_the_measurement(run: RunResult) -> None:
+    simulated = _scaled(run, "sidecar", cpu_factor=1.5, p50_factor=0.8)
+    rows = compare_runs(run, simulated)
+    cpu = [r for r in rows if r.mode == "sidecar" and r.figure == "cpu" and r.measured > 0]
+    assert cpu and all(r.error == pytest.approx(0.5) for r in cpu)
+    (p50,) = [r for r in rows if r.mode == "sidecar" and r.figure == "p50"]
+    assert p50.error == pytest.approx(-0.2)
+    summary = {s.figure: s for s in summarize(rows)}
+    # CPU: the none mode's rows are exact and the sidecar mode's are +50%
+    n_none = len([r for r in rows if r.mode == "none" and r.figure == "cpu" and r.measured > 0])
+    assert summary["cpu"].count == n_none + len(cpu)
+    assert summary["cpu"].worst is not None and summary["cpu"].worst.error == pytest.approx(0.5)
+    assert summary["p50"].median_abs_error == pytest.approx(0.1)  # median of 0 and 0.2
+    assert summary["p50"].within_bound is True  # the issue's bound is 10%
+    assert summary["memory"].median_abs_error == 0.0
+
+
+def test_zero_measurements_have_no_relative_error() -> None:
+    row = ErrorRow("", "none", "cpu", "x", 0.0, 0.3)
+    assert row.error is None
+    (cpu,) = [s for s in summarize([row]) if s.figure == "cpu"]
+    assert cpu.count == 0 and cpu.median_abs_error is None
+    assert "cpu: no comparable figures" in "\n".join(summary_lines([cpu]))
+
+
+def test_summary_names_the_worst_case_and_the_bound() -> None:
+    rows = [
+        ErrorRow("rate=50", "sidecar", "p99", "", 1.0, 1.1),
+        ErrorRow("rate=90", "ambient", "p99", "", 2.0, 1.0),
+        ErrorRow("rate=90", "sidecar", "p99", "", 1.0, 1.05),
+    ]
+    (p99,) = [s for s in summarize(rows) if s.figure == "p99"]
+    (line,) = summary_lines([p99])
+    assert line == (
+        "       p99: median |error| 10.0% over 3, worst -50.0% (rate=90 ambient)"
+        "  [within the 20% bound on the median]"
+    )
+
+
+def test_cli_prints_the_table_and_summary(run: RunResult, tmp_path: Path) -> None:
+    (measured,) = [p for p in write_results(run, tmp_path / "m") if p.suffix == ".json"]
+    (simulated,) = [
+        p
+        for p in write_results(_scaled(run, "none", 2.0, 1.0), tmp_path / "s")
+        if p.suffix == ".json"
+    ]
+    out = CliRunner().invoke(main, ["compare", str(measured), str(simulated)], terminal_width=200)
+    assert out.exit_code == 0, out.output
+    assert "error = (simulated - measured) / measured" in out.output
+    assert "+100.0%" in out.output
+    assert "       cpu: median |error|" in out.output
+    as_json = CliRunner().invoke(main, ["compare", str(measured), str(simulated), "--json"])
+    doc = json.loads(as_json.output)
+    assert doc["summary"]["cpu"]["worst_error"] == pytest.approx(1.0)
+    assert {r["mode"] for r in doc["rows"]} == {"none", "sidecar"}
+
+
+def test_cli_rejects_a_file_that_is_not_a_run(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"modes": 3}')
+    out = CliRunner().invoke(main, ["compare", str(bad), str(bad)])
+    assert out.exit_code == 2
+    assert f"{bad}: not a run result (summary JSON)" in out.output
