@@ -35,6 +35,7 @@ __all__ = [
     "SweepTable",
     "calibration_errors",
     "charts_for",
+    "comparable",
     "load_inputs",
     "save_chart",
 ]
@@ -387,7 +388,7 @@ def sweep_curves(table: SweepTable, metric: str, combo: dict[str, Any]) -> Chart
                 and all(r[k] == v for k, v in combo.items())
                 and (series is None or r[series] == value)
                 and not math.isnan(r[metric])
-                and _comparable(r)
+                and comparable(r)
             ]
             if not pts:
                 continue
@@ -408,7 +409,7 @@ def sweep_curves(table: SweepTable, metric: str, combo: dict[str, Any]) -> Chart
     return Chart(f"sweep-{metric}-curves{_suffix(combo)}", title, fig)
 
 
-def _comparable(row: dict[str, Any]) -> bool:
+def comparable(row: dict[str, Any]) -> bool:
     """False where a proxy of this run or of its sidecar baseline could not keep up."""
     return row.get("saving_comparable", True) not in (False, "False")
 
@@ -424,7 +425,7 @@ def _grid(
     for row in table.rows:
         if row["mode"] == mode and all(row[k] == v for k, v in combo.items()):
             at = ys.index(row[y_name]), xs.index(row[x_name])
-            z[at], ok[at] = row[metric], _comparable(row)
+            z[at], ok[at] = row[metric], comparable(row)
     return xs, ys, z, ok
 
 

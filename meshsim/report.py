@@ -28,6 +28,7 @@ from meshsim.plots import (
     SweepTable,
     calibration_errors,
     charts_for,
+    comparable,
     run_savings,
 )
 from meshsim.profile import Profile
@@ -43,7 +44,7 @@ body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; 
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; }
 table { border-collapse: collapse; margin: .8em 0; font-size: .9em; }
 th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
+th:first-child, td:first-child, th { text-align: left; }
 td.src { text-align: left; font-size: .85em; color: #444; max-width: 640px; }
 figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: .9em; color: #555; }
@@ -204,25 +205,24 @@ def _sweep_summary(table: SweepTable) -> str:
     )
     rows = []
     for mode in [m for m in table.values("mode") if m not in ("sidecar", "none")]:
+        mine = [r for r in table.rows if r["mode"] == mode]
+        kept = [r for r in mine if comparable(r)]
         for metric in ("mesh_cpu_saving", "mesh_memory_saving", "cpu_saving", "memory_saving"):
-            values = [
-                r[metric] for r in table.rows if r["mode"] == mode and not math.isnan(r[metric])
-            ]
+            values = [r[metric] for r in kept if not math.isnan(r[metric])]
             if not values:
                 continue
             hit = sum(1 for v in values if v >= TARGET_SAVING)
-            rows.append(
-                [
-                    mode,
-                    SAVING_LABELS[metric],
-                    _pct(min(values)),
-                    _pct(max(values)),
-                    f"{hit} of {len(values)}",
-                ]
-            )
+            row = [mode, SAVING_LABELS[metric], _pct(min(values)), _pct(max(values))]
+            rows.append([*row, f"{hit} of {len(values)}", len(mine) - len(kept)])
     if rows:
         parts.append("<h3>Savings against sidecar over the sweep</h3>")
-        parts.append(_table(["mode", "figure", "lowest", "highest", "points ≥ 90%"], rows))
+        header = ["mode", "figure", "lowest", "highest", "points ≥ 90%", "not comparable"]
+        parts.append(_table(header, rows))
+        parts.append(
+            "<p>Not comparable: points where a proxy of the mode or of its sidecar baseline "
+            "ran out of worker threads (its CPU reached its threads' capacity), so it did not "
+            "do all the work; they are left out of the lowest, highest and counts.</p>"
+        )
     header = [
         *table.parameters,
         "mode",

@@ -53,7 +53,7 @@ def test_report_of_a_sweep_summarises_the_savings(tmp_path: Path) -> None:
     page = report_of([tmp_path / "sweep"], tmp_path / "report.html")
     assert "Sweep: smoke" in page and "12 of 12 points finished" in page
     assert "<td>pods_per_node</td><td>1, 3</td>" in page
-    assert "Every point (12 rows)" in page
+    assert "Every point (12 rows)" in page and "<th>not comparable</th>" in page
     assert page.count("data:image/png;base64,") == 7  # overview, 4 heat maps, 2 curves
 
 
