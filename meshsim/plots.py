@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,8 @@ from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-from meshsim.results import COMPONENT_CLASSES, LatencyHistogram, ModeResult, RunResult, load_run
+from meshsim.calibrate.compare import compare_runs
+from meshsim.results import COMPONENT_CLASSES, LatencyHistogram, RunResult, load_run
 from meshsim.run import compare
 from meshsim.scenario import MODES
 
@@ -33,7 +35,6 @@ __all__ = [
     "Chart",
     "Inputs",
     "SweepTable",
-    "calibration_errors",
     "charts_for",
     "comparable",
     "load_inputs",
@@ -552,75 +553,44 @@ def sweep_charts(table: SweepTable) -> list[Chart]:
 
 # ---- calibration: measured against simulated -----------------------------------------------
 
-CALIBRATION_FIGURES = {
-    "latency (ms)": [f"latency_ms.{k}" for k, _ in PERCENTILES],
-    "CPU (cores)": ["cpu_cores.total", *(f"cpu_cores.{c}" for c in COMPONENT_CLASSES)],
-    "memory (MiB)": ["memory_mib.total", *(f"memory_mib.{c}" for c in COMPONENT_CLASSES)],
+# Panels of the calibration scatter: the figures of `meshsim.calibrate.compare` by unit.
+CALIBRATION_PANELS = {
+    "latency (ms)": ("p50", "p90", "p99"),
+    "throughput (req/s)": ("throughput",),
+    "CPU per component (cores)": ("cpu",),
+    "memory per component (MiB)": ("memory",),
 }
 
 
-def _figure_value(result: ModeResult, name: str) -> float:
-    group, key = name.split(".")
-    return float(getattr(getattr(result, group), key))
-
-
-def calibration_errors(
-    measured: RunResult, simulated: RunResult
-) -> list[tuple[str, str, str, float, float, float]]:
-    """(panel, mode, figure, measured, simulated, relative error) for every figure both
-    runs have and the measurement is not zero."""
-    out = []
-    for mode in _modes(measured):
-        if mode not in simulated.modes:
-            continue
-        for panel, names in CALIBRATION_FIGURES.items():
-            for name in names:
-                m = _figure_value(measured.modes[mode], name)
-                s = _figure_value(simulated.modes[mode], name)
-                if m > 0 and not math.isnan(s):
-                    out.append((panel, mode, name, m, s, (s - m) / m))
-    return out
-
-
 def calibration_scatter(measured: RunResult, simulated: RunResult) -> Chart | None:
-    rows = calibration_errors(measured, simulated)
+    """Simulated against measured, a panel per unit, each with its median-error band."""
+    rows = [r for r in compare_runs(measured, simulated) if r.error is not None]
     if not rows:
         return None
     title = f"Simulated against measured figures — {measured.scenario}"
     caption = (
         f"Scenario: {measured.scenario} · profile: {simulated.profile} · simulated with "
-        f"{simulated.engine} (seed {simulated.seed}) · measured run seed {measured.seed}"
+        f"{simulated.engine} (seed {simulated.seed}) · measured run: {measured.engine}"
     )
-    fig = _figure(title, caption, size=(13.0, 4.8))
-    axes = fig.subplots(1, len(CALIBRATION_FIGURES))
-    for ax, panel in zip(axes, CALIBRATION_FIGURES, strict=True):
-        pts = [r for r in rows if r[0] == panel]
+    fig = _figure(title, caption, size=(16.0, 4.8))
+    axes = fig.subplots(1, len(CALIBRATION_PANELS))
+    for ax, (panel, figures) in zip(axes, CALIBRATION_PANELS.items(), strict=True):
+        pts = [r for r in rows if r.figure in figures]
         if not pts:
             ax.set_axis_off()
             continue
-        band = float(np.mean([abs(r[5]) for r in pts]))
-        lo = min(min(r[3], r[4]) for r in pts) / 1.5
-        hi = max(max(r[3], r[4]) for r in pts) * 1.5
+        band = statistics.median(abs(r.error or 0.0) for r in pts)
+        lo = min(min(r.measured, r.simulated) for r in pts) / 1.5
+        hi = max(max(r.measured, r.simulated) for r in pts) * 1.5
         line = np.geomspace(lo, hi, 50)
-        ax.fill_between(
-            line,
-            line * (1 - band),
-            line * (1 + band),
-            color="#dddddd",
-            label=f"error band ±{band * 100:.1f}% (mean |error|)",
-        )
+        label = f"error band ±{band * 100:.1f}% (median |error|)"
+        ax.fill_between(line, line * (1 - band), line * (1 + band), color="#dddddd", label=label)
         ax.plot(line, line, color="black", lw=0.8, label="simulated = measured")
         for mode in _modes(measured):
-            mine = [r for r in pts if r[1] == mode]
+            mine = [r for r in pts if r.mode == mode]
             if mine:
-                ax.scatter(
-                    [r[3] for r in mine],
-                    [r[4] for r in mine],
-                    s=18,
-                    color=_color(mode),
-                    label=mode,
-                    zorder=3,
-                )
+                ax.scatter([r.measured for r in mine], [r.simulated for r in mine], s=18,
+                           color=_color(mode), label=mode, zorder=3)  # fmt: skip
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(f"measured {panel}")
@@ -636,8 +606,7 @@ def charts_for(inputs: Inputs) -> list[Chart]:
         charts += run_charts(run)
     for table in inputs.sweeps:
         charts += sweep_charts(table)
-    for measured, simulated in inputs.calibrations:
-        charts += run_charts(simulated)
+    for measured, simulated in inputs.calibrations:  # the simulated run is in inputs.runs
         scatter = calibration_scatter(measured, simulated)
         if scatter is not None:
             charts.append(scatter)

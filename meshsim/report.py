@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from meshsim.calibrate.compare import compare_runs, summarize
 from meshsim.loader import REPO_ROOT, InputError, load_profile, load_scenario, resolve_profile_path
 from meshsim.plots import (
     PERCENTILES,
@@ -26,7 +27,6 @@ from meshsim.plots import (
     Chart,
     Inputs,
     SweepTable,
-    calibration_errors,
     charts_for,
     comparable,
     run_savings,
@@ -265,18 +265,41 @@ def _profile_sources(profile: Profile) -> str:
 
 
 def _calibration(measured: RunResult, simulated: RunResult) -> str:
-    rows = calibration_errors(measured, simulated)
+    rows = compare_runs(measured, simulated)
     if not rows:
         return "<p>No figure is both measured and simulated.</p>"
-    mean = sum(abs(r[5]) for r in rows) / len(rows)
-    worst = max(rows, key=lambda r: abs(r[5]))
-    body = [[r[1], r[2], f"{r[3]:.4g}", f"{r[4]:.4g}", f"{r[5] * 100:+.1f}%"] for r in rows]
+    summary = []
+    for s in summarize(rows):
+        if s.count == 0:
+            continue
+        median = "—" if s.median_abs_error is None else f"{s.median_abs_error * 100:.1f}%"
+        worst = s.worst
+        worst_text = (
+            f"{worst.error * 100:+.1f}% ({worst.mode} {worst.component or worst.figure})"
+            if worst is not None and worst.error is not None
+            else "—"
+        )
+        bound = "—" if s.bound is None else f"{s.bound * 100:.0f}%"
+        within = {True: "yes", False: "no", None: "—"}[s.within_bound]
+        summary.append([s.figure, s.count, median, worst_text, bound, within])
+    body = [
+        [r.mode, r.figure, r.component or "—", f"{r.measured:.4g}", f"{r.simulated:.4g}",
+         "—" if r.error is None else f"{r.error * 100:+.1f}%"]
+        for r in rows
+    ]  # fmt: skip
+    intro = (
+        f"<p>Measured run of <b>{_e(measured.scenario)}</b> ({_e(measured.engine)}) against a "
+        f"{_e(simulated.engine)} simulation with profile {_e(simulated.profile)}. Error = "
+        "(simulated − measured) / measured; a held-out run is one the profile was not "
+        "fitted on.</p>"
+    )
+    header = ["figure", "compared", "median |error|", "worst", "bound", "within bound"]
     return (
-        f"<p>Measured run of <b>{_e(measured.scenario)}</b> (engine {_e(measured.engine)}) "
-        f"against a {_e(simulated.engine)} simulation with profile {_e(simulated.profile)}: "
-        f"mean absolute error {mean * 100:.1f}% over {len(rows)} figures; largest "
-        f"{worst[5] * 100:+.1f}% ({_e(worst[1])} {_e(worst[2])}).</p>"
-        + _table(["mode", "figure", "measured", "simulated", "error"], body)
+        intro
+        + _table(header, summary)
+        + f"<details><summary>Every figure ({len(body)} rows)</summary>"
+        + _table(["mode", "figure", "component", "measured", "simulated", "error"], body)
+        + "</details>"
     )
 
 
@@ -298,8 +321,7 @@ def build_report(inputs: Inputs, near: Sequence[Path]) -> str:
     sections: list[str] = []
     names: list[str] = []
     profiles: dict[str, Profile | None] = {}
-    runs = [*inputs.runs, *(sim for _, sim in inputs.calibrations)]
-    for run in runs:
+    for run in inputs.runs:
         names.append(run.scenario)
         file = find_scenario(run.scenario, near)
         sections.append(f"<h2>Run: {_e(run.scenario)}</h2>")

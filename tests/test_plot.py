@@ -9,12 +9,12 @@ import pytest
 from click.testing import CliRunner
 from matplotlib.contour import ContourSet
 
+from meshsim.calibrate.compare import compare_runs
 from meshsim.cli import main
 from meshsim.loader import load_scenario
 from meshsim.plots import (
     Chart,
     SweepTable,
-    calibration_errors,
     charts_for,
     load_inputs,
     save_chart,
@@ -143,17 +143,16 @@ def test_a_measured_run_next_to_a_simulated_one_is_a_calibration(
     write_results(measured, tmp_path / "meas")
     inputs = load_inputs([tmp_path / "sim", tmp_path / "meas"])
     assert len(inputs.calibrations) == 1 and inputs.runs == [inputs.calibrations[0][1]]
-    errors = calibration_errors(*inputs.calibrations[0])
-    latency = [e for e in errors if e[0] == "latency (ms)"]
-    assert len(latency) == 4 * 4  # four percentiles in four modes
-    for _, _, _, meas, sim, error in errors:
-        expected = 1 / 1.25 - 1 if meas != sim else 0.0
-        assert error == pytest.approx(expected)
+    rows = [r for r in compare_runs(*inputs.calibrations[0]) if r.error is not None]
+    latency = [r for r in rows if r.figure in ("p50", "p90", "p99")]
+    assert len(latency) == 3 * 4  # three percentiles in four modes
+    assert all(r.error == pytest.approx(1 / 1.25 - 1) for r in latency)
+    assert all(r.error == 0.0 for r in rows if r not in latency)
     stems = [c.stem for c in charts_for(inputs)]
     assert stems[-1] == f"{run.file_stem()}-calibration"
     scatter = charts_for(inputs)[-1]
     assert_labelled(scatter, "Scenario: smoke", "profile: istio-1.24")
-    assert "error band ±20.0%" in " ".join(
+    assert "error band ±20.0% (median |error|)" in " ".join(
         t.get_text() for t in scatter.figure.axes[0].get_legend().get_texts()
     )
 

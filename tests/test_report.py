@@ -62,3 +62,21 @@ def test_find_scenario_matches_by_name_not_file_name(tmp_path: Path) -> None:
     assert find_scenario("smoke", [tmp_path]) == tmp_path / "other.yaml"
     assert find_scenario("smoke", []) == SWEEPS / "smoke-base.yaml"
     assert find_scenario("no-such-scenario", [tmp_path]) is None
+
+
+def test_report_of_a_calibration_pair_shows_the_error_per_figure(
+    run: RunResult, tmp_path: Path
+) -> None:
+    modes = {
+        mode: result.model_copy(update={"throughput_rps": result.throughput_rps * 1.1})
+        for mode, result in run.modes.items()
+    }
+    measured = run.model_copy(update={"kind": "measured", "engine": "local", "modes": modes})
+    write_results(run, tmp_path / "sim")
+    write_results(measured, tmp_path / "meas")
+    page = report_of([tmp_path / "meas", tmp_path / "sim"], tmp_path / "report.html")
+    assert "Calibration: smoke" in page
+    # simulated throughput is 1/1.1 of the measured one: error 1/1.1 - 1 = -9.1%
+    assert "<td>throughput</td><td>4</td><td>9.1%</td>" in page
+    assert "<td>p50</td><td>4</td><td>0.0%</td>" in page
+    assert page.count("data:image/png;base64,") == 5  # the run's four charts + the scatter
