@@ -93,8 +93,8 @@ def find_targets(
         injected = PROXY_CONTAINER in pod_containers(found)
         ambient = annotations.get(AMBIENT_ANNOTATION) == "enabled"
         if injected != (mode == "sidecar"):
-            state = "has" if injected else "has no"
-            raise KindError(f"{what} {state} an istio-proxy sidecar in mode {mode}")
+            state = "has an" if injected else "has no"
+            raise KindError(f"{what} {state} istio-proxy sidecar in mode {mode}")
         if ambient != (mode in ("ambient", "ambient-waypoint")):
             state = "is" if ambient else "is not"
             raise KindError(f"{what} {state} redirected to ztunnel in mode {mode}")
