@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from meshsim.loader import InputError
+from meshsim.run import ENGINES
 
 __all__ = ["plot", "report", "sweep"]
 
@@ -101,11 +102,22 @@ def report(results: tuple[Path, ...], out_file: Path) -> None:
     help="Address of a Dask scheduler (with --executor dask); default: a LocalCluster.",
 )
 @click.option("--workers", type=int, default=None, help="Worker processes; default: one per core.")
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default=None,
+    help="Override the sweep file's engine (points run with another engine are rerun).",
+)
 def sweep(
-    file: Path, out_dir: Path, executor: str, scheduler: str | None, workers: int | None
+    file: Path,
+    out_dir: Path,
+    executor: str,
+    scheduler: str | None,
+    workers: int | None,
+    engine: str | None,
 ) -> None:
     """Run every point of the sweep FILE and gather one table (sweep.csv)."""
-    from meshsim.sweep import PointOutcome, load_sweep, run_sweep
+    from meshsim.sweep import PointOutcome, load_sweep, run_sweep, with_engine
 
     if scheduler is not None and executor != "dask":
         click.echo("--scheduler needs --executor dask", err=True)
@@ -115,6 +127,8 @@ def sweep(
     except InputError as err:
         click.echo(str(err), err=True)
         sys.exit(BAD_INPUT)
+    if engine is not None:
+        plan = with_engine(plan, engine)
     stderr = Console(stderr=True)
     bar = Progress(
         TextColumn(f"{plan.spec.name:>16}"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import hashlib
 import io
 import itertools
@@ -54,6 +55,7 @@ __all__ = [
     "load_sweep",
     "run_point",
     "run_sweep",
+    "with_engine",
 ]
 
 Executor = Literal["local", "dask"]
@@ -537,18 +539,20 @@ def _write_atomic(path: Path, text: str) -> None:
             os.unlink(tmp)
 
 
-def _finished(out_dir: Path, point: Point) -> bool:
+def _finished(out_dir: Path, point: Point, engine: str) -> bool:
+    """Whether the point's file holds this point, run with this engine."""
     file = out_dir / "points" / f"{point.key}.json"
     if not file.is_file():
         return False
     doc = json.loads(file.read_text(encoding="utf-8"))
-    return bool(doc.get("params") == point.params and doc.get("seed") == point.seed)
+    same = doc.get("params") == point.params and doc.get("seed") == point.seed
+    return bool(same and doc.get("engine", "des") == engine)
 
 
-def _record(out_dir: Path, outcome: PointOutcome) -> None:
+def _record(out_dir: Path, outcome: PointOutcome, engine: str) -> None:
     key = outcome.point.key
     failure = out_dir / "failures" / f"{key}.json"
-    head = {"params": outcome.point.params, "seed": outcome.point.seed}
+    head = {"params": outcome.point.params, "seed": outcome.point.seed, "engine": engine}
     if outcome.run is not None:
         doc = {**head, "run": outcome.run.model_dump(mode="json")}
         _write_atomic(out_dir / "points" / f"{key}.json", json.dumps(doc) + "\n")
@@ -571,6 +575,13 @@ def _metadata(plan: SweepPlan) -> dict[str, Any]:
     }
 
 
+def with_engine(plan: SweepPlan, engine: str) -> SweepPlan:
+    """The same sweep run with another engine (`meshsim sweep --engine`)."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; expected one of: {', '.join(ENGINES)}")
+    return dataclasses.replace(plan, spec=plan.spec.model_copy(update={"engine": engine}))
+
+
 def run_sweep(
     plan: SweepPlan,
     out_dir: Path,
@@ -587,7 +598,7 @@ def run_sweep(
     for sub in ("points", "failures"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     _write_atomic(out_dir / "sweep.json", json.dumps(_metadata(plan), indent=2) + "\n")
-    todo = [p for p in plan.points if not _finished(out_dir, p)]
+    todo = [p for p in plan.points if not _finished(out_dir, p, plan.spec.engine)]
     total, skipped = len(plan.points), len(plan.points) - len(todo)
     n_workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
     failed: list[PointOutcome] = []
@@ -600,7 +611,7 @@ def run_sweep(
             else _run_local(plan, todo, n_workers)
         )
         for done, outcome in enumerate(outcomes, start=skipped + 1):
-            _record(out_dir, outcome)
+            _record(out_dir, outcome, plan.spec.engine)
             if outcome.error is not None:
                 failed.append(outcome)
             if progress is not None:
@@ -684,7 +695,7 @@ def gather_table(plan: SweepPlan, out_dir: Path) -> str:
     rows: list[dict[str, Any]] = []
     for point in plan.points:
         file = out_dir / "points" / f"{point.key}.json"
-        if not _finished(out_dir, point):
+        if not _finished(out_dir, point, plan.spec.engine):
             continue
         doc = json.loads(file.read_text(encoding="utf-8"))
         row = _row(point, RunResult.model_validate(doc["run"]), plan.columns)
