@@ -19,7 +19,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["fifo_waits", "finish_pools", "lookup_or_insert", "pool_events"]
+__all__ = ["fifo_waits", "finish_pools", "lookup_or_insert", "pool_events", "pool_slots"]
 
 _EMPTY = np.int64(-1)
 
@@ -52,7 +52,8 @@ def fifo_waits(
                 best = m
         start = arrival[j] if arrival[j] > best_t else best_t
         wait[j] = start - arrival[j]
-        free_at[best] = start + service[j]
+        if service[j] > 0:  # a job of no work occupies no server (nor moves its clock)
+            free_at[best] = start + service[j]
     return wait
 
 
@@ -241,3 +242,24 @@ def finish_pools(
             p_seconds[p] += _window_seconds(c_opened[c], at, w0, w1)
             c = c_next[c]
         p_head[p] = -1
+
+
+@numba.njit(cache=True, nogil=True)
+def pool_slots(
+    pools: np.ndarray, allocations: int, p_head: np.ndarray, c_next: np.ndarray, free: np.ndarray
+) -> np.ndarray:
+    """Connection slots a run over these pools may touch: their connections, and the
+    free slots it may allocate. Saving these is enough to undo the run."""
+    out = []
+    for i in range(pools.shape[0]):
+        c = p_head[pools[i]]
+        while c >= 0:
+            out.append(c)
+            c = c_next[c]
+    c = free[0]
+    for _ in range(allocations):
+        if c < 0:
+            break
+        out.append(c)
+        c = c_next[c]
+    return np.array(out, np.int64)

@@ -41,7 +41,13 @@ import numpy as np
 from meshsim.costs import Role, app_call_cpu_s, pass_cost, proxy_memory_mib, usd_per_month
 from meshsim.distributions import Constant, Distribution
 from meshsim.engines.des import child_rng
-from meshsim.engines.kernels import fifo_waits, finish_pools, lookup_or_insert, pool_events
+from meshsim.engines.kernels import (
+    fifo_waits,
+    finish_pools,
+    lookup_or_insert,
+    pool_events,
+    pool_slots,
+)
 from meshsim.profile import Profile
 from meshsim.results import (
     ByComponent,
@@ -62,11 +68,15 @@ _MS = 1e-3
 _TOLERANCE_S = 1e-7  # a wait that moves less than this between sweeps has settled
 _UNSETTLED = 1e-3  # sweeps stop when at most this share of waits still moves
 _MAX_SWEEPS = 30
-_POOL_SWEEP = 1  # pools decide after this sweep's propagation
+# Pools try the times of sweep 1 (then are rolled back), and decide for good on sweep 2's,
+# which include the handshakes sweep 1's trial opened (their delay makes requests overlap).
+_POOL_TRIAL_SWEEP = 1
+_POOL_SWEEP = 2
 _VISITS_PER_WINDOW = 2_000_000
 _RAW_LATENCIES = 2_000_000
 _FINE_BINS_PER_DECADE = 2000
 _MAX_CALL_SLOTS = 5000
+_USER_CYCLES = 3
 
 _BOXES: dict[Mode, tuple[tuple[ProxyKind, Role], ...]] = {
     "none": (),
@@ -366,6 +376,10 @@ class _Visits:
         self.order: np.ndarray | None = None
         self.layout: list[tuple[tuple[object, ...], int]] = []
         self.free_at = np.zeros(int(model.servers.sum()))
+        # Visits of the previous window that arrive after it ended: they queue in this
+        # window's order of arrival, so both windows' visits are served first come first.
+        self.spill = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+        self.last: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -410,14 +424,15 @@ class _Visits:
         end: np.ndarray = start + seconds
         return end
 
-    def solve(self) -> tuple[float, np.ndarray, int]:
-        """Solve every queue at once; returns the largest wait change, the state, visits."""
-        layout = [(k, a.shape[0]) for k, a in zip(self.keys, self.arrival, strict=True)]
-        if not layout:
-            return 0.0, self.free_at, 0
-        station = np.concatenate(self.station)
-        arrival = np.concatenate(self.arrival)
-        service = np.concatenate(self.service)
+    def solve(self) -> tuple[int, int]:
+        """Solve every queue at once; returns how many waits moved, and the visits solved."""
+        own = [(k, a.shape[0]) for k, a in zip(self.keys, self.arrival, strict=True)]
+        if not own:
+            return 0, 0
+        layout = [*own, (("spill",), self.spill[0].shape[0])]
+        station = np.concatenate([*self.station, self.spill[0]])
+        arrival = np.concatenate([*self.arrival, self.spill[1]])
+        service = np.concatenate([*self.service, self.spill[2]])
         base = float(arrival.min())
         span = float(arrival.max()) - base + 1.0
         sort_key = station * span + (arrival - base)
@@ -433,9 +448,10 @@ class _Visits:
         wait = fifo_waits(
             station, arrival, service, order, self.model.first_server, self.model.servers, free_at
         )
+        self.last = (station, arrival, service, order)
         moved = 0
         offset = 0
-        for key, n in layout:
+        for key, n in own:
             new = wait[offset : offset + n]
             old = self.waits.get(key)
             if old is None or old.shape[0] != n:
@@ -444,7 +460,25 @@ class _Visits:
                 moved += int(np.count_nonzero(np.abs(new - old) > _TOLERANCE_S))
             self.waits[key] = new
             offset += n
-        return moved, free_at, int(arrival.shape[0])
+        return moved, offset
+
+    def commit(self, end: float) -> None:
+        """Carry queue state to the next window: visits before `end` served, later ones spilt."""
+        if self.last is not None:
+            station, arrival, service, order = self.last
+            before = arrival < end
+            fifo_waits(
+                station,
+                arrival,
+                service,
+                order[before[order]],
+                self.model.first_server,
+                self.model.servers,
+                self.free_at,
+            )
+            after = ~before
+            self.spill = (station[after], arrival[after], service[after])
+        self.waits, self.order, self.last = {}, None, None
 
 
 # ---- the engine -------------------------------------------------------------------
@@ -545,7 +579,9 @@ class _VectorRun:
             lookup_or_insert(old_keys[np.argsort(old_ids)], self.table_keys, self.table_ids, count)
         return lookup_or_insert(keys, self.table_keys, self.table_ids, self.n_pools)
 
-    def _decide_pools(self, segs: list[_Seg], window_scale: list[np.ndarray | float]) -> None:
+    def _decide_pools(
+        self, segs: list[_Seg], window_scale: list[np.ndarray | float], *, commit: bool
+    ) -> None:
         """Run the pools over this window's acquisitions; mark which rows handshake."""
         if not segs:
             return
@@ -576,6 +612,7 @@ class _VectorRun:
         refs = np.concatenate([np.arange(n_acq), np.arange(n_acq)])
         order = np.lexsort((is_acquire, times))
         p, c = self.p, self.c
+        undo = None if commit else self._pool_snapshot(ids, n_acq)
         is_new, ready = pool_events(
             times[order],
             is_acquire[order],
@@ -602,8 +639,12 @@ class _VectorRun:
             self.w0,
             self.w1,
         )
+        if undo is not None:
+            undo()
+        self._mark_handshakes(segs, live, is_new, ready)
+        if not commit:
+            return
         in_window = (acquired >= self.w0) & (acquired < self.w1)
-        offset = 0
         origin_all = np.concatenate([s.origin[lv] for s, lv in zip(segs, live, strict=True)])
         target_all = np.concatenate([s.target[lv] for s, lv in zip(segs, live, strict=True)])
         tls_all = np.concatenate(
@@ -614,6 +655,28 @@ class _VectorRun:
         n = self.m.n_comp
         self.handshakes += np.bincount(origin_all[counted], minlength=n)
         self.handshakes += np.bincount(target_all[counted], minlength=n)
+
+    def _pool_snapshot(self, ids: np.ndarray, allocations: int) -> Callable[[], None]:
+        """Save what a pool run over these pools can change; the returned call restores it."""
+        pools = np.unique(ids)
+        slots = pool_slots(pools, allocations, self.p["head"], self.c["next"], self.free)
+        saved_p = {k: self.p[k][pools].copy() for k in ("head", "seconds")}
+        saved_c = {k: v[slots].copy() for k, v in self.c.items()}
+        free, live = int(self.free[0]), int(self.live[0])
+
+        def undo() -> None:
+            for k, v in saved_p.items():
+                self.p[k][pools] = v
+            for k, v in saved_c.items():
+                self.c[k][slots] = v
+            self.free[0], self.live[0] = free, live
+
+        return undo
+
+    def _mark_handshakes(
+        self, segs: list[_Seg], live: list[np.ndarray], is_new: np.ndarray, ready: np.ndarray
+    ) -> None:
+        offset = 0
         for s, lv in zip(segs, live, strict=True):
             k = int(lv.sum())
             full_new = np.zeros(s.pos.shape[0], np.bool_)
@@ -686,7 +749,7 @@ class _VectorRun:
                 svc = m.service_index[slot.service]
                 comps.append(np.full(n, m.comp_of_box["waypoint"][svc], np.int64))
         workers: list[np.ndarray] = [
-            rng.integers(0, spec.workers, n) if spec.pinned else np.zeros(n, np.int64)
+            np.asarray(rng.integers(0, spec.workers, n)) if spec.pinned else np.zeros(n, np.int64)
             for spec in m.boxes
         ]
         nodes = [m.comp_node[c] for c in comps]
@@ -936,7 +999,13 @@ class _VectorRun:
 
     def _window_length(self) -> float:
         per_s = expected_queue_visits(self.scenario, self.mode) / self.w1
-        return float(min(self.w1, max(0.05, _VISITS_PER_WINDOW / max(per_s, 1.0))))
+        length = max(0.05, _VISITS_PER_WINDOW / max(per_s, 1.0))
+        loop = self.scenario.traffic.closed_loop
+        if loop is not None:
+            # A user's requests in one window form a chain that sweeps settle one link at a
+            # time, so windows hold a few think times.
+            length = min(length, max(_USER_CYCLES * loop.think_time.mean_s, 0.01))
+        return float(min(self.w1, length))
 
     def _open_arrivals(self, a: float, b: float) -> np.ndarray:
         """Arrivals in [a, b), from the same stream and gaps as the DES engine's."""
@@ -990,28 +1059,39 @@ class _VectorRun:
         root = self._draw_calls(
             self.slots[0], np.arange(n), np.arange(n), np.zeros(n, np.int64), scale, rng
         )
-        t_end = starts
+        moved_starts = 0
         for sweep in range(_MAX_SWEEPS):
-            self.visits.reset()
-            self.inflight: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-            self.segs: list[tuple[_Seg, np.ndarray | float]] = []
-            if user_of is not None:
-                starts = self._user_starts(t_end - starts, b)[0]
+            if user_of is not None and sweep > 0:
+                # Latencies of the current starts under the latest waits give the next starts
+                # (using the previous sweep's latencies would pair each start with stale waits).
+                self._reset_sweep()
+                previous = starts
+                starts = self._user_starts(self._propagate(root, starts) - starts, b)[0]
+                moved_starts = int(np.count_nonzero(np.abs(starts - previous) > _TOLERANCE_S))
+            self._reset_sweep()
             t_end = self._propagate(root, starts)
-            if sweep == _POOL_SWEEP:
-                self._decide_pools([s for s, _ in self.segs], [sc for _, sc in self.segs])
-            moved, free_at, visits = self.visits.solve()
+            if sweep in (_POOL_TRIAL_SWEEP, _POOL_SWEEP):
+                self._decide_pools(
+                    [s for s, _ in self.segs],
+                    [sc for _, sc in self.segs],
+                    commit=sweep == _POOL_SWEEP,
+                )
+            moved, visits = self.visits.solve()
             self.stats.sweeps += 1
+            moved += moved_starts  # a user's next request waits for the previous one
             if sweep > _POOL_SWEEP and moved <= _UNSETTLED * visits:
                 break
         self.stats.queue_visits += visits
-        self.visits.free_at = free_at
-        self.visits.waits = {}
-        self.visits.order = None
+        self.visits.commit(b)
         live = np.ones(n, np.bool_) if isinstance(scale, float) else scale > 0
         if user_of is not None and not isinstance(scale, float):
             self._commit_users(starts, t_end, scale, b)
         self._account(starts[live], t_end[live])
+
+    def _reset_sweep(self) -> None:
+        self.visits.reset()
+        self.inflight: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.segs: list[tuple[_Seg, np.ndarray | float]] = []
 
     def _account(self, starts: np.ndarray, ends: np.ndarray) -> None:
         w0, w1, n = self.w0, self.w1, self.m.n_comp
