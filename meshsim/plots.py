@@ -24,7 +24,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.patches import Rectangle
-from matplotlib.ticker import NullFormatter, ScalarFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from meshsim.calibrate.compare import compare_runs
 from meshsim.results import COMPONENT_CLASSES, LatencyHistogram, RunResult, load_run
@@ -224,7 +224,8 @@ def latency_cdf(run: RunResult) -> Chart | None:
     if not drawn:
         return None
     ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("end-to-end latency (ms, log scale)")
     ax.set_ylabel("fraction of requests at or below")
