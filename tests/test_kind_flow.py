@@ -230,7 +230,7 @@ def k(*args: str) -> str:
 
 def expected_commands(mode: Mode, pod_name: str = "loadgen-0-6d5f7-q2x9z") -> list[str]:
     setup = [
-        "docker version --format '{{.Client.Version}}'",
+        "docker version --format '{{.Server.Version}}'",
         "kind version",
         "kubectl version --client",
         "istioctl version --remote=false",

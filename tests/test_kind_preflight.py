@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from meshsim.kind.commands import Command, FakeRunner, KindError
+from meshsim.kind.commands import Command, CommandFailed, FakeRunner, KindError
 from meshsim.kind.tools import parse_version, preflight
 
+DOCKER_DOWN = (
+    "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
+    "Is the docker daemon running?\n"
+)
 GOOD = {
     "docker": "27.3.1\n",
     "kind": "kind v0.24.0 go1.22.6 linux/amd64\n",
@@ -19,7 +23,8 @@ def run_preflight(outputs: dict[str, str], missing: set[str] = frozenset()) -> F
     def respond(command: Command) -> str:
         output = outputs[command.argv[0]]
         if output.startswith("FAIL"):
-            raise KindError(output)
+            # what `docker version` says (exit 1) when no daemon runs
+            raise CommandFailed(command, 1, DOCKER_DOWN)
         return output
 
     runner = FakeRunner(respond)
@@ -30,7 +35,7 @@ def run_preflight(outputs: dict[str, str], missing: set[str] = frozenset()) -> F
 def test_all_present_and_recent_runs_each_version_command_once() -> None:
     runner = run_preflight(GOOD)
     assert runner.argvs() == [
-        ["docker", "version", "--format", "{{.Client.Version}}"],
+        ["docker", "version", "--format", "{{.Server.Version}}"],
         ["kind", "version"],
         ["kubectl", "version", "--client"],
         ["istioctl", "version", "--remote=false"],
@@ -71,13 +76,13 @@ def test_everything_missing_or_old_is_listed_in_one_message() -> None:
 
 
 def test_a_tool_that_fails_or_prints_no_version_is_reported() -> None:
-    broken = GOOD | {"docker": "FAIL: Cannot connect to the Docker daemon", "kubectl": "hmm\n"}
+    broken = GOOD | {"docker": "FAIL", "kubectl": "hmm\n"}
     with pytest.raises(KindError) as caught:
         run_preflight(broken)
     lines = str(caught.value).splitlines()
     assert lines[1] == (
-        "  - docker >= 20.10: `docker version --format {{.Client.Version}}` failed: "
-        "FAIL: Cannot connect to the Docker daemon"
+        "  - docker >= 20.10: Cannot connect to the Docker daemon at "
+        "unix:///var/run/docker.sock. Is the docker daemon running?"
     )
     assert lines[2] == "  - kubectl >= 1.28: cannot read a version from 'hmm'"
 

@@ -20,6 +20,7 @@ __all__ = [
     "Background",
     "Clock",
     "Command",
+    "CommandFailed",
     "FakeClock",
     "FakeRunner",
     "KindError",
@@ -107,8 +108,12 @@ class FakeClock:
         self.at += max(0.0, seconds)
 
 
-def _failed(command: Command, code: int, detail: str) -> KindError:
-    return KindError(f"`{shlex.join(command.argv)}` failed (exit {code}): {detail.strip()}")
+class CommandFailed(KindError):
+    """A command exited non-zero; `detail` is what it said."""
+
+    def __init__(self, command: Command, code: int, detail: str):
+        self.command, self.code, self.detail = command, code, detail.strip()
+        super().__init__(f"`{shlex.join(command.argv)}` failed (exit {code}): {self.detail}")
 
 
 class _Process:
@@ -158,17 +163,23 @@ class SubprocessRunner:
     def run(self, command: Command) -> str:
         if self.say is not None:
             self.say("$ " + shlex.join(command.argv))
-        proc = subprocess.run(
-            list(command.argv), input=command.stdin, capture_output=True, text=True, check=False
-        )
+        try:
+            proc = subprocess.run(
+                list(command.argv), input=command.stdin, capture_output=True, text=True, check=False
+            )
+        except FileNotFoundError:
+            raise KindError(f"{command.argv[0]}: not found on PATH") from None
         if proc.returncode != 0:
-            raise _failed(command, proc.returncode, proc.stderr or proc.stdout)
+            raise CommandFailed(command, proc.returncode, proc.stderr or proc.stdout)
         return proc.stdout
 
     def start(self, command: Command) -> Background:
         if self.say is not None:
             self.say("$ " + shlex.join(command.argv) + " &")
-        return _Process(command)
+        try:
+            return _Process(command)
+        except FileNotFoundError:
+            raise KindError(f"{command.argv[0]}: not found on PATH") from None
 
 
 Responder = Callable[[Command], str]

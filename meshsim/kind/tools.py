@@ -1,9 +1,10 @@
 """Preflight: the four tools the kind backend drives, present and recent enough.
 
-Supported: Docker >= 20.10, kind >= 0.24 (its default node image is Kubernetes 1.31),
-kubectl >= 1.28, and istioctl >= 1.24: ambient mode (ztunnel, waypoints) is GA from
-Istio 1.24, which also honours a waypoint Gateway's `infrastructure.parametersRef`,
-used here to place each waypoint on the node the scenario's topology chose.
+Supported: Docker Engine >= 20.10 (running), kind >= 0.24 (its default node image is
+Kubernetes 1.31), kubectl >= 1.28, and istioctl >= 1.24: ambient mode (ztunnel,
+waypoints) is GA from Istio 1.24, which also honours a waypoint Gateway's
+`infrastructure.parametersRef`, used here to place each waypoint on the node the
+scenario's topology chose.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from meshsim.kind.commands import Command, KindError, Runner
+from meshsim.kind.commands import Command, CommandFailed, KindError, Runner
 
 __all__ = ["TOOLS", "Tool", "preflight", "preflight_commands", "tool_problems"]
 
@@ -34,7 +35,8 @@ class Tool:
 TOOLS: tuple[Tool, ...] = (
     Tool(
         "docker",
-        ("docker", "version", "--format", "{{.Client.Version}}"),
+        # the engine's version: it also checks that the Docker daemon answers
+        ("docker", "version", "--format", "{{.Server.Version}}"),
         (20, 10),
         "Docker Engine or Docker Desktop, https://docs.docker.com/get-docker/",
     ),
@@ -84,7 +86,8 @@ def tool_problems(
         try:
             output = runner.run(Command(tool.version_argv))
         except KindError as err:
-            problems.append(f"{tool.wanted}: `{' '.join(tool.version_argv)}` failed: {err}")
+            said = err.detail if isinstance(err, CommandFailed) else str(err)
+            problems.append(f"{tool.wanted}: {said}")
             continue
         version = parse_version(output)
         if version is None:

@@ -18,7 +18,7 @@ from meshsim.scenario import MODES, Mode, Scenario
 
 __all__ = ["measure", "testbed"]
 
-BACKENDS = ("local",)
+BACKENDS = ("local", "kind")
 FAILED = 1
 BAD_INPUT = 2
 INTERRUPTED = 130
@@ -62,6 +62,9 @@ def measured_scenario(scenario: Scenario, profile_path: Path, run: RunResult) ->
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON summary on stdout.")
 @click.option("--no-pin", is_flag=True, help="Do not pin each node to its own host cores (cpuset).")
+@click.option("--dry-run", is_flag=True, help="kind: print every command and manifest, run none.")
+@click.option("--cluster", default=None, help="kind: use this existing kind cluster.")
+@click.option("--keep", is_flag=True, help="kind: leave the cluster this run creates.")
 def measure(
     file: Path,
     backend: str,
@@ -70,11 +73,17 @@ def measure(
     out_dir: Path | None,
     as_json: bool,
     no_pin: bool,
+    dry_run: bool,
+    cluster: str | None,
+    keep: bool,
 ) -> None:
     """Stand FILE up for real (network namespaces, HAProxy, mTLS, Locust) and measure it.
 
     Needs root, Linux, HAProxy, iproute2 and iptables (scripts/install-system-deps).
-    Everything it creates is named with the run's id and removed when it ends."""
+    Everything it creates is named with the run's id and removed when it ends.
+    With --backend kind: a kind cluster running Istio (needs docker, kind, kubectl and
+    istioctl; see the README's "Calibrating against kind")."""
+    from meshsim.kind import KindError, KindRun, kind_plan, measure_kind
     from meshsim.testbed.runner import measure_local
     from meshsim.testbed.system import TestbedError
 
@@ -84,6 +93,15 @@ def measure(
         click.echo(str(err), err=True)
         sys.exit(BAD_INPUT)
     stderr = Console(stderr=True, highlight=False)
+    if (dry_run or cluster or keep) and backend != "kind":
+        click.echo(
+            "meshsim measure: --dry-run, --cluster, --keep: only with --backend kind", err=True
+        )
+        sys.exit(BAD_INPUT)
+    if dry_run:
+        run = KindRun.new(scenario, profile, modes=list(modes) or None, seed=seed, cluster=cluster)
+        click.echo(kind_plan(run, keep=keep), nl=False)
+        return
 
     def started(run_id: str) -> None:
         stderr.print(
@@ -92,16 +110,27 @@ def measure(
         )
 
     try:
-        result = measure_local(
-            scenario,
-            profile,
-            modes=list(modes) or None,
-            seed=seed,
-            say=lambda line: stderr.print(f"[dim]{line}[/dim]"),
-            on_start=started,
-            pin_cpus=not no_pin,
-        )
-    except TestbedError as err:
+        if backend == "kind":
+            result = measure_kind(
+                scenario,
+                profile,
+                modes=list(modes) or None,
+                seed=seed,
+                say=lambda line: stderr.print(f"[dim]{line}[/dim]"),
+                cluster=cluster,
+                keep=keep,
+            )
+        else:
+            result = measure_local(
+                scenario,
+                profile,
+                modes=list(modes) or None,
+                seed=seed,
+                say=lambda line: stderr.print(f"[dim]{line}[/dim]"),
+                on_start=started,
+                pin_cpus=not no_pin,
+            )
+    except (TestbedError, KindError) as err:
         click.echo(f"meshsim measure: {err}", err=True)
         sys.exit(FAILED)
     except KeyboardInterrupt:
@@ -129,9 +158,24 @@ def testbed() -> None:
 @testbed.command()
 @click.option("--run", "run_ids", multiple=True, help="A run id (repeatable); default: stale runs.")
 @click.option("--all", "everything", is_flag=True, help="Also runs whose process is still alive.")
-def cleanup(run_ids: tuple[str, ...], everything: bool) -> None:
-    """Remove every namespace, process, cgroup and file a testbed run left behind."""
+@click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True)
+def cleanup(run_ids: tuple[str, ...], everything: bool, backend: str) -> None:
+    """Remove every namespace, process, cgroup and file a testbed run left behind.
+
+    With --backend kind: delete every kind cluster meshsim created (meshsim-<run id>)."""
     from meshsim.testbed.cleanup import cleanup_run, find_runs, run_is_live
+
+    if backend == "kind":
+        from meshsim.kind import KindError, cleanup_kind
+
+        try:
+            deleted = cleanup_kind(say=click.echo)
+        except KindError as err:
+            click.echo(f"meshsim testbed cleanup: {err}", err=True)
+            sys.exit(FAILED)
+        if not deleted:
+            click.echo("no kind cluster of meshsim to delete")
+        return
 
     targets = list(run_ids)
     if not targets:
