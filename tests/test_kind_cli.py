@@ -1,0 +1,66 @@
+"""`meshsim measure --backend kind --dry-run` from the command line: the plan, nothing run."""
+
+from __future__ import annotations
+
+import re
+
+from click.testing import CliRunner
+
+from meshsim.cli import main
+from tests.builders import ROOT
+
+MICROSERVICES = str(ROOT / "scenarios" / "microservices.yaml")
+
+
+def test_dry_run_prints_the_ordered_plan_and_exits_0() -> None:
+    args = [
+        "measure",
+        MICROSERVICES,
+        "--backend",
+        "kind",
+        "--mode",
+        "ambient-waypoint",
+        "--dry-run",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert out.startswith("# meshsim measure --backend kind: scenario microservices, modes ")
+    steps = re.findall(r"^# (\d+)\. ", out, flags=re.M)
+    assert steps == ["1", "2", "3", "4", "5", "6"]
+    order = [
+        "docker build", "kind create cluster", "kind load docker-image", "apply --server-side",
+        "install --set profile=ambient --skip-confirmation", "apply -f - <<'EOF'",
+        "--for=condition=Programmed gateway/waypoint", "meshsim.testbed.probes http",
+        "python -m locust", "/proxy/metrics/resource", " cp \"load/", "delete namespace",
+        "kind delete cluster",
+    ]  # fmt: skip
+    at = [out.index(marker) for marker in order]
+    assert at == sorted(at)
+
+
+def test_dry_run_with_a_given_cluster_and_keep_neither_creates_nor_deletes_it() -> None:
+    args = [
+        "measure",
+        MICROSERVICES,
+        "--backend",
+        "kind",
+        "--cluster",
+        "lab",
+        "--keep",
+        "--dry-run",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "kind create cluster" not in result.output
+    assert "kind delete cluster" not in result.output
+    assert "kubectl --context kind-lab apply -f -" in result.output
+    # every mode of the scenario, in its order
+    modes = re.findall(r"^# \d+\. mode (\S+): load and measure$", result.output, flags=re.M)
+    assert modes == ["none", "sidecar", "ambient", "ambient-waypoint"]
+
+
+def test_kind_options_without_the_kind_backend_are_refused() -> None:
+    result = CliRunner().invoke(main, ["measure", MICROSERVICES, "--dry-run"])
+    assert result.exit_code == 2
+    assert "--dry-run, --cluster, --keep: only with --backend kind" in result.output
