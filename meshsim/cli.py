@@ -160,6 +160,7 @@ from meshsim.testbed.commands import measure, testbed  # noqa: E402
 main.add_command(measure)
 main.add_command(testbed)
 
-from meshsim.calibrate.cli import compare  # noqa: E402
+from meshsim.calibrate.cli import calibrate, compare  # noqa: E402
 
 main.add_command(compare)
+main.add_command(calibrate)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -18,9 +19,11 @@ from meshsim.calibrate.compare import (
     summarize,
     unmatched_components,
 )
+from meshsim.calibrate.grid import Setting
+from meshsim.profile import Profile
 from meshsim.results import RunResult, load_run
 
-__all__ = ["compare"]
+__all__ = ["calibrate", "compare"]
 
 BAD_INPUT = 2
 
@@ -78,3 +81,121 @@ def compare(measured: Path, simulated: Path, as_json: bool) -> None:
     missing = unmatched_components(meas, sim)
     if missing:
         console.print("in one run only (not compared): " + ", ".join(missing), highlight=False)
+
+
+def _default_grid(scenario_file: Path) -> Path | None:
+    candidate = scenario_file.parent / "grids" / scenario_file.name
+    return candidate if candidate.is_file() else None
+
+
+def _repo_relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+@click.command()
+@click.argument(
+    "scenario_file",
+    metavar="SCENARIO",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
+@click.option("--backend", type=click.Choice(["local"]), default="local", show_default=True)
+@click.option(
+    "--grid",
+    "grid_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The grid to measure; default: grids/<scenario file name> next to SCENARIO.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the dataset, profile and error tables; default results/calibration/<name>.",
+)
+@click.option("--engine", type=click.Choice(["vector", "des"]), default="vector", show_default=True)
+@click.option(
+    "--profile-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the fitted profile here (e.g. profiles/local-haproxy.yaml).",
+)
+@click.option("--name", "profile_name", default=None, help="Name of the fitted profile.")
+@click.option(
+    "--no-measure", is_flag=True, help="Fit the dataset already in --out; measure nothing."
+)
+def calibrate(
+    scenario_file: Path,
+    backend: str,
+    grid_file: Path | None,
+    out_dir: Path | None,
+    engine: str,
+    profile_out: Path | None,
+    profile_name: str | None,
+    no_measure: bool,
+) -> None:
+    """Measure SCENARIO over a grid, fit a profile on part of it, print the error on the rest."""
+    from meshsim.calibrate import calibration as cal
+    from meshsim.calibrate.grid import load_grid
+    from meshsim.loader import InputError, load_profile, load_scenario
+
+    console = Console(stderr=True)
+
+    def say(text: str) -> None:
+        console.print(text, highlight=False)
+
+    try:
+        scenario, prior = load_scenario(scenario_file)
+        grid_file = grid_file or _default_grid(scenario_file)
+        plan = load_grid(grid_file, scenario_file)
+    except (InputError, ValueError) as err:
+        click.echo(str(err), err=True)
+        sys.exit(BAD_INPUT)
+    out_dir = out_dir or Path("results") / "calibration" / scenario.name
+    dataset = out_dir / "dataset"
+    say(f"grid {plan.grid.name}: {len(plan.settings)} settings; dataset {dataset}")
+    host = cal.host_facts()
+    runs = cal.measure_grid(plan, dataset, _measure_with(backend, prior, no_measure), say)
+    ref = _repo_relative(dataset / "manifest.json")
+    cal.write_manifest(dataset / "manifest.json", cal.manifest(plan, scenario_file, runs, host))
+    name = profile_name or f"calibrated-{scenario.name}"
+    result = cal.run_calibration(plan, runs, prior, engine=engine, say=say)
+    doc = cal.fitted_profile_doc(result, prior, ref, name)
+    header = (
+        f"Fitted by `meshsim calibrate {scenario_file}` ({engine} engine) to the measured\n"
+        f"runs of {ref}.\n{result.split_note}\n"
+        "Parameters the data could not pin down keep the prior's value and say so."
+    )
+    text = cal.profile_yaml(doc, header)
+    for path in [out_dir / "profile.yaml", *([profile_out] if profile_out else [])]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        load_profile(path)  # what was written reads back as a valid profile
+        say(f"wrote {path}")
+    (out_dir / "heldout.csv").write_text(cal.rows_csv(result.held_out_rows))
+    (out_dir / "insample.csv").write_text(cal.rows_csv(result.in_sample))
+    report = cal.report_text(result)
+    (out_dir / "report.txt").write_text(report)
+    out = Console()
+    if result.held_out_rows:
+        print_errors(result.held_out_rows, out, title="held-out settings: measured vs simulated")
+    out.print(report, highlight=False)
+
+
+def _measure_with(backend: str, prior: Profile, no_measure: bool) -> Callable[[Setting], RunResult]:
+    def measure(setting: Setting) -> RunResult:
+        if no_measure:
+            raise click.ClickException(f"{setting.label} is not in the dataset (--no-measure)")
+        from meshsim.testbed.runner import measure_local
+        from meshsim.testbed.system import TestbedError
+
+        modes = list(setting.modes)
+        try:
+            return measure_local(setting.scenario, prior, modes=modes, seed=setting.seed)
+        except TestbedError as err:
+            # a shared host: another run's cleanup or a stray kill voids a run; try once more
+            first = str(err).splitlines()[0]
+            click.echo(f"{setting.label}: {first}; measuring it again", err=True)
+            return measure_local(setting.scenario, prior, modes=modes, seed=setting.seed)
+
+    return measure

@@ -1,0 +1,273 @@
+"""A calibration: measure a grid, fit a profile on part of it, predict the rest.
+
+DESIGN.md section 6. The measurements go into a dataset folder (see
+`meshsim.calibrate.dataset`); the fitted profile's every `source:` names that dataset;
+the held-out settings were never seen by the fit, and their error table is what the
+profile is worth.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from meshsim.calibrate.compare import ErrorRow, compare_runs, summarize, summary_lines
+from meshsim.calibrate.dataset import (
+    host_facts,
+    load_measured,
+    measured_network,
+    save_measured,
+    software_versions,
+    write_manifest,
+)
+from meshsim.calibrate.fit import FitPoint, FitResult, fit_profile
+from meshsim.calibrate.grid import GridPlan, Setting, split
+from meshsim.calibrate.params import BY_PATH
+from meshsim.profile import Profile
+from meshsim.results import RunResult
+from meshsim.run import simulate
+
+__all__ = [
+    "Calibration",
+    "Measure",
+    "fit_points",
+    "host_facts",
+    "measure_grid",
+    "predict",
+    "profile_yaml",
+    "run_calibration",
+    "write_manifest",
+]
+
+Say = Callable[[str], None]
+Measure = Callable[[Setting], RunResult]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Calibration:
+    fit_settings: list[Setting]
+    held_out: list[Setting]
+    fit: FitResult
+    in_sample: list[ErrorRow]
+    held_out_rows: list[ErrorRow]
+    split_note: str
+
+
+def measure_grid(
+    plan: GridPlan, dataset: Path, measure: Measure, say: Say = _quiet
+) -> dict[str, RunResult]:
+    """Measure every setting not already in the dataset; setting key -> measured run."""
+    runs: dict[str, RunResult] = {}
+    todo = len(plan.settings)
+    for n, setting in enumerate(plan.settings, 1):
+        folder = dataset / setting.key
+        run = load_measured(folder, setting.scenario)
+        if run is not None and set(setting.modes) <= set(run.modes):
+            say(f"[{n}/{todo}] {setting.label}: already measured")
+        else:
+            started = time.monotonic()
+            say(f"[{n}/{todo}] measuring {setting.label} ({', '.join(setting.modes)})")
+            run = measure(setting)
+            save_measured(folder, setting.scenario, run)
+            say(f"[{n}/{todo}] {setting.label}: done in {time.monotonic() - started:.0f} s")
+        runs[setting.key] = run
+    return runs
+
+
+def fit_points(settings: Sequence[Setting], runs: dict[str, RunResult]) -> list[FitPoint]:
+    """One point per measured mode of each setting, simulated on the measured links."""
+    points = []
+    for s in settings:
+        run = runs[s.key]
+        scenario = measured_network(s.scenario, run)
+        for mode in s.modes:
+            one = scenario.model_copy(
+                update={"mesh": scenario.mesh.model_copy(update={"modes": [mode]})}
+            )
+            points.append(FitPoint(s.label, mode, one, run.modes[mode], s.seed))
+    return points
+
+
+def predict(
+    settings: Sequence[Setting], runs: dict[str, RunResult], profile: Profile, engine: str
+) -> list[ErrorRow]:
+    """Simulate each setting with the profile and compare with its measurement."""
+    rows: list[ErrorRow] = []
+    for s in settings:
+        measured = runs[s.key]
+        scenario = measured_network(s.scenario, measured)
+        simulated = simulate(scenario, profile, modes=list(s.modes), seed=s.seed, engine=engine)
+        rows += compare_runs(measured, simulated, point=s.label)
+    return rows
+
+
+def run_calibration(
+    plan: GridPlan,
+    runs: dict[str, RunResult],
+    prior: Profile,
+    *,
+    engine: str,
+    say: Say = _quiet,
+) -> Calibration:
+    fit_settings, held_out = split(plan.settings, plan.grid.holdout)
+    note = (
+        f"split: seed {plan.grid.holdout.seed}, {len(held_out)} of {len(plan.settings)} settings "
+        f"held out (fraction {plan.grid.holdout.fraction:g}): "
+        + ("; ".join(s.label for s in held_out) or "none")
+    )
+    say(note)
+    fit = fit_profile(fit_points(fit_settings, runs), prior, engine=engine, say=say)
+    return Calibration(
+        fit_settings,
+        held_out,
+        fit,
+        predict(fit_settings, runs, fit.profile, engine),
+        predict(held_out, runs, fit.profile, engine),
+        note,
+    )
+
+
+# ---- outputs ------------------------------------------------------------------------------
+
+
+def _sources(doc: Any, prefix: str = "") -> list[str]:
+    if isinstance(doc, dict):
+        if set(doc) == {"value", "source"}:
+            return [prefix]
+        return [p for k, v in doc.items() for p in _sources(v, f"{prefix}.{k}" if prefix else k)]
+    return []
+
+
+def _set_source(doc: dict[str, Any], path: str, source: str) -> None:
+    node: Any = doc
+    for part in path.split("."):
+        node = node[part]
+    node["source"] = source
+
+
+def fitted_profile_doc(
+    cal: Calibration, prior: Profile, dataset_ref: str, name: str
+) -> dict[str, Any]:
+    """The fitted profile as data, every source naming the dataset and how the number came."""
+    doc = cal.fit.profile.model_dump(mode="json")
+    prior_doc = prior.model_dump(mode="json")
+    doc["name"] = name
+    doc["description"] = (
+        f"Fitted by meshsim calibrate to {dataset_ref}; held-out error in its folder."
+    )
+    estimates = {e.parameter.path: e for e in cal.fit.estimates()}
+    n_runs = sum(len(s.modes) for s in cal.fit_settings)
+    for path in _sources(doc):
+        node: Any = prior_doc
+        for part in path.split("."):
+            node = node[part]
+        kept = f"kept from {prior.name}: {node['source']}"
+        e = estimates.get(path)
+        if e is None:
+            why = "not a fitted parameter" if path not in BY_PATH else "no fitted run deploys it"
+            source = f"not fitted ({why}) by {dataset_ref}; {kept}"
+        elif e.status == "not identifiable":
+            source = f"not identifiable from {dataset_ref} ({e.note}); {kept}"
+        else:
+            ci = f" ± {e.ci95:.3g}" if e.ci95 is not None else ""
+            source = (
+                f"calibrated: {dataset_ref}, {n_runs} measured runs, {e.parameter.stage} stage; "
+                f"{e.value:.4g}{ci} {e.parameter.unit} (95% CI)"
+            )
+            if e.status == "poorly determined":
+                source += f"; poorly determined: {e.note}"
+        _set_source(doc, path, source)
+    return doc
+
+
+def _emit(doc: Any, indent: int) -> list[str]:
+    pad = "  " * indent
+    lines = []
+    for key, value in doc.items():
+        if isinstance(value, dict) and set(value) == {"value", "source"}:
+            source = json.dumps(value["source"])
+            lines.append(f"{pad}{key}: {{value: {value['value']:.6g}, source: {source}}}")
+        elif isinstance(value, dict):
+            lines += [f"{pad}{key}:", *_emit(value, indent + 1)]
+        else:
+            lines.append(f"{pad}{key}: {json.dumps(value)}")
+    return lines
+
+
+def profile_yaml(doc: dict[str, Any], header: str) -> str:
+    """A profile file in the bundled profiles' style: one line per sourced number."""
+    comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
+    return comment + "\n".join(_emit(doc, 0)) + "\n"
+
+
+def rows_csv(rows: Sequence[ErrorRow]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["point", "mode", "figure", "component", "measured", "simulated", "error"])
+    for r in rows:
+        error = "" if r.error is None else f"{r.error:.6f}"
+        writer.writerow(
+            [
+                r.point,
+                r.mode,
+                r.figure,
+                r.component,
+                f"{r.measured:.6g}",
+                f"{r.simulated:.6g}",
+                error,
+            ]
+        )
+    return buf.getvalue()
+
+
+def report_text(cal: Calibration) -> str:
+    """The fit's estimates and both error summaries, as plain text."""
+    lines = [cal.split_note, "", "estimates (95% confidence intervals):"]
+    for stage in cal.fit.stages:
+        lines.append(
+            f"  {stage.stage} stage: {stage.points} points, {stage.residuals} figures, "
+            f"rms error {stage.rms_before:.3f} (prior) -> {stage.rms_after:.3f}"
+        )
+        lines += [f"    {e.describe()}" for e in stage.estimates]
+    lines += ["", "fitted settings (in sample):", *summary_lines(summarize(cal.in_sample))]
+    lines += ["", "held-out settings (never seen by the fit):"]
+    lines += summary_lines(summarize(cal.held_out_rows))
+    return "\n".join(lines) + "\n"
+
+
+def manifest(
+    plan: GridPlan, scenario_file: Path, runs: dict[str, RunResult], host: dict[str, Any]
+) -> dict[str, Any]:
+    _, held = split(plan.settings, plan.grid.holdout)
+    held_keys = {s.key for s in held}
+    return {
+        "grid": plan.grid.model_dump(mode="json"),
+        "grid_file": str(plan.file) if plan.file else None,
+        "scenario_file": str(scenario_file),
+        "host": host,
+        "software": software_versions(),
+        "settings": [
+            {
+                "key": s.key,
+                "label": s.label,
+                "topology": s.topology,
+                "params": s.params,
+                "modes": list(s.modes),
+                "seed": s.seed,
+                "held_out": s.key in held_keys,
+                "result": f"{s.key}/{runs[s.key].file_stem()}.json" if s.key in runs else None,
+                "measured": s.key in runs,
+            }
+            for s in plan.settings
+        ],
+    }

@@ -1,0 +1,115 @@
+"""The calibration dataset: every measured run of a grid, with what it was measured on.
+
+    DIR/dataset/manifest.json       grid, split, host facts, software versions, settings
+    DIR/dataset/SETTING/scenario.yaml   the scenario variant as measured (link delays in)
+    DIR/dataset/SETTING/*.json|csv      the measured RunResult (meshsim.results files)
+
+A setting already in the folder is not measured again, so an interrupted calibration
+resumes, and a dataset can be refitted without the testbed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from meshsim import __version__
+from meshsim.results import RunResult, load_run, write_results
+from meshsim.scenario import NetworkDelays, Scenario
+
+__all__ = [
+    "host_facts",
+    "load_measured",
+    "measured_network",
+    "save_measured",
+    "software_versions",
+    "write_manifest",
+]
+
+
+def host_facts() -> dict[str, Any]:
+    """What the measurements depend on: CPU model and count, memory, kernel, load."""
+    cpu_model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+        mem_kib = next(
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
+    except (OSError, StopIteration):
+        mem_kib = 0
+    return {
+        "cpu_model": cpu_model,
+        "cpus": os.cpu_count(),
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "load_average": list(os.getloadavg()),
+    }
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def software_versions() -> dict[str, str]:
+    try:
+        proc = subprocess.run(["haproxy", "-v"], capture_output=True, text=True, check=False)
+        haproxy = proc.stdout.splitlines()[0] if proc.stdout else "unknown"
+    except OSError:
+        haproxy = "not installed"
+    versions = {"meshsim": __version__, "python": platform.python_version(), "haproxy": haproxy}
+    for package in ("locust", "aiohttp", "numpy", "scipy", "simpy", "numba"):
+        versions[package] = _version(package)
+    return versions
+
+
+def measured_network(scenario: Scenario, run: RunResult) -> Scenario:
+    """The scenario with the link delays the testbed measured (as the simulator must use)."""
+    if run.network is None:
+        return scenario
+    net = run.network
+    delays = NetworkDelays(
+        same_node_ms=net.same_node_ms,
+        cross_node_ms=net.cross_node_ms,
+        cross_zone_ms=net.cross_zone_ms,
+    )
+    cluster = scenario.cluster.model_copy(update={"network": delays})
+    return scenario.model_copy(update={"cluster": cluster})
+
+
+def save_measured(folder: Path, scenario: Scenario, run: RunResult) -> Path:
+    """Write one setting's measured run and its scenario (as measured); the summary JSON."""
+    written = write_results(run, folder)
+    doc = measured_network(scenario, run).model_dump(mode="json", exclude_none=True)
+    header = f"# {scenario.name} as measured (link delays from the testbed), {time.ctime()}\n"
+    (folder / "scenario.yaml").write_text(header + yaml.safe_dump(doc, sort_keys=False))
+    return next(p for p in written if p.suffix == ".json")
+
+
+def load_measured(folder: Path, scenario: Scenario) -> RunResult | None:
+    """The measured run of a setting, if its folder has it (one summary per folder)."""
+    found = sorted(folder.glob(f"{scenario.name}-seed*.json"))
+    return load_run(found[0]) if found else None
+
+
+def write_manifest(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, path)

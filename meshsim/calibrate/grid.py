@@ -1,0 +1,164 @@
+"""The calibration grid: which variants of a scenario to measure, and how they are split.
+
+A grid file varies the scenario the way a sweep file does (the same parameter paths
+and named parameters, see `meshsim.sweep`), optionally over more topologies (other
+scenario files measured over the same grid), and says how to split it: a seeded share
+of the settings (every combination of values but the mode; all modes of a setting go
+to the same side) is held out of the fit and predicted afterwards.
+
+    parameters:
+      payload_bytes: {paths: [traffic.request_bytes, traffic.response_bytes]}
+    grid:
+      traffic.open_loop.rate_rps: [50, 150]
+      payload_bytes: [256, 16384]
+      mode: [none, sidecar, ambient, ambient-waypoint]
+    topologies: [../testbed-two-pods.yaml]
+    holdout: {fraction: 0.34, seed: 5}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from meshsim.checks import check_scenario
+from meshsim.loader import InputError, _read, _validate
+from meshsim.scenario import Mode, Scenario
+from meshsim.sweep import ParameterSpec, Scalar, SweepSpec, _check_names, _expand, apply_point
+
+__all__ = ["CalibrationGrid", "GridPlan", "Holdout", "Setting", "load_grid", "split"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Holdout(_Model):
+    fraction: float = Field(default=0.3, gt=0, lt=1, description="Share of settings held out.")
+    seed: int = Field(
+        default=0, ge=0, description="Seed of the split: the same seed, the same split."
+    )
+
+
+class CalibrationGrid(_Model):
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    description: str = ""
+    seed: int = Field(default=0, ge=0, description="Mixed into every setting's seed.")
+    parameters: dict[str, ParameterSpec] = Field(default_factory=dict)
+    grid: dict[str, list[Scalar]] = Field(default_factory=dict)
+    points: list[dict[str, Scalar]] = Field(default_factory=list)
+    topologies: list[str] = Field(
+        default_factory=list,
+        description="More scenario files (relative to this file) measured over the same grid.",
+    )
+    holdout: Holdout = Field(default_factory=Holdout)
+
+    def as_sweep(self, scenario: str) -> SweepSpec:
+        return SweepSpec(
+            name=self.name,
+            scenario=scenario,
+            seed=self.seed,
+            parameters=self.parameters,
+            grid=self.grid,
+            points=self.points,
+        )
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One measurement: a topology with parameter values, measured in every mode."""
+
+    topology: str  # the scenario's name
+    params: dict[str, Scalar]  # without the mode
+    modes: tuple[Mode, ...]
+    seed: int
+    scenario: Scenario  # the variant, with every mode
+
+    @property
+    def label(self) -> str:
+        values = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in self.params.items())
+        return f"{self.topology} {values}".strip()
+
+    @property
+    def key(self) -> str:
+        """A file-name-safe id."""
+        return "-".join([self.topology, *(f"{v}" for v in self.params.values())]).replace(".", "_")
+
+
+@dataclass(frozen=True)
+class GridPlan:
+    grid: CalibrationGrid
+    file: Path | None
+    settings: tuple[Setting, ...]
+
+
+def _settings(grid: CalibrationGrid, doc: dict[str, Any], file: Path) -> list[Setting]:
+    base = _validate_scenario(doc, file)
+    spec = grid.as_sweep(str(file))
+    points, _ = _expand(spec, list(base.mesh.modes))
+    by_params: dict[str, tuple[dict[str, Scalar], list[Mode], int]] = {}
+    for point in points:
+        params = {k: v for k, v in point.params.items() if k != "mode"}
+        key = json.dumps(params, sort_keys=True)
+        entry = by_params.setdefault(key, (params, [], point.seed))
+        entry[1].append(point.params["mode"])  # type: ignore[arg-type]
+    out = []
+    for params, modes, seed in by_params.values():
+        variant = apply_point(doc, {**params}, spec)
+        variant.setdefault("mesh", {})["modes"] = list(modes)
+        scenario = _validate_scenario(variant, file, params)
+        out.append(Setting(base.name, params, tuple(modes), seed, scenario))
+    return out
+
+
+def _validate_scenario(
+    doc: dict[str, Any], file: Path, params: dict[str, Scalar] | None = None
+) -> Scenario:
+    try:
+        scenario = Scenario.model_validate(doc)
+    except ValueError as exc:
+        raise ValueError(f"{file} with {params}: {exc}") from None
+    problems = check_scenario(scenario)
+    if problems:
+        text = "; ".join(f"{'.'.join(map(str, p))}: {m}" for p, m in problems)
+        raise ValueError(f"{file} with {params}: {text}")
+    return scenario
+
+
+def load_grid(grid_file: Path | None, scenario_file: Path) -> GridPlan:
+    """Read a grid file (None: measure the scenario as it is, every mode, one setting) and
+    expand it over the scenario and the grid's other topologies."""
+    if grid_file is None:
+        grid = CalibrationGrid(name="as-written")
+    else:
+        source = _read(grid_file)
+        grid = _validate(source, CalibrationGrid)
+        problems = _check_names(grid.as_sweep(str(scenario_file)), source)
+        problems = [p for p in problems if "a sweep needs a grid" not in p.message]
+        if problems:
+            raise InputError(problems)
+    files = [scenario_file]
+    if grid_file is not None:
+        files += [grid_file.parent / t for t in grid.topologies]
+    settings: list[Setting] = []
+    for file in files:
+        settings += _settings(grid, _read(file).data, file)
+    return GridPlan(grid, grid_file, tuple(settings))
+
+
+def split(settings: tuple[Setting, ...], holdout: Holdout) -> tuple[list[Setting], list[Setting]]:
+    """(fit, held out): a seeded random share of the settings is held out; at least one
+    setting stays on each side when there are two or more."""
+    n = len(settings)
+    if n < 2:
+        return list(settings), []
+    n_held = min(n - 1, max(1, round(holdout.fraction * n)))
+    order = np.random.default_rng(holdout.seed).permutation(n)
+    held = set(order[:n_held].tolist())
+    fit = [s for i, s in enumerate(settings) if i not in held]
+    return fit, [s for i, s in enumerate(settings) if i in held]

@@ -1,0 +1,315 @@
+"""The calibration fitter, grid and outputs, on synthetic measurements.
+
+"Measured" runs here are simulations with a known profile (another seed than the fit's,
+so the fit sees noise), so the fitter must recover that profile's parameters, and say
+which ones the grid cannot pin down.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from meshsim.calibrate.calibration import (
+    fitted_profile_doc,
+    measure_grid,
+    profile_yaml,
+    run_calibration,
+)
+from meshsim.calibrate.compare import summarize
+from meshsim.calibrate.fit import FitPoint, FitResult, fit_profile
+from meshsim.calibrate.grid import Holdout, load_grid, split
+from meshsim.calibrate.params import get_value, with_values
+from meshsim.loader import InputError, load_profile
+from meshsim.profile import Profile
+from meshsim.run import simulate
+from meshsim.scenario import Scenario
+
+from .builders import base_scenario, write_yaml
+
+TRUTH = {
+    "app.per_request_us": 400.0,
+    "sidecar.cpu.per_request_us.outbound": 300.0,
+    "sidecar.cpu.per_request_us.inbound": 200.0,
+    "sidecar.cpu.per_kib_us": 20.0,
+    "sidecar.idle_millicores": 8.0,
+    "sidecar.memory.base_mib": 9.0,
+    "sidecar.hop_latency_us": 60.0,
+    "ztunnel.cpu.per_request_us.outbound": 80.0,
+    "ztunnel.cpu.per_kib_us": 4.0,
+    "ztunnel.memory.base_mib": 7.0,
+}
+MEASURE_SEED = 99
+FIT_SEED = 1
+
+
+def _two_pods(**traffic: Any) -> dict[str, Any]:
+    """Load generator on node-1 calling one service on node-2, like the testbed scenario."""
+    doc = base_scenario(
+        name="synthetic",
+        cluster={
+            "nodes": 2,
+            "cores_per_node": 2,
+            "memory_gib_per_node": 4,
+            "network": {"same_node_ms": 0.02, "cross_node_ms": 0.05, "cross_zone_ms": 0.05},
+        },
+        workloads=[
+            {"name": "echo", "placement": {"nodes": ["node-2"]}, "cpu_time": 0.2, "memory_mib": 40}
+        ],
+        traffic={
+            "entry": "echo",
+            "open_loop": {"rate_rps": 100, "arrivals": "constant"},
+            "duration_s": 4,
+            "warmup_s": 1,
+            "client": {"node": "node-1"},
+            **traffic,
+        },
+        mesh={"modes": ["none", "sidecar", "ambient"]},
+    )
+    return doc
+
+
+def _points(
+    truth: Profile, rates: list[int], payloads: list[int], modes: list[str]
+) -> list[FitPoint]:
+    points = []
+    for rate in rates:
+        for payload in payloads:
+            doc = _two_pods(request_bytes=payload, response_bytes=payload)
+            doc["traffic"]["open_loop"]["rate_rps"] = rate
+            for mode in modes:
+                one = copy.deepcopy(doc)
+                one["mesh"]["modes"] = [mode]
+                scenario = Scenario.model_validate(one)
+                measured = simulate(scenario, truth, seed=MEASURE_SEED, engine="vector")
+                label = f"rate={rate} payload={payload}"
+                points.append(FitPoint(label, mode, scenario, measured.modes[mode], FIT_SEED))  # type: ignore[arg-type]
+    return points
+
+
+@pytest.fixture(scope="module")
+def truth(istio_profile: Profile) -> Profile:
+    return with_values(istio_profile, TRUTH)
+
+
+@pytest.fixture(scope="module")
+def full_fit(truth: Profile, istio_profile: Profile) -> FitResult:
+    points = _points(truth, [50, 200], [256, 16384], ["none", "sidecar", "ambient"])
+    return fit_profile(points, istio_profile, engine="vector", stages=("cpu", "memory"))
+
+
+def _estimate(fit: FitResult, path: str) -> Any:
+    (e,) = [e for e in fit.estimates() if e.parameter.path == path]
+    return e
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "app.per_request_us",
+        "sidecar.cpu.per_request_us.outbound",
+        "sidecar.cpu.per_request_us.inbound",
+        "sidecar.cpu.per_kib_us",
+        "ztunnel.cpu.per_request_us.outbound",
+        "ztunnel.cpu.per_kib_us",
+        "sidecar.memory.base_mib",
+        "ztunnel.memory.base_mib",
+    ],
+)
+def test_fit_recovers_known_parameters(full_fit: FitResult, path: str) -> None:
+    e = _estimate(full_fit, path)
+    assert e.status == "fitted"
+    assert e.ci95 is not None and e.ci95 > 0
+    assert e.value == pytest.approx(TRUTH[path], rel=0.05)
+    # the interval is not wider than the estimate, and the truth is within twice it (a 95%
+    # interval may miss one of eight parameters; twice the interval should not)
+    assert e.ci95 <= abs(e.value)
+    assert abs(e.value - TRUTH[path]) <= 2 * e.ci95
+    assert get_value(full_fit.profile, path) == e.value
+
+
+def test_fit_brings_the_error_down(full_fit: FitResult) -> None:
+    cpu, memory = full_fit.stages
+    assert cpu.rms_before > 0.2 and cpu.rms_after < 0.02
+    assert memory.rms_before > 1.0 and memory.rms_after < 0.01
+
+
+def test_what_the_grid_cannot_pin_down_is_reported(
+    full_fit: FitResult, istio_profile: Profile
+) -> None:
+    # no new connection opens in a short run with hour-long idle timeouts: no handshake CPU
+    hs = _estimate(full_fit, "sidecar.cpu.handshake_us.client")
+    assert hs.status == "not identifiable"
+    assert hs.note == "the measured figures do not depend on it"
+    # one topology: the configuration's size never changes, so it is the base memory
+    svc = _estimate(full_fit, "sidecar.memory.per_service_kib")
+    assert svc.status == "not identifiable"
+    assert svc.note == "its effect is a combination of sidecar.memory.base_mib"
+    # neither is silently set: both keep the prior's value
+    prior = get_value(istio_profile, "sidecar.memory.per_service_kib")
+    assert svc.value == prior and get_value(full_fit.profile, svc.parameter.path) == prior
+
+
+def test_one_payload_size_cannot_split_per_request_from_per_kib(
+    truth: Profile, istio_profile: Profile
+) -> None:
+    points = _points(truth, [50, 200], [4096], ["none", "sidecar"])
+    fit = fit_profile(points, istio_profile, engine="vector", stages=("cpu",))
+    kib = _estimate(fit, "sidecar.cpu.per_kib_us")
+    assert kib.status == "not identifiable"
+    assert kib.note.startswith("its effect is a combination of sidecar.cpu.per_request_us")
+    assert kib.value == get_value(istio_profile, "sidecar.cpu.per_kib_us")
+    # modes that were not measured leave their kinds' parameters out of the fit entirely
+    assert not [e for e in fit.estimates() if e.parameter.kind == "ztunnel"]
+
+
+def test_one_load_level_and_payload_cannot_split_idle_from_per_request(
+    truth: Profile, istio_profile: Profile
+) -> None:
+    points = _points(truth, [100], [1024], ["none", "sidecar"])
+    fit = fit_profile(points, istio_profile, engine="vector", stages=("cpu",))
+    statuses = {e.parameter.path: e.status for e in fit.estimates()}
+    assert statuses["sidecar.cpu.per_request_us.outbound"] == "fitted"
+    assert statuses["sidecar.idle_millicores"] == "not identifiable"
+    assert statuses["sidecar.cpu.per_kib_us"] == "not identifiable"
+    assert statuses["app.per_kib_us"] == "not identifiable"
+
+
+def test_as_many_parameters_as_figures_leaves_no_interval(
+    truth: Profile, istio_profile: Profile
+) -> None:
+    # one sidecar run: three CPU figures (app, two sidecars) for three identifiable costs
+    points = _points(truth, [100], [1024], ["sidecar"])
+    fit = fit_profile(points, istio_profile, engine="vector", stages=("cpu",))
+    e = _estimate(fit, "sidecar.cpu.per_request_us.outbound")
+    assert (e.status, e.ci95, e.note) == (
+        "poorly determined",
+        None,
+        "no degrees of freedom left for an interval",
+    )
+
+
+def test_latency_parameters_are_fitted_to_percentiles(
+    truth: Profile, istio_profile: Profile
+) -> None:
+    start = with_values(truth, {"sidecar.hop_latency_us": 10.0})
+    points = _points(truth, [50, 200], [256, 16384], ["sidecar"])
+    fit = fit_profile(points, start, engine="vector", stages=("latency",))
+    (stage,) = fit.stages
+    assert stage.rms_after < stage.rms_before / 3
+    hop = _estimate(fit, "sidecar.hop_latency_us")
+    assert hop.value == pytest.approx(TRUTH["sidecar.hop_latency_us"], rel=0.25)
+
+
+def test_fitted_profile_names_the_dataset_everywhere(
+    full_fit: FitResult, istio_profile: Profile, tmp_path: Path
+) -> None:
+    from meshsim.calibrate.calibration import Calibration
+
+    cal = Calibration([], [], full_fit, [], [], "split: none")
+    doc = fitted_profile_doc(
+        cal, istio_profile, "results/calibration/x/dataset/manifest.json", "fitted"
+    )
+    path = tmp_path / "fitted.yaml"
+    path.write_text(profile_yaml(doc, "header"))
+    loaded = load_profile(path)
+    assert loaded.name == "fitted"
+    assert get_value(loaded, "sidecar.cpu.per_kib_us") == pytest.approx(
+        get_value(full_fit.profile, "sidecar.cpu.per_kib_us"), rel=1e-5
+    )
+    sources = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if set(node) == {"value", "source"}:
+                sources.append(node["source"])
+            for value in node.values():
+                walk(value)
+
+    walk(yaml.safe_load(path.read_text()))
+    assert sources and all("results/calibration/x/dataset/manifest.json" in s for s in sources)
+    assert loaded.sidecar.cpu.per_kib_us.source.startswith("calibrated: ")
+    assert loaded.sidecar.memory.per_service_kib.source.startswith("not identifiable from ")
+    assert "not a fitted parameter" in loaded.sidecar.workers.source
+
+
+GRID = {
+    "name": "g",
+    "seed": 4,
+    "parameters": {"payload": {"paths": ["traffic.request_bytes", "traffic.response_bytes"]}},
+    "grid": {
+        "traffic.open_loop.rate_rps": [50, 150, 250],
+        "payload": [256, 16384],
+        "mode": ["none", "sidecar", "ambient"],
+    },
+    "holdout": {"fraction": 0.34, "seed": 2},
+}
+
+
+def _grid_files(tmp_path: Path, grid: dict[str, Any]) -> tuple[Path, Path]:
+    scenario = write_yaml(tmp_path / "synthetic.yaml", _two_pods())
+    return write_yaml(tmp_path / "grid.yaml", grid), scenario
+
+
+def test_grid_expands_settings_with_every_mode(tmp_path: Path) -> None:
+    plan = load_grid(*_grid_files(tmp_path, GRID))
+    assert len(plan.settings) == 6
+    first = plan.settings[0]
+    assert first.params == {"traffic.open_loop.rate_rps": 50, "payload": 256}
+    assert first.modes == ("none", "sidecar", "ambient")
+    assert first.scenario.traffic.request_bytes == 256 == first.scenario.traffic.response_bytes
+    assert first.label == "synthetic rate_rps=50 payload=256"
+
+
+def test_split_is_seeded_and_keeps_both_sides(tmp_path: Path) -> None:
+    plan = load_grid(*_grid_files(tmp_path, GRID))
+    fit, held = split(plan.settings, plan.grid.holdout)
+    again = split(plan.settings, plan.grid.holdout)
+    assert [s.key for s in held] == [s.key for s in again[1]]
+    assert len(held) == 2 and len(fit) == 4
+    assert {s.key for s in fit} | {s.key for s in held} == {s.key for s in plan.settings}
+    others = {
+        tuple(s.key for s in split(plan.settings, Holdout(fraction=0.34, seed=k))[1])
+        for k in range(8)
+    }
+    assert len(others) > 1  # another seed, another split
+    fit1, held1 = split(plan.settings[:1], plan.grid.holdout)
+    assert len(fit1) == 1 and held1 == []
+
+
+def test_grid_errors_name_the_place(tmp_path: Path) -> None:
+    bad = {**GRID, "grid": {"traffic.open_loop.rate": [1], "mode": ["none"]}}
+    with pytest.raises(
+        InputError, match=r"grid.yaml:\d+:\d+: grid.traffic.open_loop.rate: .*unknown key 'rate'"
+    ):
+        load_grid(*_grid_files(tmp_path, bad))
+
+
+def test_calibration_end_to_end_predicts_held_out_settings(
+    tmp_path: Path, truth: Profile, istio_profile: Profile
+) -> None:
+    """The whole pipeline with the testbed replaced by the simulator at the true profile:
+    measure into a dataset, fit on some settings, predict the held-out ones."""
+    plan = load_grid(*_grid_files(tmp_path, GRID))
+    measured = []
+
+    def measure(setting: Any) -> Any:
+        measured.append(setting.key)
+        return simulate(setting.scenario, truth, seed=MEASURE_SEED, engine="vector")
+
+    runs = measure_grid(plan, tmp_path / "dataset", measure)
+    assert len(measured) == 6
+    # a second pass reads the dataset back and measures nothing
+    again = measure_grid(plan, tmp_path / "dataset", measure)
+    assert len(measured) == 6 and again.keys() == runs.keys()
+    cal = run_calibration(plan, again, istio_profile, engine="vector")
+    assert len(cal.held_out) == 2
+    held = {s.figure: s for s in summarize(cal.held_out_rows)}
+    assert {r.point for r in cal.held_out_rows} == {s.label for s in cal.held_out}
+    assert held["cpu"].median_abs_error is not None and held["cpu"].median_abs_error < 0.03
+    assert held["memory"].median_abs_error is not None and held["memory"].median_abs_error < 0.01
+    assert held["p50"].median_abs_error is not None and held["p50"].median_abs_error < 0.05
