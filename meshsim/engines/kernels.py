@@ -19,7 +19,14 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["fifo_waits", "finish_pools", "lookup_or_insert", "pool_events", "pool_slots"]
+__all__ = [
+    "fifo_waits",
+    "finish_pools",
+    "lookup_or_insert",
+    "pool_events",
+    "pool_slots",
+    "resort",
+]
 
 _EMPTY = np.int64(-1)
 
@@ -33,13 +40,15 @@ def fifo_waits(
     first_server: np.ndarray,
     servers: np.ndarray,
     free_at: np.ndarray,
-) -> np.ndarray:
+    previous: np.ndarray,
+) -> tuple[np.ndarray, float]:
     """Waits of jobs at FIFO multi-server queues; `free_at` (per server) is updated in place.
 
     `order` sorts the jobs by (station, arrival). A job takes the server that frees
-    first; its wait is how long after arrival that server frees.
+    first; its wait is how long after arrival that server frees. Also returns how far
+    the waits moved from `previous` (summed over its length), to tell when sweeps settle.
     """
-    wait = np.empty(arrival.shape[0])
+    wait = np.zeros(arrival.shape[0])
     for k in range(order.shape[0]):
         j = order[k]
         s = station[j]
@@ -54,7 +63,10 @@ def fifo_waits(
         wait[j] = start - arrival[j]
         if service[j] > 0:  # a job of no work occupies no server (nor moves its clock)
             free_at[best] = start + service[j]
-    return wait
+    moved = 0.0
+    for j in range(previous.shape[0]):
+        moved += abs(wait[j] - previous[j])
+    return wait, moved
 
 
 @numba.njit(cache=True, nogil=True)
@@ -263,3 +275,25 @@ def pool_slots(
         out.append(c)
         c = c_next[c]
     return np.array(out, np.int64)
+
+
+@numba.njit(cache=True, nogil=True)
+def resort(order: np.ndarray, station: np.ndarray, arrival: np.ndarray, budget: int) -> bool:
+    """Re-sort `order` by (station, arrival) in place by insertion: O(n + moves), fast when
+    the previous sweep's order is almost right. False (order unusable) past `budget` moves."""
+    moves = 0
+    for i in range(1, order.shape[0]):
+        x = order[i]
+        s, t = station[x], arrival[x]
+        j = i - 1
+        while j >= 0:
+            y = order[j]
+            if station[y] < s or (station[y] == s and arrival[y] <= t):
+                break
+            order[j + 1] = y
+            j -= 1
+            moves += 1
+        if moves > budget:
+            return False
+        order[j + 1] = x
+    return True

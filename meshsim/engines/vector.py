@@ -47,6 +47,7 @@ from meshsim.engines.kernels import (
     lookup_or_insert,
     pool_events,
     pool_slots,
+    resort,
 )
 from meshsim.profile import Profile
 from meshsim.results import (
@@ -65,13 +66,15 @@ __all__ = ["VectorStats", "expected_queue_visits", "simulate_mode"]
 
 Progress = Callable[[float], None]
 _MS = 1e-3
-_TOLERANCE_S = 1e-7  # a wait that moves less than this between sweeps has settled
-_UNSETTLED = 1e-3  # sweeps stop when at most this share of waits still moves
-_MAX_SWEEPS = 30
+# Sweeps stop when the window's mean and p99 latency move by less than these fractions
+# (individual waits may still swap places between sweeps; the distribution has settled).
+_SETTLED_MEAN = 1e-3
+_SETTLED_P99 = 5e-3
+_MAX_SWEEPS = 12
 # Pools try the times of sweep 1 (then are rolled back), and decide for good on sweep 2's,
 # which include the handshakes sweep 1's trial opened (their delay makes requests overlap).
-_POOL_TRIAL_SWEEP = 1
-_POOL_SWEEP = 2
+_POOL_TRIAL_SWEEP = 0
+_POOL_SWEEP = 1
 _VISITS_PER_WINDOW = 2_000_000
 _RAW_LATENCIES = 2_000_000
 _FINE_BINS_PER_DECADE = 2000
@@ -372,7 +375,8 @@ class _Visits:
 
     def __init__(self, model: _Model):
         self.model = model
-        self.waits: dict[tuple[object, ...], np.ndarray] = {}
+        self.waits: dict[tuple[object, ...], np.ndarray] = {}  # views into wait_all
+        self.wait_all = np.zeros(0)
         self.order: np.ndarray | None = None
         self.layout: list[tuple[tuple[object, ...], int]] = []
         self.free_at = np.zeros(int(model.servers.sum()))
@@ -403,9 +407,9 @@ class _Visits:
         """Register visits; returns their waits from the previous solve."""
         n = arrival.shape[0]
         self.keys.append(key)
-        self.station.append(np.broadcast_to(station, (n,)))
+        self.station.append(station if station.shape == (n,) else np.broadcast_to(station, (n,)))
         self.arrival.append(arrival)
-        self.service.append(np.broadcast_to(service, (n,)))
+        self.service.append(service if service.shape == (n,) else np.broadcast_to(service, (n,)))
         return self.prev(key, n)
 
     def burst(
@@ -420,45 +424,46 @@ class _Visits:
         wait = self.add(key, node, arrival, seconds)
         # a burst of no CPU takes no core (the DES engine skips it), so it never waits
         start = arrival + np.where(seconds > 0, wait, 0.0)
-        self.cpu.append((np.broadcast_to(comp, start.shape), start, seconds))
+        self.cpu.append((comp, start, seconds))
         end: np.ndarray = start + seconds
         return end
 
-    def solve(self) -> tuple[int, int]:
-        """Solve every queue at once; returns how many waits moved, and the visits solved."""
+    def solve(self) -> tuple[float, int]:
+        """Solve every queue at once; returns how far waits moved (s, summed), and visits."""
         own = [(k, a.shape[0]) for k, a in zip(self.keys, self.arrival, strict=True)]
         if not own:
-            return 0, 0
+            return 0.0, 0
         layout = [*own, (("spill",), self.spill[0].shape[0])]
         station = np.concatenate([*self.station, self.spill[0]])
         arrival = np.concatenate([*self.arrival, self.spill[1]])
         service = np.concatenate([*self.service, self.spill[2]])
-        base = float(arrival.min())
-        span = float(arrival.max()) - base + 1.0
-        sort_key = station * span + (arrival - base)
         order = self.order
-        if order is not None and layout == self.layout:
-            ranked = sort_key[order]
-            if not bool(np.all(ranked[1:] >= ranked[:-1])):
-                order = order[np.argsort(ranked, kind="stable")]
+        if order is None or layout != self.layout or not resort(
+            order, station, arrival, 8 * order.shape[0]
+        ):
+            base = float(arrival.min())
+            span = float(arrival.max()) - base + 1.0
+            order = np.argsort(station * span + (arrival - base))
+        if layout == self.layout:
+            previous = self.wait_all
         else:
-            order = np.argsort(sort_key, kind="stable")
+            previous = np.concatenate([self.prev(k, n) for k, n in own])
         self.order, self.layout = order, layout
-        free_at = self.free_at.copy()
-        wait = fifo_waits(
-            station, arrival, service, order, self.model.first_server, self.model.servers, free_at
+        wait, moved = fifo_waits(
+            station,
+            arrival,
+            service,
+            order,
+            self.model.first_server,
+            self.model.servers,
+            self.free_at.copy(),
+            previous[: sum(n for _, n in own)],
         )
         self.last = (station, arrival, service, order)
-        moved = 0
+        self.wait_all = wait
         offset = 0
         for key, n in own:
-            new = wait[offset : offset + n]
-            old = self.waits.get(key)
-            if old is None or old.shape[0] != n:
-                moved += int(np.count_nonzero(new > _TOLERANCE_S))
-            elif n:
-                moved += int(np.count_nonzero(np.abs(new - old) > _TOLERANCE_S))
-            self.waits[key] = new
+            self.waits[key] = wait[offset : offset + n]
             offset += n
         return moved, offset
 
@@ -475,10 +480,24 @@ class _Visits:
                 self.model.first_server,
                 self.model.servers,
                 self.free_at,
+                np.zeros(0),
             )
             after = ~before
             self.spill = (station[after], arrival[after], service[after])
         self.waits, self.order, self.last = {}, None, None
+        self.wait_all, self.layout = np.zeros(0), []
+
+
+def _mean_p99(latency: np.ndarray) -> tuple[float, float]:
+    if latency.shape[0] == 0:
+        return 0.0, 0.0
+    return float(latency.mean()), float(np.percentile(latency, 99))
+
+
+def _settled(before: tuple[float, float], now: tuple[float, float]) -> bool:
+    return abs(now[0] - before[0]) <= _SETTLED_MEAN * now[0] and abs(
+        now[1] - before[1]
+    ) <= _SETTLED_P99 * now[1]
 
 
 # ---- the engine -------------------------------------------------------------------
@@ -1059,15 +1078,13 @@ class _VectorRun:
         root = self._draw_calls(
             self.slots[0], np.arange(n), np.arange(n), np.zeros(n, np.int64), scale, rng
         )
-        moved_starts = 0
+        summary = (0.0, 0.0)
         for sweep in range(_MAX_SWEEPS):
             if user_of is not None and sweep > 0:
                 # Latencies of the current starts under the latest waits give the next starts
                 # (using the previous sweep's latencies would pair each start with stale waits).
                 self._reset_sweep()
-                previous = starts
                 starts = self._user_starts(self._propagate(root, starts) - starts, b)[0]
-                moved_starts = int(np.count_nonzero(np.abs(starts - previous) > _TOLERANCE_S))
             self._reset_sweep()
             t_end = self._propagate(root, starts)
             if sweep in (_POOL_TRIAL_SWEEP, _POOL_SWEEP):
@@ -1076,10 +1093,10 @@ class _VectorRun:
                     [sc for _, sc in self.segs],
                     commit=sweep == _POOL_SWEEP,
                 )
-            moved, visits = self.visits.solve()
+            _, visits = self.visits.solve()
             self.stats.sweeps += 1
-            moved += moved_starts  # a user's next request waits for the previous one
-            if sweep > _POOL_SWEEP and moved <= _UNSETTLED * visits:
+            before, summary = summary, _mean_p99(t_end - starts)
+            if sweep > _POOL_SWEEP and _settled(before, summary):
                 break
         self.stats.queue_visits += visits
         self.visits.commit(b)
