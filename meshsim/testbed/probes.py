@@ -3,7 +3,8 @@
 - ``echo HOST PORT SECONDS``: a UDP echo server, for measuring a link's round trip.
 - ``rtt HOST PORT COUNT``: send COUNT UDP probes one by one, print RTTs in microseconds.
 - ``http URL TIMEOUT``: POST until one answer is 200 or TIMEOUT passes; print the status.
-- ``tls HOST PORT CA CERT``: try an mTLS handshake; print 'ok' or why it was refused.
+- ``tls HOST PORT CA CERT [SNI]``: try an mTLS exchange (CERT '-' for none); print 'ok' or
+  why it was refused.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def http(url: str, timeout_s: float) -> None:
     sys.exit(1)
 
 
-def tls(host: str, port: int, ca_file: str, cert_file: str) -> None:
+def tls(host: str, port: int, ca_file: str, cert_file: str, sni: str | None) -> None:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.load_verify_locations(ca_file)
@@ -81,7 +82,7 @@ def tls(host: str, port: int, ca_file: str, cert_file: str) -> None:
         # refusal shows on the first exchange.
         with (
             socket.create_connection((host, port), timeout=5) as raw,
-            context.wrap_socket(raw) as conn,
+            context.wrap_socket(raw, server_hostname=sni) as conn,
         ):
             conn.sendall(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
             data = conn.recv(64)
@@ -99,7 +100,7 @@ def main(argv: list[str]) -> None:
     elif kind == "http":
         http(args[0], float(args[1]))
     elif kind == "tls":
-        tls(args[0], int(args[1]), args[2], args[3])
+        tls(args[0], int(args[1]), args[2], args[3], args[4] if len(args) > 4 else None)
     else:
         raise SystemExit(f"unknown probe {kind!r}")
 

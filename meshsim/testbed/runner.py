@@ -24,19 +24,9 @@ from typing import Literal
 import numpy as np
 
 from meshsim import __version__
-from meshsim.costs import usd_per_month
+from meshsim.accounting import mode_result
 from meshsim.profile import Profile
-from meshsim.results import (
-    ByComponent,
-    ComponentUsage,
-    LatencyHistogram,
-    MeasuredLink,
-    MeasuredNetwork,
-    ModeResult,
-    ProxyCounts,
-    RunResult,
-    latency_summary,
-)
+from meshsim.results import ComponentUsage, MeasuredLink, MeasuredNetwork, ModeResult, RunResult
 from meshsim.scenario import Mode, Scenario
 from meshsim.testbed.accounting import (
     ComponentCgroup,
@@ -406,29 +396,16 @@ class _Meter:
                     connections_open=_mean(self.conns[name]),
                 )
             )
-        kinds = ("app", "sidecar", "ztunnel", "waypoint")
-        cpu = ByComponent.from_parts(
-            {k: sum(u.cpu_cores for u in usages if u.kind == k) for k in kinds}
-        )
-        mem = ByComponent.from_parts(
-            {k: sum(u.memory_mib for u in usages if u.kind == k) for k in kinds}
-        )
         proxies = [spec.proxy for spec, _ in self.standing.proxies.values()]
-        counts = {k: sum(1 for p in proxies if p.kind == k) for k in kinds[1:]}
-        return ModeResult(
-            requests=int(inside.sum()),
-            errors=int((inside & ~ok).sum()),
-            throughput_rps=len(latencies_s) / window,
-            latency_ms=latency_summary(latencies_s),
-            cpu_cores=cpu,
-            memory_mib=mem,
-            handshakes_per_s=handshakes_in / window,
-            connections_open=_mean(self.served),
-            proxies=ProxyCounts(**counts),
-            cost_usd_month=usd_per_month(bed.scenario.price, cpu.total, mem.total),
+        return mode_result(
+            bed.scenario,
+            proxies,
+            usages,
+            latencies_s=latencies_s,
+            unfinished=int((inside & ~ok).sum()),
             window_s=window,
-            components=usages,
-            histogram=LatencyHistogram.from_latencies_s(latencies_s),
+            tls_handshakes=handshakes_in,
+            connection_seconds=_mean(self.served) * window,
         )
 
 
