@@ -8,6 +8,7 @@ which ones the grid cannot pin down.
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from meshsim.calibrate.calibration import (
     run_calibration,
 )
 from meshsim.calibrate.compare import summarize
-from meshsim.calibrate.fit import FitPoint, FitResult, fit_profile
+from meshsim.calibrate.fit import FitPoint, FitResult, fit_profile, stage_residuals
 from meshsim.calibrate.grid import Holdout, load_grid, split
 from meshsim.calibrate.params import get_value, with_values
 from meshsim.loader import InputError, load_profile
@@ -313,3 +314,19 @@ def test_calibration_end_to_end_predicts_held_out_settings(
     assert held["cpu"].median_abs_error is not None and held["cpu"].median_abs_error < 0.03
     assert held["memory"].median_abs_error is not None and held["memory"].median_abs_error < 0.01
     assert held["p50"].median_abs_error is not None and held["p50"].median_abs_error < 0.05
+
+
+def test_latency_residuals_are_the_mesh_overhead_error_when_a_baseline_exists(
+    truth: Profile,
+) -> None:
+    (point,) = _points(truth, [50], [256], ["none"])
+
+    def at(p50: float) -> Any:
+        latency = point.measured.latency_ms.model_copy(update={"p50": p50, "p90": p50, "p99": p50})
+        return point.measured.model_copy(update={"latency_ms": latency})
+
+    measured, simulated = at(2.0), at(0.8)
+    # measured overhead 0.5 ms over 1.5 ms, simulated 0.4 ms over 0.4 ms: -0.1 ms of 2 ms
+    with_baseline = stage_residuals("latency", measured, simulated, (at(1.5), at(0.4)))
+    assert with_baseline == pytest.approx([-0.05] * 3)
+    assert stage_residuals("latency", measured, simulated) == pytest.approx([math.log(0.4)] * 3)

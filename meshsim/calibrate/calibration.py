@@ -85,16 +85,20 @@ def measure_grid(
 
 
 def fit_points(settings: Sequence[Setting], runs: dict[str, RunResult]) -> list[FitPoint]:
-    """One point per measured mode of each setting, simulated on the measured links."""
-    points = []
+    """One point per measured mode of each setting, simulated on the measured links; each
+    mesh mode's point carries the setting's no-mesh point as its latency baseline."""
+    points: list[FitPoint] = []
     for s in settings:
         run = runs[s.key]
         scenario = measured_network(s.scenario, run)
-        for mode in s.modes:
+        baseline: FitPoint | None = None
+        for mode in sorted(s.modes, key=lambda m: m != "none"):  # no mesh first
             one = scenario.model_copy(
                 update={"mesh": scenario.mesh.model_copy(update={"modes": [mode]})}
             )
-            points.append(FitPoint(s.label, mode, one, run.modes[mode], s.seed))
+            point = FitPoint(s.label, mode, one, run.modes[mode], s.seed, baseline)
+            baseline = baseline or (point if mode == "none" else None)
+            points.append(point)
     return points
 
 

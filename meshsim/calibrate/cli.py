@@ -155,7 +155,7 @@ def calibrate(
     dataset = out_dir / "dataset"
     say(f"grid {plan.grid.name}: {len(plan.settings)} settings; dataset {dataset}")
     host = cal.host_facts()
-    runs = cal.measure_grid(plan, dataset, _measure_with(backend, prior, no_measure), say)
+    runs = cal.measure_grid(plan, dataset, _measure_with(prior, no_measure, say), say)
     ref = _repo_relative(dataset / "manifest.json")
     cal.write_manifest(dataset / "manifest.json", cal.manifest(plan, scenario_file, runs, host))
     name = profile_name or f"calibrated-{scenario.name}"
@@ -182,7 +182,9 @@ def calibrate(
     out.print(report, highlight=False)
 
 
-def _measure_with(backend: str, prior: Profile, no_measure: bool) -> Callable[[Setting], RunResult]:
+def _measure_with(
+    prior: Profile, no_measure: bool, say: Callable[[str], None]
+) -> Callable[[Setting], RunResult]:
     def measure(setting: Setting) -> RunResult:
         if no_measure:
             raise click.ClickException(f"{setting.label} is not in the dataset (--no-measure)")
@@ -190,12 +192,16 @@ def _measure_with(backend: str, prior: Profile, no_measure: bool) -> Callable[[S
         from meshsim.testbed.system import TestbedError
 
         modes = list(setting.modes)
+
+        def attempt() -> RunResult:
+            return measure_local(setting.scenario, prior, modes=modes, seed=setting.seed, say=say)
+
         try:
-            return measure_local(setting.scenario, prior, modes=modes, seed=setting.seed)
+            return attempt()
         except TestbedError as err:
             # a shared host: another run's cleanup or a stray kill voids a run; try once more
             first = str(err).splitlines()[0]
-            click.echo(f"{setting.label}: {first}; measuring it again", err=True)
-            return measure_local(setting.scenario, prior, modes=modes, seed=setting.seed)
+            say(f"{setting.label}: {first}; measuring it again")
+            return attempt()
 
     return measure

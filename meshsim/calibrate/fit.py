@@ -69,6 +69,9 @@ class FitPoint:
     scenario: Scenario  # with the measured network delays in place
     measured: ModeResult
     seed: int
+    # The same setting measured with no mesh: the latency stage then fits what the mesh
+    # adds to it, not what the load generator and apps take outside the model.
+    baseline: FitPoint | None = None
 
 
 @dataclass(frozen=True)
@@ -112,15 +115,28 @@ class FitResult:
 # ---- residuals -----------------------------------------------------------------------
 
 
-def stage_residuals(stage: Stage, measured: ModeResult, simulated: ModeResult) -> list[float]:
+def stage_residuals(
+    stage: Stage,
+    measured: ModeResult,
+    simulated: ModeResult,
+    baseline: tuple[ModeResult, ModeResult] | None = None,
+) -> list[float]:
     """The errors a stage minimises for one point: relative for CPU and memory (of each
-    component but the load generator), log ratio for latency percentiles."""
+    component but the load generator); for latency percentiles, the error of the overhead
+    over the (measured, simulated) no-mesh baseline relative to the measured latency, or
+    without a baseline the log ratio."""
     if stage == "latency":
         out = []
         for p in ("p50", "p90", "p99"):
             m, s = getattr(measured.latency_ms, p), getattr(simulated.latency_ms, p)
-            if m > 0 and s > 0 and not (math.isnan(m) or math.isnan(s)):
+            if not (m > 0 and s > 0) or math.isnan(m) or math.isnan(s):
+                continue
+            if baseline is None:
                 out.append(math.log(s / m))
+                continue
+            m0, s0 = getattr(baseline[0].latency_ms, p), getattr(baseline[1].latency_ms, p)
+            if not (math.isnan(m0) or math.isnan(s0)):
+                out.append(((s - s0) - (m - m0)) / m)
         return out
     attr, floor = (
         ("cpu_cores", CPU_FLOOR_CORES) if stage == "cpu" else ("memory_mib", MEMORY_FLOOR_MIB)
@@ -175,10 +191,19 @@ class _Stage:
         self.points = [
             i for i, pt in enumerate(model.points) if any(p.matters_for(pt.mode) for p in params)
         ]
-        self.sizes = [
-            len(stage_residuals(stage, model.points[i].measured, model.points[i].measured))
-            for i in self.points
-        ]
+        self.baselines: dict[int, tuple[ModeResult, ModeResult]] = {}
+        if stage == "latency":  # a no-mesh run has no latency parameter: simulate it once
+            for i in self.points:
+                base = model.points[i].baseline
+                if base is not None:
+                    sim = simulate(base.scenario, model.profile, modes=[base.mode], seed=base.seed,
+                                   engine=model.engine)  # fmt: skip
+                    self.baselines[i] = (base.measured, sim.modes[base.mode])
+        self.sizes = [len(self._residuals(i, model.points[i].measured)) for i in self.points]
+
+    def _residuals(self, i: int, simulated: ModeResult) -> list[float]:
+        pt = self.model.points[i]
+        return stage_residuals(self.stage, pt.measured, simulated, self.baselines.get(i))
 
     def values(self, x: np.ndarray, free: Sequence[Parameter]) -> dict[str, float]:
         out = dict(self.fixed)
@@ -186,9 +211,8 @@ class _Stage:
         return out
 
     def point_residuals(self, i: int, values: dict[str, float]) -> np.ndarray:
-        pt = self.model.points[i]
         sim = self.model.result(i, values, self.params)
-        return np.asarray(stage_residuals(self.stage, pt.measured, sim), dtype=float)
+        return np.asarray(self._residuals(i, sim), dtype=float)
 
     def residuals(self, x: np.ndarray, free: Sequence[Parameter]) -> np.ndarray:
         values = self.values(x, free)

@@ -18,6 +18,7 @@ to the same side) is held out of the fit and predicted afterwards.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,10 +79,13 @@ class Setting:
     modes: tuple[Mode, ...]
     seed: int
     scenario: Scenario  # the variant, with every mode
+    shown: tuple[str, ...] = ()  # the parameters that vary between settings
 
     @property
     def label(self) -> str:
-        values = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in self.params.items())
+        values = " ".join(
+            f"{k.rsplit('.', 1)[-1]}={v}" for k, v in self.params.items() if k in self.shown
+        )
         return f"{self.topology} {values}".strip()
 
     @property
@@ -148,6 +152,10 @@ def load_grid(grid_file: Path | None, scenario_file: Path) -> GridPlan:
     settings: list[Setting] = []
     for file in files:
         settings += _settings(grid, _read(file).data, file)
+    varying = tuple(
+        k for k in settings[0].params if len({json.dumps(s.params.get(k)) for s in settings}) > 1
+    )
+    settings = [dataclasses.replace(s, shown=varying) for s in settings]
     return GridPlan(grid, grid_file, tuple(settings))
 
 

@@ -1,0 +1,84 @@
+"""Does a calibrated profile predict a testbed shape it was not fitted on?
+
+The calibration grid of scenarios/grids/testbed-two-pods.yaml measures one echo pod
+behind the load generator. This script measures another shape on the local testbed,
+two echo replicas on node-2 (a third sidecar, two endpoints, load balanced), writes
+it as a scenario with the measured link delays and the calibrated profile, simulates it
+with `meshsim run`, and prints `meshsim compare` of the two, with the issue's bounds.
+
+    python bench/calibration_other_topology.py [--profile local-haproxy] [--out DIR]
+
+Needs what `meshsim measure --backend local` needs (root, HAProxy, iptables). Takes
+about two minutes. Not a test: it measures real processes on a shared host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from meshsim.calibrate.dataset import save_measured
+from meshsim.loader import load_scenario
+from meshsim.testbed.runner import measure_local
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", default=str(ROOT / "scenarios" / "testbed-two-pods.yaml"))
+    parser.add_argument("--profile", default="local-haproxy")
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument(
+        "--out", default=str(ROOT / "results" / "calibration" / "other-topology"), type=Path
+    )
+    parser.add_argument("--reuse", action="store_true", help="Use the measurement in --out.")
+    args = parser.parse_args()
+    base, prior = load_scenario(args.scenario)
+    echo = base.workloads[0].model_copy(update={"replicas": args.replicas})
+    scenario = base.model_copy(
+        update={
+            "name": f"{base.name}-{args.replicas}-replicas",
+            "workloads": [echo, *base.workloads[1:]],
+        }
+    )
+    out: Path = args.out
+    measured_dir = out / "measured"
+    summary = measured_dir / f"{scenario.name}-seed{scenario.seed}.json"
+    if not (args.reuse and summary.is_file()):
+        run = measure_local(scenario, prior, say=lambda s: print(s, file=sys.stderr))
+        summary = save_measured(measured_dir, scenario, run)
+    # the scenario as measured, with the calibrated profile: what `meshsim run` simulates
+    doc = yaml.safe_load((measured_dir / "scenario.yaml").read_text())
+    doc["profile"] = args.profile
+    as_measured = out / f"{scenario.name}.yaml"
+    as_measured.write_text(
+        "# Written by bench/calibration_other_topology.py: the measured shape, its measured\n"
+        "# link delays, and the calibrated profile.\n" + yaml.safe_dump(doc, sort_keys=False)
+    )
+    sim_dir = out / "simulated"
+    meshsim = [sys.executable, "-c", "from meshsim.cli import main; main()"]
+    subprocess.run(
+        [*meshsim, "run", str(as_measured), "--engine", "vector", "--out", str(sim_dir)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    simulated = sim_dir / f"{scenario.name}-seed{scenario.seed}.json"
+    table = subprocess.run(
+        [*meshsim, "compare", str(summary), str(simulated)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "140"},
+    ).stdout
+    (out / "compare.txt").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
