@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import rc_context
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
@@ -192,9 +193,11 @@ def save_chart(chart: Chart, out_dir: Path, formats: Sequence[str] = ("png", "sv
     written = []
     for fmt in formats:
         path = out_dir / f"{chart.stem}.{fmt}"
-        # A fixed date keeps SVGs byte-stable between runs (matplotlib writes one otherwise).
+        # No date and a fixed id salt keep SVGs byte-stable between runs, so a redrawn
+        # chart only shows in a diff when it changed.
         meta = {"Date": None} if fmt == "svg" else {}
-        chart.figure.savefig(path, dpi=110, format=fmt, metadata=meta)
+        with rc_context({"svg.hashsalt": "meshsim"}):
+            chart.figure.savefig(path, dpi=110, format=fmt, metadata=meta)
         written.append(path)
     return written
 
