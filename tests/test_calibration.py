@@ -8,12 +8,14 @@ which ones the grid cannot pin down.
 from __future__ import annotations
 
 import copy
+import json
 import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from meshsim.calibrate.calibration import (
     fitted_profile_doc,
@@ -25,6 +27,7 @@ from meshsim.calibrate.compare import summarize
 from meshsim.calibrate.fit import FitPoint, FitResult, fit_profile, stage_residuals
 from meshsim.calibrate.grid import Holdout, load_grid, split
 from meshsim.calibrate.params import get_value, with_values
+from meshsim.cli import main
 from meshsim.loader import InputError, load_profile
 from meshsim.profile import Profile
 from meshsim.run import simulate
@@ -330,3 +333,37 @@ def test_latency_residuals_are_the_mesh_overhead_error_when_a_baseline_exists(
     with_baseline = stage_residuals("latency", measured, simulated, (at(1.5), at(0.4)))
     assert with_baseline == pytest.approx([-0.05] * 3)
     assert stage_residuals("latency", measured, simulated) == pytest.approx([math.log(0.4)] * 3)
+
+
+def test_cli_refits_a_dataset_and_prints_the_held_out_table(tmp_path: Path, truth: Profile) -> None:
+    grid_file, scenario_file = _grid_files(tmp_path, GRID)
+    plan = load_grid(grid_file, scenario_file)
+    out = tmp_path / "cal"
+    measure_grid(
+        plan,
+        out / "dataset",
+        lambda s: simulate(s.scenario, truth, seed=MEASURE_SEED, engine="vector"),
+    )
+    profile_out = tmp_path / "profiles" / "fitted.yaml"
+    args = [
+        "calibrate", str(scenario_file), "--grid", str(grid_file), "--out", str(out),
+        "--no-measure", "--profile-out", str(profile_out), "--name", "fitted",
+    ]  # fmt: skip
+    result = CliRunner().invoke(main, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "held-out settings: measured vs simulated" in result.output
+    assert "split: seed 2, 2 of 6 settings held out (fraction 0.34)" in result.output
+    assert "held-out settings (never seen by the fit):" in result.output
+    assert load_profile(profile_out).name == "fitted"
+    assert (out / "profile.yaml").read_text() == profile_out.read_text()
+    manifest = json.loads((out / "dataset" / "manifest.json").read_text())
+    assert sum(s["held_out"] for s in manifest["settings"]) == 2
+    assert {"haproxy", "locust", "scipy"} <= set(manifest["software"])
+    held = (out / "heldout.csv").read_text().splitlines()
+    assert held[0] == "point,mode,figure,component,measured,simulated,error"
+    assert len(held) > 1
+    # a setting missing from the dataset is not measured behind the user's back
+    (out / "dataset" / plan.settings[0].key / f"synthetic-seed{MEASURE_SEED}.json").unlink()
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert f"{plan.settings[0].label} is not in the dataset (--no-measure)" in result.output
