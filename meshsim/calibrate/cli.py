@@ -26,6 +26,7 @@ from meshsim.results import RunResult, load_run
 __all__ = ["calibrate", "compare"]
 
 BAD_INPUT = 2
+RETRIES = 2  # more attempts at a setting whose run was voided
 
 
 def _load(path: Path) -> RunResult:
@@ -196,12 +197,13 @@ def _measure_with(
         def attempt() -> RunResult:
             return measure_local(setting.scenario, prior, modes=modes, seed=setting.seed, say=say)
 
-        try:
-            return attempt()
-        except TestbedError as err:
-            # a shared host: another run's cleanup or a stray kill voids a run; try once more
-            first = str(err).splitlines()[0]
-            say(f"{setting.label}: {first}; measuring it again")
-            return attempt()
+        for left in range(RETRIES, 0, -1):
+            try:
+                return attempt()
+            except TestbedError as err:
+                # a shared host: a stray kill or a starved process voids a run; try again
+                first = str(err).splitlines()[0]
+                say(f"{setting.label}: {first}; measuring it again ({left} more tries)")
+        return attempt()
 
     return measure
