@@ -401,13 +401,13 @@ def sweep_curves(table: SweepTable, metric: str, combo: dict[str, Any]) -> Chart
             px = [p[0] if numeric else xs.index(p[0]) for p in pts]
             name = f"{series} = {_label(value)}" if series else mode
             ax.plot(px, [p[1] for p in pts], marker="o", ms=3.5, label=name)
-        if numeric and all(v > 0 for v in xs) and max(xs) / min(xs) >= 20:
-            ax.set_xscale("log")
-        if not numeric:
-            ax.set_xticks(range(len(xs)), [_label(v) for v in xs])
+        if numeric and all(v > 0 for v in xs) and max(xs) / min(xs) >= 8:
+            ax.set_xscale("log")  # swept values are usually geometric (1, 2, 4, ...)
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xticks(xs if numeric else range(len(xs)), [_label(v) for v in xs])
         ax.axhline(TARGET_SAVING * 100, color="#999999", ls="--", lw=0.8)
         ax.set_title(mode, fontsize=10)
-        ax.set_xlabel(x_name)
+        ax.set_xlabel(_axis_label(x_name))
         ax.grid(True, color="#eeeeee")
     axes[0].set_ylabel(f"{label} (%)")
     axes[-1].legend(fontsize=7)
