@@ -131,33 +131,55 @@ def _is_run_summary(path: Path) -> bool:
     return isinstance(doc, dict) and "meshsim_version" in doc and "modes" in doc
 
 
+def _is_sweep(folder: Path) -> bool:
+    return (folder / "sweep.json").is_file() and (folder / "sweep.csv").is_file()
+
+
+def _scan(folder: Path, inputs: Inputs, files: list[Path]) -> None:
+    """Sweeps and run summaries in `folder` and below (a sweep's own folder is not entered)."""
+    if _is_sweep(folder):
+        inputs.sweeps.append(load_sweep_table(folder))
+        return
+    files += sorted(p for p in folder.glob("*.json") if _is_run_summary(p))
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        _scan(sub, inputs, files)
+
+
+def _twin(measured: RunResult, simulated: list[RunResult]) -> RunResult | None:
+    """The simulated run of a measured one: same scenario and seed, else the only run of
+    that scenario."""
+    same = [s for s in simulated if s.scenario == measured.scenario]
+    exact = [s for s in same if s.seed == measured.seed]
+    if len(exact) == 1:
+        return exact[0]
+    return same[0] if len(same) == 1 else None
+
+
 def load_inputs(paths: Iterable[Path]) -> Inputs:
     """Sort what the paths hold into runs, sweeps and calibration pairs.
 
-    A folder is a sweep when it has sweep.json and sweep.csv; otherwise every run summary
-    JSON in it is read. A measured run and a simulated run of the same scenario make a
-    calibration pair (and the simulated one is also drawn as a run)."""
+    A folder is a sweep when it has sweep.json and sweep.csv; otherwise the run summary
+    JSONs in it and its subfolders are read. A measured run and the simulated run of the
+    same scenario (and seed, when there are several) make a calibration pair; the
+    simulated one is also drawn as a run."""
     inputs = Inputs()
     files: list[Path] = []
     for path in paths:
-        if path.is_dir() and (path / "sweep.json").is_file() and (path / "sweep.csv").is_file():
-            inputs.sweeps.append(load_sweep_table(path))
-        elif path.is_dir():
-            files += sorted(p for p in path.glob("*.json") if _is_run_summary(p))
+        if path.is_dir():
+            _scan(path, inputs, files)
         elif path.is_file() and _is_run_summary(path):
             files.append(path)
         else:
             raise ValueError(f"{path}: not a run summary JSON, a results folder or a sweep folder")
-    runs = [load_run(f) for f in files]
-    measured = [r for r in runs if r.kind == "measured"]
+    runs = [load_run(f) for f in dict.fromkeys(files)]
     simulated = [r for r in runs if r.kind == "simulated"]
-    for meas in measured:
-        twin = next((s for s in simulated if s.scenario == meas.scenario), None)
+    paired: list[RunResult] = []
+    for meas in (r for r in runs if r.kind == "measured"):
+        twin = _twin(meas, simulated)
         if twin is not None:
             inputs.calibrations.append((meas, twin))
-    inputs.runs = simulated + [
-        m for m in measured if all(m is not c[0] for c in inputs.calibrations)
-    ]
+            paired.append(meas)
+    inputs.runs = simulated + [r for r in runs if r.kind == "measured" and r not in paired]
     return inputs
 
 

@@ -56,7 +56,11 @@ def plot(results: tuple[Path, ...], out_dir: Path) -> None:
 
     inputs = _inputs(results)
     assert isinstance(inputs, Inputs)
-    for chart in charts_for(inputs):
+    charts = charts_for(inputs)
+    if not charts:
+        click.echo("nothing to draw: no mode to compare (a sweep needs its sidecar runs)", err=True)
+        sys.exit(BAD_INPUT)
+    for chart in charts:
         for path in save_chart(chart, out_dir):
             click.echo(f"wrote {path}")
 

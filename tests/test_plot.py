@@ -141,7 +141,7 @@ def test_a_measured_run_next_to_a_simulated_one_is_a_calibration(
     measured = run.model_copy(update={"kind": "measured", "engine": "local", "modes": modes})
     write_results(run, tmp_path / "sim")
     write_results(measured, tmp_path / "meas")
-    inputs = load_inputs([tmp_path / "sim", tmp_path / "meas"])
+    inputs = load_inputs([tmp_path])  # found in subfolders, paired by scenario and seed
     assert len(inputs.calibrations) == 1 and inputs.runs == [inputs.calibrations[0][1]]
     rows = [r for r in compare_runs(*inputs.calibrations[0]) if r.error is not None]
     latency = [r for r in rows if r.figure in ("p50", "p90", "p99")]
