@@ -386,6 +386,17 @@ def _check_names(spec: SweepSpec, source: Any) -> list[Any]:
     for name, values in spec.grid.items():
         if not values:
             problems.append(source.problem(("grid", name), "give at least one value"))
+    modes: list[tuple[PathKey, Scalar]] = [
+        (("grid", "mode", i), m) for i, m in enumerate(spec.grid.get("mode", []))
+    ]
+    modes += [(("points", i, "mode"), p["mode"]) for i, p in enumerate(spec.points) if "mode" in p]
+    for where, mode in modes:
+        if mode not in MODES:
+            known = ", ".join(MODES)
+            hint = did_you_mean(str(mode), list(MODES))
+            problems.append(
+                source.problem(where, f"unknown mode '{mode}'{hint}; expected one of: {known}")
+            )
     if not spec.grid and not spec.points:
         problems.append(source.problem((), "a sweep needs a grid, points, or both"))
     if spec.engine not in ENGINES:

@@ -259,3 +259,13 @@ def test_a_proxy_out_of_worker_threads_marks_the_saving_not_comparable(tmp_path:
         assert rows[key]["saturated"] == "False", key
         assert float(rows[key]["proxy_utilisation_max"]) < 0.9
     assert rows[("10", "ambient-waypoint")]["saving_comparable"] == "True"
+
+
+def test_an_unknown_mode_is_caught_before_anything_runs(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, "grid:\n  mode: [sidecar, ambiant]\n")
+    with pytest.raises(InputError) as err:
+        load_sweep(path)
+    assert str(err.value) == (
+        f"{path}:4:19: grid.mode[1]: unknown mode 'ambiant' (did you mean 'ambient'?); "
+        "expected one of: none, sidecar, ambient, ambient-waypoint"
+    )
