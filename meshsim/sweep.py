@@ -392,11 +392,9 @@ def _check_names(spec: SweepSpec, source: Any) -> list[Any]:
     modes += [(("points", i, "mode"), p["mode"]) for i, p in enumerate(spec.points) if "mode" in p]
     for where, mode in modes:
         if mode not in MODES:
-            known = ", ".join(MODES)
             hint = did_you_mean(str(mode), list(MODES))
-            problems.append(
-                source.problem(where, f"unknown mode '{mode}'{hint}; expected one of: {known}")
-            )
+            expected = f"expected one of: {', '.join(MODES)}"
+            problems.append(source.problem(where, f"unknown mode '{mode}'{hint}; {expected}"))
     if not spec.grid and not spec.points:
         problems.append(source.problem((), "a sweep needs a grid, points, or both"))
     if spec.engine not in ENGINES:
