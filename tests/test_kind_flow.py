@@ -25,6 +25,7 @@ from meshsim.scenario import MODES, Mode, Scenario
 from tests.builders import ISTIO, base_scenario, scenario_of
 
 RUN_ID = "0badcafe"
+POD = "meshsim.io/pod"
 CLUSTER = f"meshsim-{RUN_ID}"
 CTX = ["kubectl", "--context", f"kind-{CLUSTER}"]
 VERSIONS = {
@@ -95,9 +96,13 @@ class FakeCluster:
         elif argv[3:5] == ["delete", "namespace"]:
             self.pods = []
         elif any(a.startswith("jsonpath=") for a in argv):
-            return next(
-                p["metadata"]["name"] for p in self.pods if p["metadata"]["namespace"] == "load"
-            )
+            label = argv[argv.index("-l") + 1].split("=")[1]
+            found = next(p for p in self.pods if p["metadata"]["labels"].get(POD) == label)
+            return found["status"]["podIP"] if "podIP" in argv[-1] else found["metadata"]["name"]
+        elif "rtt" in argv:
+            # round trips in microseconds, as the testbed's rtt probe prints them
+            same = argv[argv.index("rtt") + 1] == self.ip_of("web-0")
+            return json.dumps([40.0, 50.0, 60.0, 70.0] if same else [100.0, 120.0, 140.0, 400.0])
         elif "meshsim.testbed.probes" in argv:
             return self.probe + "\n"
         elif argv[3:] == ["get", "pods", "--all-namespaces", "-o", "json"]:
@@ -110,6 +115,11 @@ class FakeCluster:
         elif argv[3:4] == ["cp"]:
             np.save(argv[5], records(self.started))
         return ""
+
+    def ip_of(self, name: str) -> str:
+        return next(
+            p["status"]["podIP"] for p in self.pods if p["metadata"]["labels"].get(POD) == name
+        )
 
     def ztunnels(self) -> list[dict[str, Any]]:
         hosts = [f"{CLUSTER}-{n}" for n in ("control-plane", "worker", "worker2")]
@@ -187,11 +197,16 @@ def container_role(p: dict[str, Any], container: str) -> str:
     return container
 
 
+def ip_for(pod_name: str) -> str:
+    """The fake cluster's pod addresses: stable, one per name."""
+    return f"10.244.0.{sum(pod_name.encode()) % 250}"
+
+
 def pod(ns: str, name: str, host: str, containers: list[str], **meta: Any) -> dict[str, Any]:
     return {
-        "metadata": {"namespace": ns, "name": name, **meta},
+        "metadata": {"namespace": ns, "name": name, "labels": {}, **meta},
         "spec": {"nodeName": host, "containers": [{"name": c} for c in containers]},
-        "status": {"phase": "Running"},
+        "status": {"phase": "Running", "podIP": ip_for(name)},
     }
 
 
@@ -229,105 +244,61 @@ def k(*args: str) -> str:
 
 
 def expected_commands(mode: Mode, pod_name: str = "loadgen-0-6d5f7-q2x9z") -> list[str]:
+    """The whole run of one mode, command by command, as a user would type them."""
+    t = "--timeout=300s"
     setup = [
         "docker version --format '{{.Server.Version}}'",
         "kind version",
         "kubectl version --client",
         "istioctl version --remote=false",
-        shlex.join(
-            ["docker", "build", "-t", IMAGE, "-f", str(REPO_ROOT / "Dockerfile"), str(REPO_ROOT)]
-        ),
+        f"docker build -t {IMAGE} -f {REPO_ROOT / 'Dockerfile'} {REPO_ROOT}",
         f"kind create cluster --name {CLUSTER} --config - --wait 300s",
         k("get", "nodes", "-o", "name"),
         f"kind load docker-image {IMAGE} --name {CLUSTER}",
         k("apply", "--server-side", "-f", GATEWAY_API_CRDS),
         f"istioctl --context kind-{CLUSTER} install --set profile=ambient --skip-confirmation",
-        k("-n", "istio-system", "rollout", "status", "deployment/istiod", "--timeout=300s"),
-        k("-n", "istio-system", "rollout", "status", "daemonset/istio-cni-node", "--timeout=300s"),
-        k("-n", "istio-system", "rollout", "status", "daemonset/ztunnel", "--timeout=300s"),
+        k(*f"-n istio-system rollout status deployment/istiod {t}".split()),
+        k(*f"-n istio-system rollout status daemonset/istio-cni-node {t}".split()),
+        k(*f"-n istio-system rollout status daemonset/ztunnel {t}".split()),
     ]
     up = [k("apply", "-f", "-")]
-    up += [
-        k("-n", ns, "wait", "--for=condition=Available", "deployment", "--all", "--timeout=300s")
-        for ns in ("front", "back", "load")
-    ]
+    for ns in ("front", "back", "load"):
+        up.append(k(*f"-n {ns} wait --for=condition=Available deployment --all {t}".split()))
     if mode == "ambient-waypoint":
         for ns in ("front", "back"):
-            up += [
-                k(
-                    "-n",
-                    ns,
-                    "wait",
-                    "--for=condition=Programmed",
-                    "gateway/waypoint",
-                    "--timeout=300s",
-                ),
-                k("-n", ns, "rollout", "status", "deployment/waypoint", "--timeout=300s"),
-            ]
-    exec_ = ["-n", "load", "exec", pod_name, "-c", "loadgen", "--"]
+            up.append(k(*f"-n {ns} wait --for=condition=Programmed gateway/waypoint {t}".split()))
+            up.append(k(*f"-n {ns} rollout status deployment/waypoint {t}".split()))
+    exec_ = f"-n load exec {pod_name} -c loadgen --".split()
+    running = "--field-selector=status.phase=Running"
+    probes = ["python", "-m", "meshsim.testbed.probes"]
     up += [
-        k(
-            "-n",
-            "load",
-            "get",
-            "pods",
-            "-l",
-            "meshsim.io/pod=loadgen-0",
-            "--field-selector=status.phase=Running",
-            "-o",
-            "jsonpath={.items[0].metadata.name}",
-        ),
-        k(
-            *exec_,
-            "python",
-            "-m",
-            "meshsim.testbed.probes",
-            "http",
-            "http://web.front.svc.cluster.local:8080/",
-            "60",
-        ),
-        k("get", "pods", "--all-namespaces", "-o", "json"),
-        k(
-            *exec_,
-            "env",
-            "MESHSIM_LOAD_CONFIG=/etc/meshsim/load.json",
-            "python",
-            "-m",
-            "locust",
-            "-f",
-            "/opt/meshsim/meshsim/testbed/locustfile.py",
-            "--headless",
-            "-u",
-            "3",
-            "-r",
-            "30",
-            "-t",
-            "70s",
-            "--stop-timeout",
-            "5",
-            "--only-summary",
-            "--loglevel",
-            "WARNING",
-            "--exit-code-on-error",
-            "0",
-        ),
-        k(
-            *exec_,
-            "timeout",
-            "120",
-            "sh",
-            "-c",
-            "until [ -s /work/locust.started ]; do sleep 0.2; done; cat /work/locust.started",
-        ),
-    ]
-    # the window is 5 s to 40 s after Locust started: scraped at its start, every 2 s, at its end
-    scrape = [
-        k("get", "--raw", f"/api/v1/nodes/{CLUSTER}-{w}/proxy/metrics/resource")
-        for w in ("worker", "worker2")
-    ]
-    up += scrape * 19
+        k(*["-n", "load", "get", "pods", "-l", "meshsim.io/pod=loadgen-0"], running,
+          "-o", "jsonpath={.items[0].metadata.name}"),
+        k(*exec_, *probes, "http", "http://web.front.svc.cluster.local:8080/", "60"),
+    ]  # fmt: skip
+    # the links, timed in the run's first mode: web-0 shares the load pod's node, api-0 not
+    for ns, name in (("front", "web-0"), ("back", "api-0")):
+        ip = ip_for(f"{name}-6d5f7-q2x9z")
+        up += [
+            k(*f"-n {ns} get pods -l meshsim.io/pod={name}".split(), running,
+              "-o", "jsonpath={.items[0].status.podIP}"),
+            k(*f"-n {ns} exec deploy/{name} -c app --".split(), *probes,
+              "echo", "0.0.0.0", "15999", "30"),
+            k(*exec_, *probes, "rtt", ip, "15999", "200"),
+        ]  # fmt: skip
+    up.append(k("get", "pods", "--all-namespaces", "-o", "json"))
+    locust = (
+        "env MESHSIM_LOAD_CONFIG=/etc/meshsim/load.json python -m locust -f "
+        "/opt/meshsim/meshsim/testbed/locustfile.py --headless -u 3 -r 30 -t 70s --stop-timeout 5 "
+        "--only-summary --loglevel WARNING --exit-code-on-error 0"
+    )
+    wait = "until [ -s /work/locust.started ]; do sleep 0.2; done; cat /work/locust.started"
+    up += [k(*exec_, *locust.split()), k(*exec_, "timeout", "120", "sh", "-c", wait)]
+    # the window is 5 s to 40 s after Locust started: scraped at its start, every 2 s, its end
+    nodes = (f"{CLUSTER}-worker", f"{CLUSTER}-worker2")
+    up += [k("get", "--raw", f"/api/v1/nodes/{n}/proxy/metrics/resource") for n in nodes] * 19
     up.append(k("cp", f"load/{pod_name}:/work/latencies.npy", "LOCAL", "-c", "loadgen"))
-    down = [k("delete", "namespace", "front", "back", "load", "--wait=true", "--timeout=300s")]
+    down = [k(*f"delete namespace front back load --wait=true {t}".split())]
     return setup + up + down + [f"kind delete cluster --name {CLUSTER}"]
 
 
@@ -345,14 +316,29 @@ def recorded(runner: FakeRunner) -> list[str]:
 def test_each_mode_runs_exactly_this_command_sequence(mode: Mode) -> None:
     _, runner, _ = measure([mode])
     assert recorded(runner) == expected_commands(mode)
-    assert [c.argv for c in runner.started] == [
-        runner.commands[-43].argv
-    ]  # Locust, in the background
+    # in the background: the two links' UDP echoes, then Locust
+    started = [shlex.join(c.argv).split(" -- ")[1].split()[:4] for c in runner.started]
+    assert started == [
+        ["python", "-m", "meshsim.testbed.probes", "echo"],
+        ["python", "-m", "meshsim.testbed.probes", "echo"],
+        ["env", "MESHSIM_LOAD_CONFIG=/etc/meshsim/load.json", "python", "-m"],
+    ]
 
 
 def test_the_run_is_measured_from_the_kubelet_and_locusts_records() -> None:
     result, _, fake = measure(list(MODES))
-    assert result.kind == "measured" and result.engine == "testbed-kind" and result.network is None
+    assert result.kind == "measured" and result.engine == "testbed-kind"
+    # the links, timed once: one-way delays are half the median round trips (55 us, 130 us)
+    net = result.network
+    assert net is not None
+    assert (net.same_node_ms, net.cross_node_ms, net.cross_zone_ms) == pytest.approx(
+        (0.0275, 0.065, 0.065)
+    )
+    assert [(x.kind, x.src, x.dst, x.probes) for x in net.links] == [
+        ("same_node", "loadgen-0", "web-0", 4),
+        ("cross_node", "loadgen-0", "api-0", 4),
+    ]
+    assert net.links[1].rtt_p90_ms == pytest.approx(0.322)
     assert list(result.modes) == list(MODES)
     pods = {"app": 3, "sidecar": 0, "ztunnel": 0, "waypoint": 0}
     expected_proxies = {
@@ -500,12 +486,12 @@ def test_the_dry_run_plan_is_what_runs() -> None:
         planned = _plan_commands(plan)
         ran = []
         for c in runner.commands:
-            text = c.with_value("loadgen-0-6d5f7-q2x9z", "$LOADGEN_POD").shell()
-            text = re.sub(r"(cp \S+) \S+latencies-", r"\1 latencies-", text)
+            c = c.with_value("loadgen-0-6d5f7-q2x9z", "$LOADGEN_POD")
+            c = c.with_value(ip_for("web-0-6d5f7-q2x9z"), "$SAME_NODE_IP")
+            c = c.with_value(ip_for("api-0-6d5f7-q2x9z"), "$CROSS_NODE_IP")
+            text = re.sub(r"(cp \S+) \S+latencies-", r"\1 latencies-", c.shell())
             if "get --raw" in text and text in ran:
                 continue  # a repeated scrape
-            if "jsonpath=" in text:
-                text = f"LOADGEN_POD=$({text})"
             ran.append(text)
         assert [r.split("\n")[0] for r in ran] == planned
         for c in runner.commands:

@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Protocol
 
 __all__ = [
@@ -40,6 +40,8 @@ class Command:
     stdin: str | None = None  # a manifest or config piped in (`-f -`, `--config -`)
     why: str = ""  # one line for the printed plan
     background: bool = False  # started, left running, waited for later
+    sets: str = ""  # a shell variable its output sets (the plan prints NAME=$(...))
+    tag: str = ""  # what the run does with its output ("probe", "rtt", "inventory")
 
     def shell(self) -> str:
         """The command as one would type it; a manifest follows as a here-document, and an
@@ -50,6 +52,8 @@ class Command:
         )
         if self.background:
             text += " &"
+        if self.sets:
+            text = f"{self.sets}=$({text})"
         if self.stdin is not None:
             text += " <<'EOF'\n" + self.stdin.rstrip("\n") + "\nEOF"
         return text
@@ -57,7 +61,7 @@ class Command:
     def with_value(self, variable: str, value: str) -> Command:
         """This command with a shell variable's value filled in."""
         argv = tuple(a.replace(variable, value) for a in self.argv)
-        return Command(argv, self.stdin, self.why, self.background)
+        return replace(self, argv=argv)
 
 
 class Background(Protocol):

@@ -5,17 +5,19 @@ return the same measured RunResult as the local testbed.
 Only cluster setup and metrics collection are kind's own; the app, the Locust file and
 its configuration (`meshsim.loadgen`), the latency window and the ModeResult assembly
 (`meshsim.accounting.mode_result`) are shared. Every step is a `Command`, so the plan
-that `--dry-run` prints is the list this module runs.
+that `--dry-run` prints is the list this module runs; what is only known at run time
+(the load pod's name, pod addresses) is a shell variable set by an earlier command.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,7 @@ from meshsim.kind.commands import (
 )
 from meshsim.kind.inventory import find_targets
 from meshsim.kind.manifests import (
+    APP_CONTAINER,
     LATENCIES,
     LOAD_CONFIG,
     LOADGEN_CONTAINER,
@@ -57,11 +60,11 @@ from meshsim.kind.metrics import ContainerKey, Point, Target, resource_points, u
 from meshsim.kind.tools import preflight, preflight_commands
 from meshsim.loadgen import STUCK_MARGIN_S, locust_argv, window_latencies
 from meshsim.profile import Profile
-from meshsim.results import ComponentUsage, ModeResult, RunResult
+from meshsim.results import ComponentUsage, MeasuredLink, MeasuredNetwork, ModeResult, RunResult
 from meshsim.scenario import Mode, Scenario
 from meshsim.testbed.dataplane import APP_PORT, load_users
 from meshsim.testbed.names import new_run_id
-from meshsim.topology import Topology, build_topology, resolve_nodes
+from meshsim.topology import CLIENT, Pod, Topology, build_topology, resolve_nodes
 
 __all__ = ["ENGINE", "KindRun", "cleanup_kind", "kind_plan", "measure_kind"]
 
@@ -69,13 +72,23 @@ ENGINE = "testbed-kind"
 SCRAPE_EVERY_S = 2.0
 STARTED_TIMEOUT_S = 120
 PROBE_TIMEOUT_S = 60
-LOADGEN_POD = "$LOADGEN_POD"  # the load pod's name, looked up once the mode is up
+ECHO_PORT = 15999  # UDP: neither sidecars nor ztunnel capture it, so it times the pod network
+ECHO_SECONDS = 30
+RTT_PROBES = 200
+LOADGEN_POD = "LOADGEN_POD"  # shell variables the plan sets and later commands use
 _CLUSTER_NAME = re.compile(rf"^{CLUSTER_PREFIX}[0-9a-f]{{8}}$")
 Say = Callable[[str], None]
 
 
 def _quiet(_: str) -> None:
     pass
+
+
+@dataclass(frozen=True)
+class _Link:
+    kind: str  # "same_node" or "cross_node"
+    pod: Pod  # the app pod the load generator's pod probes
+    variable: str  # the shell variable holding its address
 
 
 @dataclass
@@ -123,96 +136,108 @@ class KindRun:
     def teardown(self) -> list[Command]:
         return cluster_teardown(self.cluster) if self.cluster.created else []
 
-    def mode_up(self, mode: Mode) -> list[Command]:
-        """Apply the mode's objects and wait until every pod and waypoint is ready."""
+    def mode_up(self, mode: Mode, *, measure_links: bool = False) -> list[Command]:
+        """Apply the mode's objects, wait until every pod and waypoint is ready, send one
+        request through the mesh, (once per run) time the links, list the pods."""
         kubectl = self.cluster.kubectl
         manifests = mode_manifests(
-            self.scenario,
-            self.profile,
-            self.topology,
-            self.cluster,
-            mode,
-            seed=self.seed,
-            run_id=self.run_id,
-            image=IMAGE,
-        )
+            self.scenario, self.profile, self.topology, self.cluster, mode,
+            seed=self.seed, run_id=self.run_id, image=IMAGE,
+        )  # fmt: skip
         out = [kubectl("apply", "-f", "-", stdin=to_yaml(manifests), why=f"{mode}: workloads")]
+        timeout = f"--timeout={ROLLOUT_TIMEOUT}"
         for ns in namespaces(self.scenario):
-            out.append(
-                kubectl(
-                    "-n",
-                    ns,
-                    "wait",
-                    "--for=condition=Available",
-                    "deployment",
-                    "--all",
-                    f"--timeout={ROLLOUT_TIMEOUT}",
-                )
-            )
+            wait = f"-n {ns} wait --for=condition=Available deployment --all {timeout}"
+            out.append(kubectl(*wait.split()))
         if mode == "ambient-waypoint":
             for wp in waypoints(self.scenario, self.profile, self.topology):
+                ns = wp.namespace
                 out += [
-                    kubectl(
-                        "-n",
-                        wp.namespace,
-                        "wait",
-                        "--for=condition=Programmed",
-                        f"gateway/{wp.name}",
-                        f"--timeout={ROLLOUT_TIMEOUT}",
-                    ),
-                    kubectl(
-                        "-n",
-                        wp.namespace,
-                        "rollout",
-                        "status",
-                        f"deployment/{wp.name}",
-                        f"--timeout={ROLLOUT_TIMEOUT}",
-                    ),
-                ]
-        client = self.topology.client
-        out += [
-            kubectl(
-                "-n",
-                client.namespace,
-                "get",
-                "pods",
-                "-l",
-                f"{POD_LABEL}={client.name}",
-                "--field-selector=status.phase=Running",
-                "-o",
-                "jsonpath={.items[0].metadata.name}",
-                why="LOADGEN_POD: the load generator's pod",
-            ),
-            self._in_loadgen(
-                LOADGEN_POD,
-                "python",
-                "-m",
-                "meshsim.testbed.probes",
-                "http",
-                self.entry_url(),
-                str(PROBE_TIMEOUT_S),
-                why="one request through the mesh answers 200",
-            ),
-            kubectl(
-                "get",
-                "pods",
-                "--all-namespaces",
-                "-o",
-                "json",
-                why="find every modelled pod and proxy; check node and mesh enrollment",
-            ),
-        ]
+                    kubectl(*f"-n {ns} wait --for=condition=Programmed gateway/{wp.name}".split(),
+                            timeout),
+                    kubectl(*f"-n {ns} rollout status deployment/{wp.name} {timeout}".split()),
+                ]  # fmt: skip
+        out.append(self._pod_field(self.topology.client, "metadata.name", LOADGEN_POD))
+        probe = (
+            "python",
+            "-m",
+            "meshsim.testbed.probes",
+            "http",
+            self.entry_url(),
+            str(PROBE_TIMEOUT_S),
+        )
+        out.append(
+            self._in_loadgen(*probe, why="one request through the mesh answers 200", tag="probe")
+        )
+        if measure_links:
+            for link in self.links():
+                out += self.link_probe(link)
+        inventory = kubectl(
+            "get", "pods", "--all-namespaces", "-o", "json",
+            why="find every modelled pod and proxy; check node and mesh enrollment",
+        )  # fmt: skip
+        out.append(replace(inventory, tag="inventory"))
         return out
 
+    def links(self) -> list[_Link]:
+        """The links to time: from the load generator's pod to the first app pod on its
+        node, and to the first app pod on another node (each if there is one)."""
+        client = self.topology.client
+        apps = [p for p in self.topology.pods if p.workload != CLIENT]
+        same = [p for p in apps if p.node == client.node][:1]
+        other = [p for p in apps if p.node != client.node][:1]
+        return [_Link("same_node", p, "SAME_NODE_IP") for p in same] + [
+            _Link("cross_node", p, "CROSS_NODE_IP") for p in other
+        ]
+
+    def link_probe(self, link: _Link) -> list[Command]:
+        """UDP echo in the app pod, round trips timed from the load generator's pod (the
+        testbed's own probes, as on the local testbed)."""
+        pod = link.pod
+        kubectl = self.cluster.kubectl
+        echo = (
+            "python",
+            "-m",
+            "meshsim.testbed.probes",
+            "echo",
+            "0.0.0.0",
+            str(ECHO_PORT),
+            str(ECHO_SECONDS),
+        )
+        rtt = (
+            "python",
+            "-m",
+            "meshsim.testbed.probes",
+            "rtt",
+            f"${link.variable}",
+            str(ECHO_PORT),
+            str(RTT_PROBES),
+        )
+        return [
+            self._pod_field(pod, "status.podIP", link.variable),
+            replace(
+                kubectl("-n", pod.namespace, "exec", f"deploy/{pod.name}", "-c", APP_CONTAINER,
+                        "--", *echo, why=f"{link.kind} link: a UDP echo in {pod.name}"),
+                background=True,
+            ),
+            self._in_loadgen(*rtt, why=f"{link.kind} link: {RTT_PROBES} round trips from the load",
+                             tag=f"rtt:{link.kind}:{pod.name}"),
+        ]  # fmt: skip
+
+    def _pod_field(self, pod: Pod, path: str, variable: str) -> Command:
+        """A field of a running pod of the topology, kept in a shell variable."""
+        command = self.cluster.kubectl(
+            "-n", pod.namespace, "get", "pods", "-l", f"{POD_LABEL}={pod.name}",
+            "--field-selector=status.phase=Running", "-o", f"jsonpath={{.items[0].{path}}}",
+            why=f"{path} of {pod.namespace}/{pod.name}",
+        )  # fmt: skip
+        return replace(command, sets=variable)
+
     def mode_down(self, mode: Mode) -> list[Command]:
+        delete = ["delete", "namespace", *namespaces(self.scenario), "--wait=true"]
         return [
             self.cluster.kubectl(
-                "delete",
-                "namespace",
-                *namespaces(self.scenario),
-                "--wait=true",
-                f"--timeout={ROLLOUT_TIMEOUT}",
-                why=f"{mode}: remove its namespaces",
+                *delete, f"--timeout={ROLLOUT_TIMEOUT}", why=f"{mode}: remove its namespaces"
             )
         ]
 
@@ -220,52 +245,41 @@ class KindRun:
         entry = self.scenario.traffic.entry
         return f"http://{entry}.{self.topology.namespaces[entry]}.svc.cluster.local:{APP_PORT}/"
 
-    def _in_loadgen(self, pod: str, *argv: str, why: str = "") -> Command:
+    def _in_loadgen(self, *argv: str, why: str = "", tag: str = "") -> Command:
         ns = self.topology.client.namespace
-        return self.cluster.kubectl(
+        pod = f"${LOADGEN_POD}"
+        command = self.cluster.kubectl(
             "-n", ns, "exec", pod, "-c", LOADGEN_CONTAINER, "--", *argv, why=why
-        )
+        )  # fmt: skip
+        return replace(command, tag=tag)
 
-    def locust(self, pod: str) -> Command:
+    def load(self) -> list[Command]:
+        """Locust in the background, then the instant it started."""
         traffic = self.scenario.traffic
         argv = locust_argv("python", LOCUSTFILE, load_users(self.scenario), traffic.duration_s)
-        command = self._in_loadgen(
-            pod, "env", f"MESHSIM_LOAD_CONFIG={LOAD_CONFIG}", *argv,
-            why="Locust in the meshed load namespace, in the background",
-        )  # fmt: skip
-        return Command(command.argv, why=command.why, background=True)
-
-    def wait_started(self, pod: str) -> Command:
+        locust = self._in_loadgen("env", f"MESHSIM_LOAD_CONFIG={LOAD_CONFIG}", *argv)
         script = f"until [ -s {STARTED} ]; do sleep 0.2; done; cat {STARTED}"
-        return self._in_loadgen(
-            pod,
-            "timeout",
-            str(STARTED_TIMEOUT_S),
-            "sh",
-            "-c",
-            script,
-            why="the epoch second Locust started: the window is warm-up to duration after it",
-        )
+        return [
+            replace(locust, why="Locust in the meshed load namespace", background=True),
+            self._in_loadgen(
+                "timeout", str(STARTED_TIMEOUT_S), "sh", "-c", script,
+                why="the epoch second Locust started: the window is warm-up to duration after it",
+            ),
+        ]  # fmt: skip
 
     def scrape(self, node_index: int) -> Command:
         host = self.cluster.hostname(node_index)
         return self.cluster.kubectl(
-            "get",
-            "--raw",
-            f"/api/v1/nodes/{host}/proxy/metrics/resource",
+            "get", "--raw", f"/api/v1/nodes/{host}/proxy/metrics/resource",
             why=f"kubelet resource metrics of {host}, every {SCRAPE_EVERY_S:g} s of the window",
-        )
+        )  # fmt: skip
 
-    def copy_latencies(self, pod: str, local: Path) -> Command:
+    def copy_latencies(self, local: Path) -> Command:
         ns = self.topology.client.namespace
         return self.cluster.kubectl(
-            "cp",
-            f"{ns}/{pod}:{LATENCIES}",
-            str(local),
-            "-c",
-            LOADGEN_CONTAINER,
+            "cp", f"{ns}/${LOADGEN_POD}:{LATENCIES}", str(local), "-c", LOADGEN_CONTAINER,
             why="Locust's raw per-request latencies",
-        )
+        )  # fmt: skip
 
     def nodes_in_use(self) -> list[int]:
         return self.topology.nodes_in_use()
@@ -276,38 +290,34 @@ class KindRun:
 
 def kind_plan(run: KindRun, *, keep: bool = False) -> str:
     """Every command and manifest of the run, in order, as a shell-like script."""
+    where = "created by this run" if run.cluster.created else "given"
     lines = [
         f"# meshsim measure --backend kind: scenario {run.scenario.name}, "
         f"modes {', '.join(run.modes)}, seed {run.seed}",
-        f"# cluster {run.cluster.name} ({'created by this run' if run.cluster.created else 'given'}"
-        f", {len(run.cluster.nodes)} workers), image {IMAGE}",
+        f"# cluster {run.cluster.name} ({where}, {len(run.cluster.nodes)} workers), image {IMAGE}",
     ]
-    step = 0
 
-    def emit(title: str, commands: list[Command]) -> None:
-        nonlocal step
-        step += 1
+    def emit(step: int, title: str, commands: list[Command]) -> None:
         lines.extend(["", f"# {step}. {title}"])
         for command in commands:
             if command.why:
                 lines.append(f"# {command.why}")
-            text = command.shell()
-            if command.why.startswith("LOADGEN_POD"):
-                text = f"LOADGEN_POD=$({text})"
-            lines.append(text)
+            lines.append(command.shell())
 
-    emit("preflight: tools and versions", preflight_commands())
-    emit("cluster, image and Istio", run.setup())
-    local = Path("./latencies-MODE.npy")
-    for mode in run.modes:
-        emit(f"mode {mode}: workloads up, checked", run.mode_up(mode))
-        load = [run.locust(LOADGEN_POD), run.wait_started(LOADGEN_POD)]
-        load += [run.scrape(n) for n in run.nodes_in_use()]
-        load.append(run.copy_latencies(LOADGEN_POD, Path(str(local).replace("MODE", mode))))
-        emit(f"mode {mode}: load and measure", load)
-        emit(f"mode {mode}: down", run.mode_down(mode))
+    emit(1, "preflight: tools and versions", preflight_commands())
+    emit(2, "cluster, image and Istio", run.setup())
+    step = 2
+    for i, mode in enumerate(run.modes):
+        emit(
+            step + 1, f"mode {mode}: workloads up, checked", run.mode_up(mode, measure_links=i == 0)
+        )
+        load = run.load() + [run.scrape(n) for n in run.nodes_in_use()]
+        load.append(run.copy_latencies(Path(f"latencies-{mode}.npy")))
+        emit(step + 2, f"mode {mode}: load and measure", load)
+        emit(step + 3, f"mode {mode}: down", run.mode_down(mode))
+        step += 3
     if run.teardown() and not keep:
-        emit("teardown", run.teardown())
+        emit(step + 1, "teardown", run.teardown())
     return "\n".join(lines) + "\n"
 
 
@@ -340,64 +350,103 @@ def _mode_result(
     latencies_s, failed = window_latencies(records, t0, window_s)
     proxies = run.topology.proxies(mode, run.scenario, run.profile)
     result = mode_result(
-        run.scenario,
-        proxies,
-        usages,
-        latencies_s=latencies_s,
-        unfinished=failed,
-        window_s=window_s,
-        tls_handshakes=0,
-        connection_seconds=math.nan,
-    )
+        run.scenario, proxies, usages, latencies_s=latencies_s, unfinished=failed,
+        window_s=window_s, tls_handshakes=0, connection_seconds=math.nan,
+    )  # fmt: skip
     # The kubelet knows CPU and memory, not TLS handshakes: they are not measured here.
     return result.model_copy(update={"handshakes_per_s": math.nan})
+
+
+def _network(run: KindRun, links: list[MeasuredLink]) -> MeasuredNetwork:
+    """One-way delays as a scenario gives them: half the measured round trips; a link
+    kind not measured keeps the scenario's value. kind has one fabric: a link across
+    zones is as long as any other across nodes."""
+    rtt = {link.kind: link.rtt_ms for link in links}
+    net = run.scenario.cluster.network
+    same = rtt["same_node"] / 2 if "same_node" in rtt else net.same_node_ms
+    cross = rtt["cross_node"] / 2 if "cross_node" in rtt else net.cross_node_ms
+    return MeasuredNetwork(same_node_ms=same, cross_node_ms=cross, cross_zone_ms=cross, links=links)
 
 
 class _Session:
     def __init__(self, run: KindRun, runner: Runner, clock: Clock, say: Say):
         self.run, self.runner, self.clock, self.say = run, runner, clock, say
+        self.values: dict[str, str] = {}  # shell variables set so far
+        self.links: list[MeasuredLink] = []
+        self.network: MeasuredNetwork | None = None
 
-    def do(self, commands: list[Command]) -> list[str]:
-        return [self.runner.run(c) for c in commands]
+    def fill(self, command: Command) -> Command:
+        for name, value in self.values.items():
+            command = command.with_value(f"${name}", value)
+        return command
 
-    def check_workers(self, output: str) -> None:
-        missing = missing_workers(self.run.cluster, output)
-        if missing:
-            raise KindError(
-                f"cluster {self.run.cluster.name} lacks a worker for scenario node(s) "
-                f"{', '.join(missing)}; give a cluster with one worker per node, or no --cluster"
-            )
+    def execute(self, command: Command) -> str:
+        command = self.fill(command)
+        out = self.runner.run(command)
+        if command.sets:
+            value = out.strip()
+            if not value:
+                raise KindError(f"`{command.shell()}` printed nothing: {command.why}")
+            self.values[command.sets] = value
+        return out
+
+    def do_all(self, commands: list[Command]) -> None:
+        for command in commands:
+            self.execute(command)
+
+    def start(self, command: Command) -> Background:
+        return self.runner.start(self.fill(command))
 
     def setup(self) -> None:
         for command in self.run.setup():
-            out = self.runner.run(command)
-            if command.argv[-3:] == ("get", "nodes", "-o") or command.argv[-1] == "name":
-                self.check_workers(out)
+            out = self.execute(command)
+            if command.argv[-3:] == ("nodes", "-o", "name"):
+                missing = missing_workers(self.run.cluster, out)
+                if missing:
+                    raise KindError(
+                        f"cluster {self.run.cluster.name} lacks a worker for scenario node(s) "
+                        f"{', '.join(missing)}; give a cluster with one worker per node, or "
+                        "no --cluster"
+                    )
 
     def mode(self, mode: Mode, workdir: Path) -> ModeResult:
         run = self.run
-        up = run.mode_up(mode)
-        apply_and_wait, find_pod, probe, inventory = up[:-3], up[-3], up[-2], up[-1]
-        self.do(apply_and_wait)
-        pod = self.runner.run(find_pod).strip()
-        if not pod:
-            raise KindError(f"{mode}: the load generator pod is not running")
-        answer = self.runner.run(_with_pod(probe, pod)).strip()
-        if answer != "200":
-            raise KindError(f"{mode}: no answer through the mesh from {run.entry_url()}: {answer}")
-        proxies = run.topology.proxies(mode, run.scenario, run.profile)
-        wps = waypoints(run.scenario, run.profile, run.topology)
-        targets = find_targets(
-            self.runner.run(inventory), run.topology, proxies, wps, run.cluster, mode
-        )
-        return self.load(mode, pod, targets, workdir)
+        targets: list[Target] = []
+        echoes: list[Background] = []
+        try:
+            for command in run.mode_up(mode, measure_links=self.network is None):
+                if command.background:
+                    echoes.append(self.start(command))
+                    continue
+                out = self.execute(command)
+                if command.tag == "probe" and out.strip() != "200":
+                    raise KindError(
+                        f"{mode}: no answer through the mesh from {run.entry_url()}: {out.strip()}"
+                    )
+                if command.tag.startswith("rtt:"):
+                    self.links.append(_link(command.tag, out, run))
+                if command.tag == "inventory":
+                    proxies = run.topology.proxies(mode, run.scenario, run.profile)
+                    wps = waypoints(run.scenario, run.profile, run.topology)
+                    targets = find_targets(out, run.topology, proxies, wps, run.cluster, mode)
+        finally:
+            for echo in echoes:
+                echo.wait(ECHO_SECONDS + 5)
+        if self.network is None:
+            self.network = _network(run, self.links)
+            for link in self.links:
+                self.say(
+                    f"link {link.kind} {link.src} -> {link.dst}: RTT {link.rtt_ms * 1000:.0f} us"
+                )
+        return self.load(mode, targets, workdir)
 
-    def load(self, mode: Mode, pod: str, targets: list[Target], workdir: Path) -> ModeResult:
+    def load(self, mode: Mode, targets: list[Target], workdir: Path) -> ModeResult:
         run, clock = self.run, self.clock
         traffic = run.scenario.traffic
-        locust = self.runner.start(run.locust(pod))
+        start_locust, wait_started = run.load()
+        locust = self.start(start_locust)
         try:
-            started = float(self.runner.run(run.wait_started(pod)).strip())
+            started = float(self.execute(wait_started).strip())
             t0, t1 = started + traffic.warmup_s, started + traffic.duration_s
             self.say(f"{mode}: load running for {traffic.duration_s:g} s")
             scrapes = []
@@ -414,7 +463,7 @@ class _Session:
         finally:
             locust.kill()
         local = workdir / f"latencies-{mode}.npy"
-        self.runner.run(run.copy_latencies(pod, local))
+        self.execute(run.copy_latencies(local))
         return _mode_result(run, mode, targets, scrapes, np.load(local), t0, t1)
 
     def _alive(self, locust: Background, mode: Mode) -> None:
@@ -426,13 +475,23 @@ class _Session:
         merged: dict[ContainerKey, Point] = {}
         for node in self.run.nodes_in_use():
             at = self.clock.now()
-            merged.update(resource_points(self.runner.run(self.run.scrape(node)), at))
+            merged.update(resource_points(self.execute(self.run.scrape(node)), at))
         return merged
 
 
-def _with_pod(command: Command, pod: str) -> Command:
-    return Command(
-        tuple(pod if a == LOADGEN_POD else a for a in command.argv), command.stdin, command.why
+def _link(tag: str, output: str, run: KindRun) -> MeasuredLink:
+    """A MeasuredLink from the rtt probe's JSON list of round trips (microseconds)."""
+    _, kind, dst = tag.split(":")
+    samples_ms = np.asarray(json.loads(output), dtype=float) / 1000.0
+    if len(samples_ms) == 0:
+        raise KindError(f"{kind} link to {dst}: no UDP echo came back")
+    return MeasuredLink(
+        kind=kind,
+        src=run.topology.client.name,
+        dst=dst,
+        rtt_ms=float(np.median(samples_ms)),
+        rtt_p90_ms=float(np.percentile(samples_ms, 90)),
+        probes=len(samples_ms),
     )
 
 
@@ -465,14 +524,14 @@ def measure_kind(
             try:
                 results[mode] = session.mode(mode, workdir)
             finally:
-                session.do(run.mode_down(mode))
+                session.do_all(run.mode_down(mode))
             r = results[mode]
             p50 = r.latency_ms.p50
             say(f"{mode}: {r.requests} requests, {r.throughput_rps:.1f} rps, p50 {p50:.3f} ms")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         if not keep:
-            session.do(run.teardown())
+            session.do_all(run.teardown())
     return RunResult(
         meshsim_version=__version__,
         kind="measured",
@@ -481,6 +540,7 @@ def measure_kind(
         seed=run.seed,
         profile=profile.name,
         modes=results,
+        network=session.network,
     )
 
 
