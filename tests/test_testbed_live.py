@@ -9,11 +9,14 @@ achieved rate is checked against the target with room for a loaded host.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +35,7 @@ from meshsim.testbed.cleanup import cleanup_run, find_runs, run_namespaces
 from meshsim.testbed.dataplane import APP_PORT, HBONE_PORT, INBOUND_PORT
 from meshsim.testbed.names import RunNames
 from meshsim.testbed.runner import LocalTestbed, measure_local
-from meshsim.testbed.system import in_netns, missing_requirements
+from meshsim.testbed.system import TestbedError, in_netns, missing_requirements
 from meshsim.topology import build_topology
 
 from .builders import ROOT
@@ -61,11 +64,30 @@ def leftovers(run_id: str) -> list[str]:
     return left
 
 
+STARTED: set[str] = set()  # runs this test session started in a `meshsim` subprocess
+
+
+def ours(run_id: str) -> bool:
+    """A run this test process made, in process or in a subprocess it started (other
+    people's runs on a shared host are never touched)."""
+    if run_id in STARTED:
+        return True
+    try:
+        state = json.loads((RunNames(run_id).run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(state.get("pid") == os.getpid())
+
+
+def new_runs(before: set[str]) -> list[str]:
+    return sorted(r for r in set(find_runs()) - before if ours(r))
+
+
 @pytest.fixture(autouse=True)
 def no_leftovers() -> Iterator[None]:
     before = set(find_runs())
     yield
-    stray = sorted(set(find_runs()) - before)
+    stray = new_runs(before)
     found = {run_id: leftovers(run_id) for run_id in stray}
     for run_id in stray:
         cleanup_run(run_id)
@@ -80,7 +102,7 @@ def two_pods() -> RunResult:
     try:
         return measure_local(scenario, profile, modes=list(MODES))
     finally:
-        for run_id in set(find_runs()) - before:
+        for run_id in new_runs(before):
             cleanup_run(run_id)
 
 
@@ -140,6 +162,36 @@ def test_sidecars_use_more_proxy_cpu_than_ztunnels_at_the_same_load() -> None:
     mesh_ambient = ambient.cpu_cores.total - ambient.cpu_cores.app
     assert sidecar.throughput_rps == pytest.approx(ambient.throughput_rps, rel=0.1)
     assert mesh_sidecar > mesh_ambient > 0, (mesh_sidecar, mesh_ambient)
+
+
+def test_closed_loop_users_wait_their_think_time() -> None:
+    scenario, profile = short(TWO_PODS)
+    think = {"dist": "constant", "value_ms": 20}
+    traffic = scenario.traffic.model_validate(
+        {**scenario.traffic.model_dump(), "open_loop": None,
+         "closed_loop": {"users": 4, "think_time": think}}
+    )  # fmt: skip
+    run = measure_local(scenario.model_copy(update={"traffic": traffic}), profile, modes=["none"])
+    result = run.modes["none"]
+    assert result.errors == 0
+    # each user sends at most once per think time (Little's law with zero latency)
+    assert 0 < result.throughput_rps <= 4 / 0.020
+    latency_s = result.latency_ms.mean / 1000
+    assert result.throughput_rps == pytest.approx(4 / (0.020 + latency_s), rel=0.25)
+
+
+def test_a_proxy_that_dies_mid_run_fails_the_run_naming_it() -> None:
+    scenario, profile = short(TWO_PODS)
+    with LocalTestbed(scenario, profile, modes=["sidecar"]) as bed, bed.mode("sidecar") as up:
+        victim = up.proxies["echo-0.sidecar"][1]
+        killer = threading.Timer(3.0, victim.popen.kill)
+        killer.start()
+        try:
+            message = r"sidecar echo-0\.sidecar \(pid \d+\) exited with code -9 during the run"
+            with pytest.raises(TestbedError, match=message):
+                bed.load(up)
+        finally:
+            killer.cancel()
 
 
 # ---- mTLS really happens ----------------------------------------------------------------
@@ -224,6 +276,7 @@ def start_measure(tmp_path: Path, duration_s: float) -> tuple[subprocess.Popen[s
         seen += line
         if not run_id and (match := re.search(r"testbed run ([0-9a-f]{8})", line)):
             run_id = match.group(1)
+            STARTED.add(run_id)
         if run_id and "load running" in line:
             return proc, run_id
     proc.kill()

@@ -297,29 +297,16 @@ class _Builder:
             "callees": callees,
         }
 
-    def load_config(self, seed: int) -> dict[str, Any]:
-        traffic = self.scenario.traffic
-        entry = [self.ip(p) for p in self.callees(self.topology.client)]
-        expected = (
-            traffic.open_loop.rate_rps * traffic.duration_s if traffic.open_loop else math.inf
-        )
-        return {
-            "seed": seed,
-            "targets": [f"http://{ip}:{APP_PORT}/" for ip in entry],
-            "request_bytes": traffic.request_bytes,
-            "response_bytes": traffic.response_bytes,
-            "traffic": traffic.model_dump(mode="json"),
-            "users": load_users(self.scenario),
-            # a bound on the request count: twice what the scenario asks for
-            "max_requests": int(min(2 * expected, 1_000_000)),
-        }
+    def load_targets(self) -> list[str]:
+        """The entry service's pods, as the load generator calls them."""
+        return [f"http://{self.ip(p)}:{APP_PORT}/" for p in self.callees(self.topology.client)]
 
 
 @dataclass(frozen=True)
 class ModePlan:
     dataplane: Dataplane
     apps: dict[str, dict[str, Any]]  # pod name -> app config
-    load: dict[str, Any]
+    targets: list[str]  # what the load generator calls
 
 
 def plan_dataplane(
@@ -328,4 +315,4 @@ def plan_dataplane(
 ) -> ModePlan:  # fmt: skip
     builder = _Builder(scenario, profile, topology, net, mode, run_dir)
     apps = {p.name: builder.app_config(p, seed) for p in builder.app_pods()}
-    return ModePlan(builder.build(), apps, builder.load_config(seed))
+    return ModePlan(builder.build(), apps, builder.load_targets())

@@ -9,7 +9,6 @@ Everything the run creates is removed when it ends, whatever way it ends.
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import sys
@@ -25,6 +24,7 @@ import numpy as np
 
 from meshsim import __version__
 from meshsim.accounting import mode_result
+from meshsim.loadgen import load_config, locust_argv, window_latencies
 from meshsim.profile import Profile
 from meshsim.results import ComponentUsage, MeasuredLink, MeasuredNetwork, ModeResult, RunResult
 from meshsim.scenario import Mode, Scenario
@@ -244,7 +244,7 @@ class LocalTestbed:
         sup.wait_for(f"{standing.mode}: apps and proxies", ready, READY_TIMEOUT_S)
         # one request end to end from the load generator's pod: the path works
         client = self.net.hosts[self.topology.client.name]
-        for target in plan.load["targets"]:
+        for target in plan.targets:
             probe = [sys.executable, "-m", "meshsim.testbed.probes", "http", target, "20"]
             out = sh(in_netns(client.netns, probe), check=False).strip()
             sup.check_alive()
@@ -259,21 +259,17 @@ class LocalTestbed:
         """Run the scenario's load against a standing mode and account for the window."""
         traffic = self.scenario.traffic
         directory, sup = standing.directory, standing.supervisor
-        config = {
-            **standing.plan.load,
-            "out": str(directory / "latencies.npy"),
-            "started_file": str(directory / "locust.started"),
-        }
+        config = load_config(
+            self.scenario,
+            seed=self.seed,
+            targets=standing.plan.targets,
+            out=str(directory / "latencies.npy"),
+            started_file=str(directory / "locust.started"),
+        )
         config_path = directory / "load.json"
         config_path.write_text(json.dumps(config))
         client = self.topology.client
-        argv = [
-            sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-            "-u", str(config["users"]), "-r", str(10 * config["users"]),
-            # the locustfile stops the load at duration_s; this only bounds a stuck run
-            "-t", f"{math.ceil(traffic.duration_s) + 30}s", "--stop-timeout", "5",
-            "--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0",
-        ]  # fmt: skip
+        argv = locust_argv(sys.executable, str(LOCUSTFILE), config["users"], traffic.duration_s)
         locust = sup.start(
             client.name, "locust", self.net.hosts[client.name].netns, argv,
             self._cgroup(standing.mode, client.name, client.node), directory / "locust.log",
@@ -374,9 +370,7 @@ class _Meter:
         self, records: np.ndarray, t0: float, window: float, start: _Snapshot, end: _Snapshot
     ) -> ModeResult:
         bed = self.bed
-        starts, latency_ms, ok = records[:, 0], records[:, 1], records[:, 2] > 0.5
-        inside = (starts >= t0) & (starts < t0 + window)
-        latencies_s = latency_ms[inside & ok] / 1000.0
+        latencies_s, failed = window_latencies(records, t0, window)
         usages = []
         handshakes_in = 0
         for name, kind, node, _ in self.components:
@@ -402,7 +396,7 @@ class _Meter:
             proxies,
             usages,
             latencies_s=latencies_s,
-            unfinished=int((inside & ~ok).sum()),
+            unfinished=failed,
             window_s=window,
             tls_handshakes=handshakes_in,
             connection_seconds=_mean(self.served) * window,
