@@ -76,9 +76,6 @@ class Cluster:
     def hostname(self, node_index: int) -> str:
         return worker_hostname(self.name, node_index)
 
-    def hostnames(self) -> dict[int, str]:
-        return {n.index: self.hostname(n.index) for n in self.nodes}
-
     def kubectl(self, *args: str, stdin: str | None = None, why: str = "") -> Command:
         return Command(("kubectl", "--context", self.context, *args), stdin, why)
 
@@ -139,31 +136,10 @@ def cluster_setup(cluster: Cluster, build_context: Path = REPO_ROOT) -> list[Com
             "--skip-confirmation",
             why="istiod, istio-cni and ztunnel; the ambient profile also injects sidecars",
         ),
-        cluster.kubectl(
-            "-n",
-            "istio-system",
-            "rollout",
-            "status",
-            "deployment/istiod",
-            f"--timeout={ROLLOUT_TIMEOUT}",
-        ),
-        cluster.kubectl(
-            "-n",
-            "istio-system",
-            "rollout",
-            "status",
-            "daemonset/istio-cni-node",
-            f"--timeout={ROLLOUT_TIMEOUT}",
-        ),
-        cluster.kubectl(
-            "-n",
-            "istio-system",
-            "rollout",
-            "status",
-            "daemonset/ztunnel",
-            f"--timeout={ROLLOUT_TIMEOUT}",
-        ),
     ]
+    for workload in ("deployment/istiod", "daemonset/istio-cni-node", "daemonset/ztunnel"):
+        rollout = f"-n istio-system rollout status {workload} --timeout={ROLLOUT_TIMEOUT}"
+        out.append(cluster.kubectl(*rollout.split()))
     return out
 
 
