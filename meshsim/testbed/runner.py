@@ -136,6 +136,7 @@ class LocalTestbed:
         try:
             self.say(f"testbed run {self.run_id}: building {len(self.net.namespaces())} namespaces")
             build_network(self.net)
+            self.say(self._describe_cores())
             self.network = self._measure_network()
             self.ca = CertificateAuthority(self.run_dir / "certs")
         except BaseException:
@@ -149,6 +150,18 @@ class LocalTestbed:
     def close(self) -> None:
         removed = cleanup_run(self.run_id)
         self.say(f"removed {removed}")
+
+    def _describe_cores(self) -> str:
+        nodes = self.topology.nodes
+        if self.cpus is None:
+            asked = sum(nodes[n].cores for n in self.topology.nodes_in_use())
+            return (
+                f"cores not pinned: the nodes share all {len(os.sched_getaffinity(0))} host "
+                f"cores (the scenario gives them {asked})"
+            )
+        return "cores pinned (cpuset): " + ", ".join(
+            f"{nodes[n].name} on host core(s) {cpus}" for n, cpus in self.cpus.items()
+        )
 
     def _measure_network(self) -> MeasuredNetwork:
         measured = []
