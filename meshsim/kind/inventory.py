@@ -38,6 +38,16 @@ def _running(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def _labelled(
+    pods: list[dict[str, Any]], namespace: str, label: str, value: str
+) -> list[dict[str, Any]]:
+    return [
+        p for p in pods
+        if p["metadata"]["namespace"] == namespace
+        and p["metadata"].get("labels", {}).get(label) == value
+    ]  # fmt: skip
+
+
 def _one(pods: list[dict[str, Any]], what: str) -> dict[str, Any]:
     if len(pods) != 1:
         names = ", ".join(p["metadata"]["name"] for p in pods) or "none"
@@ -79,15 +89,7 @@ def find_targets(
     by_pod_name: dict[str, dict[str, Any]] = {}
     for pod in topology.pods:
         what = f"pod {pod.namespace}/{pod.name}"
-        found = _one(
-            [
-                p
-                for p in pods
-                if p["metadata"]["namespace"] == pod.namespace
-                and p["metadata"].get("labels", {}).get(POD_LABEL) == pod.name
-            ],
-            what,
-        )
+        found = _one(_labelled(pods, pod.namespace, POD_LABEL, pod.name), what)
         node = placed(found, pod.node, what)
         annotations = found["metadata"].get("annotations", {})
         injected = PROXY_CONTAINER in pod_containers(found)
@@ -124,15 +126,7 @@ def find_targets(
             )
         else:
             wp = gateways[proxy.name]
-            found = _one(
-                [
-                    p
-                    for p in pods
-                    if p["metadata"]["namespace"] == wp.namespace
-                    and p["metadata"].get("labels", {}).get(GATEWAY_NAME_LABEL) == wp.name
-                ],
-                what,
-            )
+            found = _one(_labelled(pods, wp.namespace, GATEWAY_NAME_LABEL, wp.name), what)
         node = placed(found, proxy.node, what)
         key = _key(found, PROXY_CONTAINER, what)
         targets.append(Target(proxy.name, proxy.kind, node, key))
