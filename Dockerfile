@@ -9,8 +9,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
 WORKDIR /opt/meshsim
 COPY pyproject.toml README.md ./
 COPY meshsim ./meshsim
-# meshsim itself, plus what only the testbed's app and load generator import
-RUN pip install . "aiohttp>=3.9" "locust>=2.20"
+# meshsim with its testbed extra: the apps' aiohttp and Locust
+RUN pip install ".[testbed]"
 # not root, and not uid 1337 (Istio's proxy uid, whose traffic is never intercepted)
 USER 1000:1000
 CMD ["python", "-m", "meshsim.testbed.app", "/etc/meshsim/app.json"]

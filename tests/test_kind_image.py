@@ -55,7 +55,13 @@ def test_the_image_installs_what_the_app_and_the_locustfile_import() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     installed = {_requirement_name(d) for d in project["dependencies"]}
     pip = next(r for r in _instructions("RUN") if r.startswith("pip install"))
-    installed |= {_requirement_name(a) for a in pip.split()[2:] if a != "."}
+    for arg in pip.split()[2:]:
+        extras = re.fullmatch(r'"?\.\[([\w,-]+)\]"?', arg)
+        if extras is not None:  # the project with extras: ".[testbed]"
+            for extra in extras[1].split(","):
+                installed |= {_requirement_name(d) for d in project["optional-dependencies"][extra]}
+        elif arg != ".":
+            installed.add(_requirement_name(arg))
     available = {n.replace("_", "-") for n in _closure(installed)}
     by_module = metadata.packages_distributions()
     for source in ("meshsim/testbed/app.py", "meshsim/testbed/locustfile.py"):
