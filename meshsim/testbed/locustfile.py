@@ -34,7 +34,6 @@ TARGETS: list[str] = CONFIG["targets"]
 
 _records: list[tuple[float, float, bool]] = []  # (start epoch s, latency ms, ok)
 _rng = child_rng(int(CONFIG["seed"]), "testbed/loadgen")
-_user_count = 0
 
 
 def _record(
@@ -85,8 +84,6 @@ class MeshUser(FastHttpUser):
 
     def __init__(self, environment: Environment):
         super().__init__(environment)
-        global _user_count
-        _user_count += 1
         loop = TRAFFIC.open_loop
         self.gap_s = USERS / loop.rate_rps if loop is not None else 0.0
         # users' first arrivals spread over one gap, so paced users do not send in step
