@@ -220,8 +220,8 @@ class KindRun:
                         "--", *echo, why=f"{link.kind} link: a UDP echo in {pod.name}"),
                 background=True,
             ),
-            self._in_loadgen(*rtt, why=f"{link.kind} link: {RTT_PROBES} round trips from the load",
-                             tag=f"rtt:{link.kind}:{pod.name}"),
+            self._in_loadgen(*rtt, why=f"{link.kind} link: {RTT_PROBES} round trips timed from "
+                             "the load generator", tag=f"rtt:{link.kind}:{pod.name}"),
         ]  # fmt: skip
 
     def _pod_field(self, pod: Pod, path: str, variable: str) -> Command:
