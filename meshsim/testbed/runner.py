@@ -293,7 +293,7 @@ class LocalTestbed:
         t_start = float(started.read_text())
         self.say(f"{standing.mode}: load running for {traffic.duration_s:g} s")
         t0, t1 = t_start + traffic.warmup_s, t_start + traffic.duration_s
-        meter = _Meter(self, standing)
+        meter = _Meter(self, standing, locust)
         self._sleep_until(t0, sup, locust)
         start = meter.snapshot()
         while time.time() < t1 - SAMPLE_EVERY_S:
@@ -333,32 +333,35 @@ class _Snapshot:
     proxies: dict[str, ProxyStats]
 
 
+@dataclass(frozen=True)
+class _Component:
+    name: str
+    kind: Literal["app", "loadgen", "sidecar", "ztunnel", "waypoint"]
+    node: int
+    cgroup: ComponentCgroup
+
+
 class _Meter:
     """Reads every component's counters at the window's ends and samples gauges in it."""
 
-    def __init__(self, bed: LocalTestbed, standing: StandingMode):
+    def __init__(self, bed: LocalTestbed, standing: StandingMode, locust: Managed):
         self.bed, self.standing = bed, standing
-        self.components: list[
-            tuple[str, Literal["app", "loadgen"] | str, int, ComponentCgroup]
-        ] = []
+        self.components: list[_Component] = []
         for pod in bed.topology.pods:
-            proc = standing.apps.get(pod.name)
-            group = (
-                proc.cgroup
-                if proc
-                else next(p.cgroup for p in standing.supervisor.processes if p.name == pod.name)
-            )
-            kind = "loadgen" if pod.workload == CLIENT else "app"
-            self.components.append((pod.name, kind, pod.node, group))
+            if pod.workload == CLIENT:
+                self.components.append(_Component(pod.name, "loadgen", pod.node, locust.cgroup))
+            else:
+                group = standing.apps[pod.name].cgroup
+                self.components.append(_Component(pod.name, "app", pod.node, group))
         for name, (spec, proc) in standing.proxies.items():
-            self.components.append((name, spec.proxy.kind, spec.proxy.node, proc.cgroup))
-        self.pss: dict[str, list[float]] = {c[0]: [] for c in self.components}
-        self.conns: dict[str, list[float]] = {c[0]: [] for c in self.components}
+            self.components.append(_Component(name, spec.proxy.kind, spec.proxy.node, proc.cgroup))
+        self.pss: dict[str, list[float]] = {c.name: [] for c in self.components}
+        self.conns: dict[str, list[float]] = {c.name: [] for c in self.components}
         self.served: list[float] = []  # connections open, each counted once (server end)
 
     def snapshot(self) -> _Snapshot:
         at = time.time()
-        cpu = {name: group.cpu_ns() for name, _, _, group in self.components}
+        cpu = {c.name: c.cgroup.cpu_ns() for c in self.components}
         stats = {
             name: proxy_stats(f"{self.bed.run_dir}/{name}.sock", spec.tls_frontends)
             for name, (spec, _) in self.standing.proxies.items()
@@ -367,11 +370,11 @@ class _Meter:
 
     def sample(self) -> None:
         served = 0.0
-        for name, kind, _, group in self.components:
-            self.pss[name].append(pss_mib(group.pids()))
-            if kind in ("app", "loadgen") and self.standing.mode == "none":
-                server, client = count_established(self.bed.net.hosts[name].netns, APP_PORT)
-                self.conns[name].append(server + client)
+        for c in self.components:
+            self.pss[c.name].append(pss_mib(c.cgroup.pids()))
+            if c.kind in ("app", "loadgen") and self.standing.mode == "none":
+                server, client = count_established(self.bed.net.hosts[c.name].netns, APP_PORT)
+                self.conns[c.name].append(server + client)
                 served += server
         for name, (spec, _) in self.standing.proxies.items():
             stats = proxy_stats(f"{self.bed.run_dir}/{name}.sock", spec.tls_frontends)
@@ -386,21 +389,21 @@ class _Meter:
         latencies_s, failed = window_latencies(records, t0, window)
         usages = []
         handshakes_in = 0
-        for name, kind, node, _ in self.components:
+        for c in self.components:
             hs = 0
-            if name in end.proxies:
-                a, b = start.proxies[name], end.proxies[name]
+            if c.name in end.proxies:
+                a, b = start.proxies[c.name], end.proxies[c.name]
                 hs = (b.handshakes_in - a.handshakes_in) + (b.handshakes_out - a.handshakes_out)
                 handshakes_in += b.handshakes_in - a.handshakes_in
             usages.append(
                 ComponentUsage(
-                    name=name,
-                    kind=kind,
-                    node=bed.topology.nodes[node].name,
-                    cpu_cores=(end.cpu_ns[name] - start.cpu_ns[name]) / 1e9 / window,
-                    memory_mib=_mean(self.pss[name]),
+                    name=c.name,
+                    kind=c.kind,
+                    node=bed.topology.nodes[c.node].name,
+                    cpu_cores=(end.cpu_ns[c.name] - start.cpu_ns[c.name]) / 1e9 / window,
+                    memory_mib=_mean(self.pss[c.name]),
                     handshakes=hs,
-                    connections_open=_mean(self.conns[name]),
+                    connections_open=_mean(self.conns[c.name]),
                 )
             )
         proxies = [spec.proxy for spec, _ in self.standing.proxies.values()]
