@@ -27,12 +27,13 @@ from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from meshsim.calibrate.compare import compare_runs
+from meshsim.calibrate.compare import ErrorRow, compare_runs
 from meshsim.results import COMPONENT_CLASSES, LatencyHistogram, RunResult, load_run
 from meshsim.run import compare
 from meshsim.scenario import MODES
 
 __all__ = [
+    "CalibrationFolder",
     "Chart",
     "Inputs",
     "SweepTable",
@@ -90,6 +91,27 @@ class Inputs:
     runs: list[RunResult] = field(default_factory=list)
     sweeps: list[SweepTable] = field(default_factory=list)
     calibrations: list[tuple[RunResult, RunResult]] = field(default_factory=list)  # (meas, sim)
+    fits: list[CalibrationFolder] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CalibrationFolder:
+    """What `meshsim calibrate --out DIR` wrote: the error of every figure of the settings
+    the fit saw (in sample) and of those it never saw (held out), and the fitted profile."""
+
+    folder: Path
+    held_out: list[ErrorRow]
+    in_sample: list[ErrorRow]
+    report_text: str | None
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def profile_file(self) -> Path | None:
+        path = self.folder / "profile.yaml"
+        return path if path.is_file() else None
 
 
 @dataclass(frozen=True)
@@ -135,10 +157,45 @@ def _is_sweep(folder: Path) -> bool:
     return (folder / "sweep.json").is_file() and (folder / "sweep.csv").is_file()
 
 
+def _error_rows(path: Path) -> list[ErrorRow]:
+    if not path.is_file():
+        return []
+    rows = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))
+    return [
+        ErrorRow(
+            r["point"],
+            r["mode"],
+            r["figure"],
+            r["component"],
+            float(r["measured"]),
+            float(r["simulated"]),
+        )
+        for r in rows
+    ]
+
+
+def load_calibration_folder(folder: Path) -> CalibrationFolder:
+    report = folder / "report.txt"
+    return CalibrationFolder(
+        folder=folder,
+        held_out=_error_rows(folder / "heldout.csv"),
+        in_sample=_error_rows(folder / "insample.csv"),
+        report_text=report.read_text(encoding="utf-8") if report.is_file() else None,
+    )
+
+
+def _is_calibration(folder: Path) -> bool:
+    return (folder / "heldout.csv").is_file() or (folder / "insample.csv").is_file()
+
+
 def _scan(folder: Path, inputs: Inputs, files: list[Path]) -> None:
-    """Sweeps and run summaries in `folder` and below (a sweep's own folder is not entered)."""
+    """Sweeps, calibrations and run summaries in `folder` and below (the folder of a sweep
+    or a calibration is not entered: its points are summarised by its own tables)."""
     if _is_sweep(folder):
         inputs.sweeps.append(load_sweep_table(folder))
+        return
+    if _is_calibration(folder):
+        inputs.fits.append(load_calibration_folder(folder))
         return
     files += sorted(p for p in folder.glob("*.json") if _is_run_summary(p))
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
@@ -186,9 +243,13 @@ def load_inputs(paths: Iterable[Path]) -> Inputs:
 # ---- figure helpers ----------------------------------------------------------------------
 
 
-def _figure(title: str, caption: str, size: tuple[float, float] = (8.0, 5.0)) -> Figure:
-    # The caption gets the bottom 5% of the figure; the layout engine keeps out of it.
-    fig = Figure(figsize=size, layout=ConstrainedLayoutEngine(rect=(0.0, 0.05, 1.0, 0.95)))
+def _figure(
+    title: str, caption: str, size: tuple[float, float] = (8.0, 5.0), bottom: float = 0.05
+) -> Figure:
+    # The caption gets the bottom 5% of the figure (`bottom` reserves more, for a shared
+    # legend above it); the layout engine keeps out of it.
+    rect = (0.0, bottom, 1.0, 1.0 - bottom)
+    fig = Figure(figsize=size, layout=ConstrainedLayoutEngine(rect=rect))
     fig.suptitle(title, fontsize=12, fontweight="bold")
     fig.text(0.01, 0.012, caption, fontsize=7.5, color="#444444", ha="left", va="bottom")
     return fig
@@ -483,13 +544,23 @@ def _heat(ax: Axes, table: SweepTable, metric: str, mode: str, combo: dict[str, 
         shade = "white" if value < 0.6 else "black"
         ax.text(i, j, f"{value * 100:.0f}", ha="center", va="center", fontsize=7, color=shade)
         if not ok[j, i]:
-            ax.add_patch(Rectangle((i - 0.5, j - 0.5), 1, 1, fill=False, hatch="xx",
-                                   edgecolor="#d62728", lw=0))  # fmt: skip
+            ax.add_patch(
+                Rectangle(
+                    (i - 0.5, j - 0.5), 1, 1, fill=False, hatch="xx", edgecolor="#d62728", lw=0
+                )
+            )
     # Contour over cell centres; a missing or not comparable cell counts as "not reached".
     grid = np.where(ok & ~np.isnan(z), z, -1.0)
     if grid.min() < TARGET_SAVING <= grid.max() and len(xs) > 1 and len(ys) > 1:
-        ax.contour(range(len(xs)), range(len(ys)), grid, levels=[TARGET_SAVING],
-                   colors="#d62728", linestyles="--", linewidths=2.2)  # fmt: skip
+        ax.contour(
+            range(len(xs)),
+            range(len(ys)),
+            grid,
+            levels=[TARGET_SAVING],
+            colors="#d62728",
+            linestyles="--",
+            linewidths=2.2,
+        )
     ax.set_xticks(range(len(xs)), [_label(v) for v in xs])
     ax.set_yticks(range(len(ys)), [_label(v) for v in ys])
     ax.set_xlabel(_axis_label(table.parameters[0]))
@@ -588,42 +659,111 @@ CALIBRATION_PANELS = {
 }
 
 
-def calibration_scatter(measured: RunResult, simulated: RunResult) -> Chart | None:
-    """Simulated against measured, a panel per unit, each with its median-error band."""
-    rows = [r for r in compare_runs(measured, simulated) if r.error is not None]
-    if not rows:
+def _error_scatter(
+    title: str, caption: str, stem: str, rows: list[ErrorRow], fitted: list[ErrorRow]
+) -> Chart | None:
+    """Simulated against measured, a panel per unit. `rows` are coloured by mode and set
+    the error band (their median |error|); `fitted` (the fit's own points) are grey."""
+    rows = [r for r in rows if r.error is not None]
+    fitted = [r for r in fitted if r.error is not None]
+    if not rows and not fitted:
         return None
+    band_of = "held-out " if fitted else ""
+    fig = _figure(title, caption, size=(16.0, 5.6), bottom=0.13)
+    axes = fig.subplots(1, len(CALIBRATION_PANELS))
+    for ax, (panel, figures) in zip(axes, CALIBRATION_PANELS.items(), strict=True):
+        pts = [r for r in rows if r.figure in figures]
+        grey = [r for r in fitted if r.figure in figures]
+        if not pts and not grey:
+            ax.set_axis_off()
+            continue
+        both = pts + grey
+        lo = min(min(r.measured, r.simulated) for r in both) / 1.5
+        hi = max(max(r.measured, r.simulated) for r in both) * 1.5
+        line = np.geomspace(lo, hi, 50)
+        name = panel.split(" (")[0]
+        if pts:
+            band = statistics.median(abs(r.error or 0.0) for r in pts)
+            label = f"{band_of}error band: ± median |error| (in each title)"
+            ax.fill_between(
+                line, line * (1 - band), line * (1 + band), color="#dddddd", label=label
+            )
+            name = f"{name}: {band_of}error ±{band * 100:.1f}%"
+        ax.plot(line, line, color="black", lw=0.8, label="simulated = measured")
+        if grey:
+            ax.scatter(
+                [r.measured for r in grey],
+                [r.simulated for r in grey],
+                s=14,
+                facecolors="none",
+                edgecolors="#999999",
+                label="fitted on (in sample)",
+            )
+        for mode in dict.fromkeys(r.mode for r in pts):
+            mine = [r for r in pts if r.mode == mode]
+            legend = f"{mode} (held out)" if fitted else mode
+            ax.scatter(
+                [r.measured for r in mine],
+                [r.simulated for r in mine],
+                s=18,
+                color=_color(mode),
+                label=legend,
+                zorder=3,
+            )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):  # plain numbers at 1-2-3-5 steps
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+            axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            axis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(f"measured {panel}")
+        ax.set_ylabel(f"simulated {panel}")
+        ax.set_title(name, fontsize=9)
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    fig.legend(
+        handles.values(),
+        handles.keys(),
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.045),
+        ncols=4,
+        fontsize=7,
+        frameon=False,
+    )
+    return Chart(stem, title, fig)
+
+
+def calibration_scatter(measured: RunResult, simulated: RunResult) -> Chart | None:
+    """A measured run against its simulation: every figure, with the median-error band."""
     title = f"Simulated against measured figures — {measured.scenario}"
     caption = (
         f"Scenario: {measured.scenario} · profile: {simulated.profile} · simulated with "
         f"{simulated.engine} (seed {simulated.seed}) · measured run: {measured.engine}"
     )
-    fig = _figure(title, caption, size=(16.0, 4.8))
-    axes = fig.subplots(1, len(CALIBRATION_PANELS))
-    for ax, (panel, figures) in zip(axes, CALIBRATION_PANELS.items(), strict=True):
-        pts = [r for r in rows if r.figure in figures]
-        if not pts:
-            ax.set_axis_off()
-            continue
-        band = statistics.median(abs(r.error or 0.0) for r in pts)
-        lo = min(min(r.measured, r.simulated) for r in pts) / 1.5
-        hi = max(max(r.measured, r.simulated) for r in pts) * 1.5
-        line = np.geomspace(lo, hi, 50)
-        label = f"error band ±{band * 100:.1f}% (median |error|)"
-        ax.fill_between(line, line * (1 - band), line * (1 + band), color="#dddddd", label=label)
-        ax.plot(line, line, color="black", lw=0.8, label="simulated = measured")
-        for mode in _modes(measured):
-            mine = [r for r in pts if r.mode == mode]
-            if mine:
-                ax.scatter([r.measured for r in mine], [r.simulated for r in mine], s=18,
-                           color=_color(mode), label=mode, zorder=3)  # fmt: skip
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel(f"measured {panel}")
-        ax.set_ylabel(f"simulated {panel}")
-        ax.set_title(panel.split(" (")[0], fontsize=10)
-        ax.legend(fontsize=6.5)
-    return Chart(f"{measured.file_stem()}-calibration", title, fig)
+    rows = compare_runs(measured, simulated)
+    return _error_scatter(title, caption, f"{measured.file_stem()}-calibration", rows, [])
+
+
+def calibration_fit_scatter(fit: CalibrationFolder) -> Chart | None:
+    """A calibration: held-out figures (the profile never saw them) against in-sample ones."""
+    title = f"Calibrated profile: simulated against measured — {fit.name}"
+    profile = _profile_name(fit.profile_file) or "not written"
+    caption = (
+        f"Scenario: {fit.name} · fitted profile: {profile} · {len(fit.held_out)} held-out "
+        f"and {len(fit.in_sample)} in-sample figures · {fit.folder}"
+    )
+    return _error_scatter(title, caption, f"calibration-{fit.name}", fit.held_out, fit.in_sample)
+
+
+def _profile_name(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("name:"):
+            return line.removeprefix("name:").strip().strip("'\"")
+    return None
 
 
 def charts_for(inputs: Inputs) -> list[Chart]:
@@ -636,4 +776,8 @@ def charts_for(inputs: Inputs) -> list[Chart]:
         scatter = calibration_scatter(measured, simulated)
         if scatter is not None:
             charts.append(scatter)
+    for fit in inputs.fits:
+        fit_chart = calibration_fit_scatter(fit)
+        if fit_chart is not None:
+            charts.append(fit_chart)
     return charts

@@ -18,12 +18,13 @@ from typing import Any
 
 import yaml
 
-from meshsim.calibrate.compare import compare_runs, summarize
+from meshsim.calibrate.compare import ErrorRow, compare_runs, summarize
 from meshsim.loader import REPO_ROOT, InputError, load_profile, load_scenario, resolve_profile_path
 from meshsim.plots import (
     PERCENTILES,
     SAVING_LABELS,
     TARGET_SAVING,
+    CalibrationFolder,
     Chart,
     Inputs,
     SweepTable,
@@ -264,10 +265,9 @@ def _profile_sources(profile: Profile) -> str:
     return intro + _table(["parameter", "value", "source"], rows, src_col=2)
 
 
-def _calibration(measured: RunResult, simulated: RunResult) -> str:
-    rows = compare_runs(measured, simulated)
-    if not rows:
-        return "<p>No figure is both measured and simulated.</p>"
+def _error_tables(rows: Sequence[ErrorRow], what: str) -> str:
+    """The median and worst error per figure (with the calibration's bounds), then every
+    figure in a collapsed table."""
     summary = []
     for s in summarize(rows):
         if s.count == 0:
@@ -283,24 +283,57 @@ def _calibration(measured: RunResult, simulated: RunResult) -> str:
         within = {True: "yes", False: "no", None: "—"}[s.within_bound]
         summary.append([s.figure, s.count, median, worst_text, bound, within])
     body = [
-        [r.mode, r.figure, r.component or "—", f"{r.measured:.4g}", f"{r.simulated:.4g}",
-         "—" if r.error is None else f"{r.error * 100:+.1f}%"]
+        [
+            r.point or "—",
+            r.mode,
+            r.figure,
+            r.component or "—",
+            f"{r.measured:.4g}",
+            f"{r.simulated:.4g}",
+            "—" if r.error is None else f"{r.error * 100:+.1f}%",
+        ]
         for r in rows
-    ]  # fmt: skip
-    intro = (
-        f"<p>Measured run of <b>{_e(measured.scenario)}</b> ({_e(measured.engine)}) against a "
-        f"{_e(simulated.engine)} simulation with profile {_e(simulated.profile)}. Error = "
-        "(simulated − measured) / measured; a held-out run is one the profile was not "
-        "fitted on.</p>"
-    )
+    ]
     header = ["figure", "compared", "median |error|", "worst", "bound", "within bound"]
+    every = ["setting", "mode", "figure", "component", "measured", "simulated", "error"]
     return (
-        intro
-        + _table(header, summary)
-        + f"<details><summary>Every figure ({len(body)} rows)</summary>"
-        + _table(["mode", "figure", "component", "measured", "simulated", "error"], body)
+        _table(header, summary)
+        + f"<details><summary>Every {what} figure ({len(body)} rows)</summary>"
+        + _table(every, body)
         + "</details>"
     )
+
+
+ERROR_NOTE = "Error = (simulated − measured) / measured."
+
+
+def _calibration(measured: RunResult, simulated: RunResult) -> str:
+    rows = compare_runs(measured, simulated)
+    if not rows:
+        return "<p>No figure is both measured and simulated.</p>"
+    intro = (
+        f"<p>Measured run of <b>{_e(measured.scenario)}</b> ({_e(measured.engine)}) against a "
+        f"{_e(simulated.engine)} simulation with profile {_e(simulated.profile)}. "
+        f"{ERROR_NOTE}</p>"
+    )
+    return intro + _error_tables(rows, "compared")
+
+
+def _fit(fit: CalibrationFolder) -> str:
+    parts = [
+        f"<p>Calibration in <code>{_e(fit.folder)}</code>. {ERROR_NOTE} Held-out settings "
+        "were never seen by the fit: their error is what the profile is worth.</p>"
+    ]
+    if fit.held_out:
+        parts.append("<h3>Held-out error</h3>" + _error_tables(fit.held_out, "held-out"))
+    else:
+        parts.append("<p>No held-out settings: the fit's error below proves little.</p>")
+    if fit.in_sample:
+        parts.append("<h3>In-sample error (fitted on)</h3>")
+        parts.append(_error_tables(fit.in_sample, "in-sample"))
+    if fit.report_text:
+        parts.append(f"<h3>Fit report</h3><pre>{_e(fit.report_text)}</pre>")
+    return "\n".join(parts)
 
 
 def _figure_html(chart: Chart) -> str:
@@ -349,6 +382,14 @@ def build_report(inputs: Inputs, near: Sequence[Path]) -> str:
     for measured, simulated in inputs.calibrations:
         sections.append(f"<h2>Calibration: {_e(measured.scenario)}</h2>")
         sections.append(_calibration(measured, simulated))
+    for fit in inputs.fits:
+        names.append(fit.name)
+        sections.append(f"<h2>Calibration: {_e(fit.name)}</h2>")
+        sections.append(_fit(fit))
+        if fit.profile_file is not None:
+            with contextlib.suppress(InputError):
+                fitted = load_profile(fit.profile_file)
+                profiles.setdefault(fitted.name, fitted)
     charts = charts_for(inputs)
     if charts:
         sections.append("<h2>Charts</h2>")

@@ -31,7 +31,7 @@ def _inputs(results: tuple[Path, ...]) -> object:
     except ValueError as err:
         click.echo(str(err), err=True)
         sys.exit(BAD_INPUT)
-    if not (inputs.runs or inputs.sweeps or inputs.calibrations):
+    if not (inputs.runs or inputs.sweeps or inputs.calibrations or inputs.fits):
         click.echo(
             "no run, sweep or calibration results found in: " + " ".join(map(str, results)),
             err=True,

@@ -12,7 +12,7 @@ from meshsim.cli import main
 from meshsim.loader import load_scenario
 from meshsim.plots import charts_for, load_inputs
 from meshsim.report import find_scenario
-from meshsim.results import RunResult, write_results
+from meshsim.results import LatencyMs, RunResult, write_results
 from meshsim.run import simulate
 from meshsim.sweep import load_sweep, run_sweep
 
@@ -80,3 +80,37 @@ def test_report_of_a_calibration_pair_shows_the_error_per_figure(
     assert "<td>throughput</td><td>4</td><td>9.1%</td>" in page
     assert "<td>p50</td><td>4</td><td>0.0%</td>" in page
     assert page.count("data:image/png;base64,") == 5  # the run's four charts + the scatter
+
+
+def test_report_and_plot_read_what_meshsim_calibrate_writes(run: RunResult, tmp_path: Path) -> None:
+    from meshsim.calibrate.calibration import rows_csv
+    from meshsim.calibrate.compare import compare_runs
+
+    # Two settings: one fitted on (errors of 0), one held out (simulated latency 10% low).
+    modes = {}
+    for mode, result in run.modes.items():
+        slower = LatencyMs(**{k: v / 0.9 for k, v in result.latency_ms.model_dump().items()})
+        modes[mode] = result.model_copy(update={"latency_ms": slower})
+    measured = run.model_copy(update={"kind": "measured", "modes": modes})
+    folder = tmp_path / "calibration" / "smoke"
+    folder.mkdir(parents=True)
+    held = compare_runs(measured, run, point="smoke-held")
+    (folder / "heldout.csv").write_text(rows_csv(held))
+    (folder / "insample.csv").write_text(rows_csv(compare_runs(run, run, point="smoke-fit")))
+    (folder / "report.txt").write_text("estimates (95% confidence intervals): ...\n")
+    write_results(measured, folder / "dataset" / "smoke-held")  # not drawn one by one
+
+    page = report_of([tmp_path / "calibration"], tmp_path / "report.html")
+    assert "<h2>Calibration: smoke</h2>" in page and "<h3>Held-out error</h3>" in page
+    assert "<td>p50</td><td>4</td><td>10.0%</td><td>-10.0% (" in page
+    assert "<td>p50</td><td>4</td><td>0.0%</td>" in page  # in sample
+    assert "estimates (95% confidence intervals)" in page
+    assert page.count("data:image/png;base64,") == 1  # the scatter, not the dataset's runs
+    result = CliRunner().invoke(
+        main, ["plot", str(tmp_path / "calibration"), "-o", str(tmp_path / "c")]
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [
+        "calibration-smoke.png",
+        "calibration-smoke.svg",
+    ]
