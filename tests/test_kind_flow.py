@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from meshsim.accounting import mode_result
-from meshsim.kind import KindError, KindRun, cleanup_kind, kind_plan, measure_kind
+from meshsim.kind import KindError, KindRun, cleanup_kind, kind_plan, measure_kind, shared_cluster
 from meshsim.kind.cluster import GATEWAY_API_CRDS, IMAGE, REPO_ROOT
 from meshsim.kind.commands import Command, FakeClock, FakeRunner
 from meshsim.loader import load_profile
@@ -81,16 +81,20 @@ class FakeCluster:
         self.pods: list[dict[str, Any]] = []
         self.started = 0.0
         self.fail_on: str | None = None
+        self.cluster = CLUSTER  # the cluster that exists: this one, or the one kind created
 
     def respond(self, command: Command) -> str:
         argv = list(command.argv)
         line = shlex.join(argv)
         if self.fail_on and self.fail_on in line:
             raise KindError(f"`{line}` failed (exit 1): boom")
+        if argv[:3] == ["kind", "create", "cluster"]:
+            self.cluster = argv[argv.index("--name") + 1]
         if argv[1:2] == ["version"]:
             return VERSIONS[argv[0]]
         if argv[3:] == ["get", "nodes", "-o", "name"]:
-            return "\n".join(f"node/{CLUSTER}-{n}" for n in ("control-plane", "worker", "worker2"))
+            names = ("control-plane", "worker", "worker2", "worker3")
+            return "\n".join(f"node/{self.cluster}-{n}" for n in names)
         if argv[3:6] == ["apply", "-f", "-"]:
             self.schedule(list(yaml.safe_load_all(command.stdin or "")))
         elif argv[3:5] == ["delete", "namespace"]:
@@ -122,7 +126,7 @@ class FakeCluster:
         )
 
     def ztunnels(self) -> list[dict[str, Any]]:
-        hosts = [f"{CLUSTER}-{n}" for n in ("control-plane", "worker", "worker2")]
+        hosts = [f"{self.cluster}-{n}" for n in ("control-plane", "worker", "worker2", "worker3")]
         return [
             pod(
                 "istio-system",
@@ -520,3 +524,42 @@ def test_dry_run_plan_of_the_microservices_shop_is_complete() -> None:
     kinds = [o["kind"] for o in yaml.safe_load_all(docs)]
     assert kinds.count("Deployment") == 20 and kinds.count("Gateway") == 3
     assert kinds.count("Service") == 11 and kinds.count("Namespace") == 4
+
+
+def test_a_failing_teardown_does_not_hide_the_error_that_caused_it() -> None:
+    clock = FakeClock()
+    fake = FakeCluster(clock, probe="503")
+    fake.fail_on = "delete namespace"
+    said: list[str] = []
+    with pytest.raises(KindError, match="no answer through the mesh"):
+        measure_kind(
+            scenario(), load_profile(ISTIO), modes=["none"], runner=FakeRunner(fake.respond),
+            clock=clock, which=lambda t: t, run_id=RUN_ID, say=said.append,
+        )  # fmt: skip
+    assert any(line.startswith("teardown: `kubectl") and "boom" in line for line in said)
+
+
+def test_a_shared_cluster_serves_many_runs_and_is_set_up_and_deleted_once() -> None:
+    """A calibration grid: the cluster is sized for its largest scenario, prepared once,
+    each point measured on it without setting it up again, and deleted at the end."""
+    small = scenario()
+    large = scenario_of(base_scenario(cluster={
+        "nodes": 3, "cores_per_node": 4, "memory_gib_per_node": 8,
+        "network": {"same_node_ms": 0, "cross_node_ms": 0, "cross_zone_ms": 0}}))  # fmt: skip
+    clock = FakeClock(1_700_000_003.0)
+    fake = FakeCluster(clock)
+    runner = FakeRunner(fake.respond)
+    with shared_cluster([small, large], runner=runner, which=lambda t: t) as name:
+        created = [c for c in runner.commands if c.argv[:3] == ("kind", "create", "cluster")]
+        assert len(created) == 1 and created[0].stdin is not None
+        assert created[0].stdin.count("role: worker") == 3
+        before = len(runner.commands)
+        result = measure_kind(
+            small, load_profile(ISTIO), modes=["ambient"], runner=runner, clock=clock,
+            cluster=name, setup=False, run_id=RUN_ID,
+        )  # fmt: skip
+        assert result.modes["ambient"].requests == 35 * RPS
+        ran = [shlex.join(c.argv) for c in runner.commands[before:]]
+        assert not any(line.startswith(("docker", "kind", "istioctl")) for line in ran)
+        assert ran[0] == shlex.join(["kubectl", "--context", f"kind-{name}", "apply", "-f", "-"])
+    assert shlex.join(runner.commands[-1].argv) == f"kind delete cluster --name {name}"

@@ -16,7 +16,8 @@ import math
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -66,7 +67,7 @@ from meshsim.testbed.dataplane import APP_PORT, load_users
 from meshsim.testbed.names import new_run_id
 from meshsim.topology import CLIENT, Pod, Topology, build_topology, resolve_nodes
 
-__all__ = ["ENGINE", "KindRun", "cleanup_kind", "kind_plan", "measure_kind"]
+__all__ = ["ENGINE", "KindRun", "cleanup_kind", "kind_plan", "measure_kind", "shared_cluster"]
 
 ENGINE = "testbed-kind"
 SCRAPE_EVERY_S = 2.0
@@ -394,6 +395,14 @@ class _Session:
         for command in commands:
             self.execute(command)
 
+    def best_effort(self, commands: list[Command]) -> None:
+        """Tear down after a failure: say what could not be removed, keep the first error."""
+        for command in commands:
+            try:
+                self.execute(command)
+            except KindError as err:
+                self.say(f"teardown: {err}")
+
     def start(self, command: Command) -> Background:
         return self.runner.start(self.fill(command))
 
@@ -508,30 +517,42 @@ def measure_kind(
     clock: Clock | None = None,
     which: Callable[[str], str | None] = shutil.which,
     run_id: str | None = None,
+    setup: bool = True,
 ) -> RunResult:
     """Measure each mode of a scenario on a kind cluster running Istio (the same call shape
-    as `measure_local`, so calibration can call either per grid point)."""
+    as `measure_local`, so calibration can call either per grid point).
+
+    `cluster` names a cluster to use (it is left in place); `setup=False` skips building
+    and loading the image and installing Istio, for a cluster `shared_cluster` prepared."""
     run = KindRun.new(scenario, profile, modes=modes, seed=seed, cluster=cluster, run_id=run_id)
     runner = runner if runner is not None else SubprocessRunner(say)
     session = _Session(run, runner, clock if clock is not None else SystemClock(), say)
-    preflight(runner, which)
+    if setup:
+        preflight(runner, which)
     results: dict[str, ModeResult] = {}
     workdir = Path(tempfile.mkdtemp(prefix=f"meshsim-kind-{run.run_id}-"))
     say(f"kind run {run.run_id}: cluster {run.cluster.name}")
     try:
-        session.setup()
+        if setup:
+            session.setup()
         for mode in run.modes:
             try:
                 results[mode] = session.mode(mode, workdir)
-            finally:
-                session.do_all(run.mode_down(mode))
+            except BaseException:
+                session.best_effort(run.mode_down(mode))
+                raise
+            session.do_all(run.mode_down(mode))
             r = results[mode]
             p50 = r.latency_ms.p50
             say(f"{mode}: {r.requests} requests, {r.throughput_rps:.1f} rps, p50 {p50:.3f} ms")
+    except BaseException:
+        if not keep:
+            session.best_effort(run.teardown())
+        raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-        if not keep:
-            session.do_all(run.teardown())
+    if not keep:
+        session.do_all(run.teardown())
     return RunResult(
         meshsim_version=__version__,
         kind="measured",
@@ -542,6 +563,32 @@ def measure_kind(
         modes=results,
         network=session.network,
     )
+
+
+@contextmanager
+def shared_cluster(
+    scenarios: Sequence[Scenario],
+    *,
+    say: Say = _quiet,
+    keep: bool = False,
+    runner: Runner | None = None,
+    which: Callable[[str], str | None] = shutil.which,
+) -> Iterator[str]:
+    """One cluster for many runs (a calibration grid): as many workers as the largest
+    scenario has nodes, the image loaded and Istio installed once; yields its name, to
+    pass to `measure_kind(..., cluster=NAME, setup=False)`; deleted at the end."""
+    runner = runner if runner is not None else SubprocessRunner(say)
+    largest = max(scenarios, key=lambda s: len(resolve_nodes(s)))
+    cluster = Cluster(f"{CLUSTER_PREFIX}{new_run_id()}", resolve_nodes(largest), created=True)
+    preflight(runner, which)
+    try:
+        for command in cluster_setup(cluster):
+            runner.run(command)
+        yield cluster.name
+    finally:
+        if not keep:
+            for command in cluster_teardown(cluster):
+                runner.run(command)
 
 
 def cleanup_kind(runner: Runner | None = None, say: Say = _quiet) -> list[str]:
