@@ -30,10 +30,13 @@ __all__ = [
 
 CLUSTER_PREFIX = "meshsim-"
 IMAGE = f"meshsim-testbed:{__version__}"
-# Gateway API release whose standard channel has Gateway.spec.infrastructure (Istio 1.24
-# documents v1.2); waypoints are Gateways of class istio-waypoint.
+# Waypoints are Gateways of class istio-waypoint. Istio 1.24 documents Gateway API v1.2;
+# its experimental channel is the one whose Gateway certainly carries
+# spec.infrastructure.parametersRef (which places each waypoint), so that channel is
+# installed, server-side as its CRDs are large.
 GATEWAY_API_CRDS = (
-    "https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.2.1/standard-install.yaml"
+    "https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.2.1/"
+    "experimental-install.yaml"
 )
 NODE_LABEL = "meshsim.io/node"
 ROLLOUT_TIMEOUT = "300s"
