@@ -1,8 +1,11 @@
 """Compiled kernels of the vector engine: the recurrences numpy cannot express in O(N).
 
-- `fifo_waits`: FIFO queues with c identical servers, many queues at once. With c = 1
-  this is Lindley's recursion; with c > 1 (node cores, ztunnel workers, app slots) a
-  job starts when the earliest-free server frees, which has no exact O(N) numpy form.
+- `solve_visits`: every FIFO queue of a window at once (node cores, proxy workers, app
+  slots). A proxy pass holds a worker while it queues for a core, so the two kinds of
+  queue cannot be solved one after the other with a recurrence (Lindley's, or its
+  multi-server form, which has no exact O(N) numpy form anyway); events are processed
+  in time order instead.
+- `resort`: re-sorts an almost sorted order by insertion (each sweep moves few visits).
 - `pool_events`: connection pools driven by acquire/release events in time order
   (meshsim.connections' semantics: reuse the most recently opened usable connection,
   close on idle timeout, certificate rotation or max requests).
@@ -20,53 +23,15 @@ import numba
 import numpy as np
 
 __all__ = [
-    "fifo_waits",
     "finish_pools",
     "lookup_or_insert",
     "pool_events",
     "pool_slots",
     "resort",
+    "solve_visits",
 ]
 
 _EMPTY = np.int64(-1)
-
-
-@numba.njit(cache=True, nogil=True)
-def fifo_waits(
-    station: np.ndarray,
-    arrival: np.ndarray,
-    service: np.ndarray,
-    order: np.ndarray,
-    first_server: np.ndarray,
-    servers: np.ndarray,
-    free_at: np.ndarray,
-    previous: np.ndarray,
-) -> tuple[np.ndarray, float]:
-    """Waits of jobs at FIFO multi-server queues; `free_at` (per server) is updated in place.
-
-    `order` sorts the jobs by (station, arrival). A job takes the server that frees
-    first; its wait is how long after arrival that server frees. Also returns how far
-    the waits moved from `previous` (summed over its length), to tell when sweeps settle.
-    """
-    wait = np.zeros(arrival.shape[0])
-    for k in range(order.shape[0]):
-        j = order[k]
-        s = station[j]
-        base = first_server[s]
-        best = base
-        best_t = free_at[base]
-        for m in range(base + 1, base + servers[s]):
-            if free_at[m] < best_t:
-                best_t = free_at[m]
-                best = m
-        start = arrival[j] if arrival[j] > best_t else best_t
-        wait[j] = start - arrival[j]
-        if service[j] > 0:  # a job of no work occupies no server (nor moves its clock)
-            free_at[best] = start + service[j]
-    moved = 0.0
-    for j in range(previous.shape[0]):
-        moved += abs(wait[j] - previous[j])
-    return wait, moved
 
 
 @numba.njit(cache=True, nogil=True)
@@ -297,3 +262,228 @@ def resort(order: np.ndarray, station: np.ndarray, arrival: np.ndarray, budget: 
             return False
         order[j + 1] = x
     return True
+
+
+# ---- proxy passes: a worker held across core bursts, solved as events ----------------
+
+PASS = 0  # hold a worker, burn `first` s on a core, then `second` s (deferred) on a core
+CORE = 1  # burn `first` s on a core
+HOLD = 2  # hold a server (an app concurrency slot) for `first` s
+
+_GRANT_WORKER, _GRANT_CORE1, _GRANT_CORE2, _CORE1_DONE, _CORE2_DONE, _HOLD_DONE = range(6)
+
+
+@numba.njit(cache=True, nogil=True)
+def _push(
+    h_time: np.ndarray,
+    h_seq: np.ndarray,
+    h_code: np.ndarray,
+    size: int,
+    seq: int,
+    time: float,
+    code: int,
+) -> int:
+    i = size
+    h_time[i], h_seq[i], h_code[i] = time, seq, code
+    while i > 0:
+        parent = (i - 1) >> 1
+        if h_time[parent] < h_time[i] or (h_time[parent] == h_time[i] and h_seq[parent] < h_seq[i]):
+            break
+        h_time[i], h_time[parent] = h_time[parent], h_time[i]
+        h_seq[i], h_seq[parent] = h_seq[parent], h_seq[i]
+        h_code[i], h_code[parent] = h_code[parent], h_code[i]
+        i = parent
+    return size + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _pop(h_time: np.ndarray, h_seq: np.ndarray, h_code: np.ndarray, size: int) -> int:
+    size -= 1
+    h_time[0], h_seq[0], h_code[0] = h_time[size], h_seq[size], h_code[size]
+    i = 0
+    while True:
+        left = 2 * i + 1
+        if left >= size:
+            break
+        best = left
+        right = left + 1
+        if right < size and (
+            h_time[right] < h_time[left]
+            or (h_time[right] == h_time[left] and h_seq[right] < h_seq[left])
+        ):
+            best = right
+        if h_time[i] < h_time[best] or (h_time[i] == h_time[best] and h_seq[i] < h_seq[best]):
+            break
+        h_time[i], h_time[best] = h_time[best], h_time[i]
+        h_seq[i], h_seq[best] = h_seq[best], h_seq[i]
+        h_code[i], h_code[best] = h_code[best], h_code[i]
+        i = best
+    return size
+
+
+@numba.njit(cache=True, nogil=True)
+def solve_visits(
+    kind: np.ndarray,
+    arrival: np.ndarray,
+    worker: np.ndarray,
+    node: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    order: np.ndarray,
+    first_server: np.ndarray,
+    servers: np.ndarray,
+    free_at: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every queue of a window at once, as the DES engine runs them, given arrival times.
+
+    A PASS holds a worker (FIFO over the proxy's worker station) while it queues for a
+    core of its node (FIFO over the node's cores) and burns `first` seconds there; then,
+    still holding the worker, it queues again for the deferred `second` seconds. Because
+    a worker's holding time depends on the core queue, the two cannot be solved one after
+    the other: events are processed in time order with a heap. `order` sorts arrivals.
+    `free_at` gives when each server frees at the start and is updated to the end state.
+
+    Returns per visit the wait until its first burst starts (for a HOLD: until it holds
+    the slot) and the wait of its deferred burst for a core.
+    """
+    n = arrival.shape[0]
+    n_servers = free_at.shape[0]
+    station_of = np.empty(n_servers, np.int64)
+    for s in range(servers.shape[0]):
+        for m in range(first_server[s], first_server[s] + servers[s]):
+            station_of[m] = s
+    held = np.zeros(n_servers, np.bool_)
+    q_head = np.full(servers.shape[0], -1, np.int64)
+    q_tail = np.full(servers.shape[0], -1, np.int64)
+    q_next = np.full(n, -1, np.int64)
+    q_phase = np.zeros(n, np.int64)
+    got_worker = np.full(n, -1, np.int64)
+    got_core = np.full(n, -1, np.int64)
+    asked = np.zeros(n)  # when the pending core request was made
+    wait1 = np.zeros(n)
+    wait2 = np.zeros(n)
+    cap = n + n_servers + 8
+    h_time = np.empty(cap)
+    h_seq = np.empty(cap, np.int64)
+    h_code = np.empty(cap, np.int64)
+    size = 0
+    seq = 0
+    # grants at the current time wait here in FIFO order instead of in the heap
+    ready = np.empty(n + 1, np.int64)
+    r_head = 0
+    r_count = 0
+    now = 0.0
+    start_t = arrival[order[0]] if order.shape[0] else 0.0
+    for m in range(n_servers):
+        if free_at[m] > start_t:
+            held[m] = True
+            size = _push(h_time, h_seq, h_code, size, seq, free_at[m], -(m + 1))
+            seq += 1
+    i = 0
+    while i < order.shape[0] or size > 0 or r_count > 0:
+        if r_count > 0:
+            code = ready[r_head]
+            r_head = (r_head + 1) % ready.shape[0]
+            r_count -= 1
+        elif size > 0 and (i >= order.shape[0] or h_time[0] <= arrival[order[i]]):
+            now = h_time[0]
+            code = h_code[0]
+            size = _pop(h_time, h_seq, h_code, size)
+        else:
+            v = order[i]
+            i += 1
+            now = arrival[v]
+            # an arrival asks for its first resource
+            code = v * 8 + 7
+        release = -1
+        release2 = -1
+        if code < 0:
+            release = -code - 1
+        else:
+            v = code >> 3
+            ev = code & 7
+            ask = -1  # station to ask, and for which phase
+            phase = 0
+            if ev == 7:
+                if kind[v] == CORE:
+                    if first[v] > 0:
+                        ask, phase = node[v], _GRANT_CORE1
+                else:
+                    ask, phase = worker[v], _GRANT_WORKER
+            elif ev == _GRANT_WORKER:
+                if kind[v] == HOLD:
+                    wait1[v] = now - arrival[v]
+                    size = _push(
+                        h_time, h_seq, h_code, size, seq, now + first[v], v * 8 + _HOLD_DONE
+                    )
+                    seq += 1
+                elif first[v] > 0:
+                    ask, phase = node[v], _GRANT_CORE1
+                else:
+                    wait1[v] = now - arrival[v]
+                    if second[v] > 0:
+                        ask, phase = node[v], _GRANT_CORE2
+                    else:
+                        release = got_worker[v]
+            elif ev == _GRANT_CORE1:
+                wait1[v] = now - arrival[v]
+                size = _push(h_time, h_seq, h_code, size, seq, now + first[v], v * 8 + _CORE1_DONE)
+                seq += 1
+            elif ev == _GRANT_CORE2:
+                wait2[v] = now - asked[v]
+                size = _push(h_time, h_seq, h_code, size, seq, now + second[v], v * 8 + _CORE2_DONE)
+                seq += 1
+            elif ev == _CORE1_DONE:
+                release = got_core[v]
+                if kind[v] == PASS:
+                    if second[v] > 0:
+                        ask, phase = node[v], _GRANT_CORE2
+                    else:
+                        release2 = got_worker[v]
+            elif ev == _CORE2_DONE:
+                release = got_core[v]
+                release2 = got_worker[v]
+            else:  # _HOLD_DONE
+                release = got_worker[v]
+            if ask >= 0:
+                asked[v] = now
+                granted = -1
+                for m in range(first_server[ask], first_server[ask] + servers[ask]):
+                    if not held[m]:
+                        granted = m
+                        break
+                if granted >= 0:
+                    held[granted] = True
+                    if phase == _GRANT_WORKER:
+                        got_worker[v] = granted
+                    else:
+                        got_core[v] = granted
+                    ready[(r_head + r_count) % ready.shape[0]] = v * 8 + phase
+                    r_count += 1
+                else:
+                    q_phase[v] = phase
+                    q_next[v] = -1
+                    if q_tail[ask] < 0:
+                        q_head[ask] = v
+                    else:
+                        q_next[q_tail[ask]] = v
+                    q_tail[ask] = v
+        for m in (release, release2):
+            if m < 0:
+                continue
+            held[m] = False
+            free_at[m] = now
+            s = station_of[m]
+            u = q_head[s]
+            if u >= 0:  # the longest waiting gets the server
+                q_head[s] = q_next[u]
+                if q_head[s] < 0:
+                    q_tail[s] = -1
+                held[m] = True
+                if q_phase[u] == _GRANT_WORKER:
+                    got_worker[u] = m
+                else:
+                    got_core[u] = m
+                ready[(r_head + r_count) % ready.shape[0]] = u * 8 + q_phase[u]
+                r_count += 1
+    return wait1, wait2

@@ -5,25 +5,26 @@ How it works (DESIGN.md section 4):
   it may make, and so on). In a window, every entry request draws which slots it uses,
   the pod each call goes to, proxy workers, CPU multipliers and app times, as arrays.
 - Times are propagated through each slot's hops with array arithmetic: link delays,
-  hop latency, worker and core queueing, handshakes, app service, fan-out (sequential
-  calls chain, parallel calls join at their maximum).
-- Every queue visit (a core burst, a proxy worker hold, an app concurrency slot) is
-  gathered into flat arrays and all FIFO queues are solved at once by a compiled
-  kernel (`kernels.fifo_waits`). A visit's wait depends on visits to the same queue
-  from other hops, so propagation and solving alternate (a Jacobi fixed point) until
-  no wait moves by more than `_TOLERANCE_S`. Where queues are fed forward (a tandem,
-  a single station) this is exact after as many sweeps as stations in a row.
-- Connection pools are driven by the acquire/release times of one sweep through a
-  compiled kernel (`kernels.pool_events`); the handshakes they decide are then part
-  of the following sweeps.
+  hop latency, proxy passes, handshakes, app service, fan-out (sequential calls chain,
+  parallel calls join at their maximum). No Python loop runs per request.
+- Every queue visit (a proxy pass holding a worker across its core bursts, an app's
+  core burst, an app concurrency slot) is gathered into flat arrays and all queues are
+  solved at once by a compiled kernel (`kernels.solve_visits`) given the arrival times.
+  Arrival times depend on upstream waits, so propagation and solving alternate (a
+  damped fixed point) until the window's mean and p99 latency settle. Where queues are
+  fed forward (one station, a tandem) this is exact once the sweeps have settled.
+- Connection pools run through a compiled event kernel (`kernels.pool_events`) over the
+  acquire/release times of a sweep; the handshakes they decide join the later sweeps.
 - Queue and pool state are carried from window to window, so memory depends on the
   window, not on the simulated duration.
 
 Approximations (bounded by tests/test_engine_agreement.py against the DES engine):
-- At a window boundary, visits of the next window queue behind every visit of the
-  previous one (windows are long against request latency, so few visits are affected).
-- Connection reuse is decided from the times of the second sweep; later sweeps move
+- Sweeps stop when the window's mean and p99 latency move less than `_SETTLED_MEAN`
+  and `_SETTLED_P99` between sweeps; single waits may still differ from an exact run.
+- Connection reuse is decided on the times of sweep `_POOL_SWEEP`; later sweeps move
   times by queueing only, which is far shorter than pool timeouts.
+- Visits of one window that arrive after it ends are queued with the next window's;
+  requests of the next window never delay the previous one's.
 - Latency percentiles come from raw latencies up to `_RAW_LATENCIES`, beyond that from
   a histogram with 0.12 % wide bins.
 """
@@ -42,12 +43,15 @@ from meshsim.costs import Role, app_call_cpu_s, pass_cost, proxy_memory_mib, usd
 from meshsim.distributions import Constant, Distribution
 from meshsim.engines.des import child_rng
 from meshsim.engines.kernels import (
-    fifo_waits,
+    CORE,
+    HOLD,
+    PASS,
     finish_pools,
     lookup_or_insert,
     pool_events,
     pool_slots,
     resort,
+    solve_visits,
 )
 from meshsim.profile import Profile
 from meshsim.results import (
@@ -71,10 +75,15 @@ _MS = 1e-3
 _SETTLED_MEAN = 1e-3
 _SETTLED_P99 = 5e-3
 _MAX_SWEEPS = 12
-# Pools try the times of sweep 1 (then are rolled back), and decide for good on sweep 2's,
-# which include the handshakes sweep 1's trial opened (their delay makes requests overlap).
-_POOL_TRIAL_SWEEP = 0
-_POOL_SWEEP = 1
+_MAX_USER_SWEEPS = 40
+# Pools try the times of sweeps 0 and 1 (then are rolled back), and decide for good on
+# sweep 2's, which carry the handshakes the trials opened (their delay makes requests overlap).
+_POOL_SWEEP = 2
+# From sweep _DAMP_FROM on, waits handed to the next sweep are this mix of the previous and
+# the new solve's: plain sweeps can swing between two states when bursts of requests meet
+# at a worker. Earlier sweeps are not damped, so feed-forward queues settle at once.
+_DAMPING = 0.5
+_DAMP_FROM = 3
 _VISITS_PER_WINDOW = 2_000_000
 _RAW_LATENCIES = 2_000_000
 _FINE_BINS_PER_DECADE = 2000
@@ -371,48 +380,67 @@ class _Calls:
 
 
 class _Visits:
-    """Queue visits of one sweep, and the waits the previous solve gave each of them."""
+    """Queue visits of one sweep, and the waits the previous solve gave each of them.
+
+    A visit is a proxy pass (a worker held across a core burst and the deferred burst),
+    an app's core burst, or an app concurrency slot held for a known time.
+    """
+
+    _FIELDS = ("kind", "worker", "node", "arrival", "first", "second")
 
     def __init__(self, model: _Model):
         self.model = model
-        self.waits: dict[tuple[object, ...], np.ndarray] = {}  # views into wait_all
-        self.wait_all = np.zeros(0)
+        self.waits: dict[tuple[object, ...], tuple[np.ndarray, np.ndarray]] = {}
         self.order: np.ndarray | None = None
         self.layout: list[tuple[tuple[object, ...], int]] = []
         self.free_at = np.zeros(int(model.servers.sum()))
         # Visits of the previous window that arrive after it ended: they queue in this
         # window's order of arrival, so both windows' visits are served first come first.
-        self.spill = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
-        self.last: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.spill: dict[str, np.ndarray] = {
+            "kind": np.zeros(0, np.int64),
+            "worker": np.zeros(0, np.int64),
+            "node": np.zeros(0, np.int64),
+            "arrival": np.zeros(0),
+            "first": np.zeros(0),
+            "second": np.zeros(0),
+        }
+        self.last: dict[str, np.ndarray] | None = None
         self.reset()
 
     def reset(self) -> None:
         self.keys: list[tuple[object, ...]] = []
-        self.station: list[np.ndarray] = []
-        self.arrival: list[np.ndarray] = []
-        self.service: list[np.ndarray] = []
+        self.parts: dict[str, list[np.ndarray]] = {f: [] for f in self._FIELDS}
         self.cpu: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # comp, start, seconds
 
-    def prev(self, key: tuple[object, ...], size: int) -> np.ndarray:
+    def prev(self, key: tuple[object, ...], size: int) -> tuple[np.ndarray, np.ndarray]:
         w = self.waits.get(key)
-        return w if w is not None and w.shape[0] == size else np.zeros(size)
+        if w is not None and w[0].shape[0] == size:
+            return w
+        return np.zeros(size), np.zeros(size)
 
     def add(
         self,
         key: tuple[object, ...],
-        station: np.ndarray,
+        kind: int,
+        worker: np.ndarray | int,
+        node: np.ndarray | int,
         arrival: np.ndarray,
-        service: np.ndarray,
-    ) -> np.ndarray:
-        """Register visits; returns their waits from the previous solve."""
+        first: np.ndarray,
+        second: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Register visits; returns their waits (first burst, deferred) from the last solve."""
         n = arrival.shape[0]
         self.keys.append(key)
-        self.station.append(station if station.shape == (n,) else np.broadcast_to(station, (n,)))
-        self.arrival.append(arrival)
-        self.service.append(service if service.shape == (n,) else np.broadcast_to(service, (n,)))
+        parts = self.parts
+        parts["kind"].append(np.full(n, kind, np.int64))
+        parts["worker"].append(np.broadcast_to(np.asarray(worker, np.int64), (n,)))
+        parts["node"].append(np.broadcast_to(np.asarray(node, np.int64), (n,)))
+        parts["arrival"].append(arrival)
+        parts["first"].append(first)
+        parts["second"].append(np.zeros(n) if second is None else second)
         return self.prev(key, n)
 
-    def burst(
+    def core_burst(
         self,
         key: tuple[object, ...],
         node: np.ndarray,
@@ -420,72 +448,106 @@ class _Visits:
         arrival: np.ndarray,
         seconds: np.ndarray,
     ) -> np.ndarray:
-        """A CPU burst on a core of the node; returns when it ends."""
-        wait = self.add(key, node, arrival, seconds)
+        """An app's CPU burst on a core of its node; returns when it ends."""
+        wait, _ = self.add(key, CORE, -1, node, arrival, seconds)
         # a burst of no CPU takes no core (the DES engine skips it), so it never waits
         start = arrival + np.where(seconds > 0, wait, 0.0)
         self.cpu.append((comp, start, seconds))
         end: np.ndarray = start + seconds
         return end
 
-    def solve(self) -> tuple[float, int]:
-        """Solve every queue at once; returns how far waits moved (s, summed), and visits."""
-        own = [(k, a.shape[0]) for k, a in zip(self.keys, self.arrival, strict=True)]
-        if not own:
-            return 0.0, 0
-        layout = [*own, (("spill",), self.spill[0].shape[0])]
-        station = np.concatenate([*self.station, self.spill[0]])
-        arrival = np.concatenate([*self.arrival, self.spill[1]])
-        service = np.concatenate([*self.service, self.spill[2]])
-        order = self.order
-        if order is None or layout != self.layout or not resort(
-            order, station, arrival, 8 * order.shape[0]
-        ):
-            base = float(arrival.min())
-            span = float(arrival.max()) - base + 1.0
-            order = np.argsort(station * span + (arrival - base))
-        if layout == self.layout:
-            previous = self.wait_all
-        else:
-            previous = np.concatenate([self.prev(k, n) for k, n in own])
-        self.order, self.layout = order, layout
-        wait, moved = fifo_waits(
-            station,
-            arrival,
-            service,
+    def proxy_pass(
+        self,
+        key: tuple[object, ...],
+        worker: np.ndarray,
+        node: np.ndarray,
+        comp: np.ndarray,
+        arrival: np.ndarray,
+        seconds: np.ndarray,
+        deferred: np.ndarray | None,
+    ) -> np.ndarray:
+        """A proxy pass: a worker, a core burst, the deferred burst; returns when it ends."""
+        wait, deferred_wait = self.add(key, PASS, worker, node, arrival, seconds, deferred)
+        start = arrival + wait
+        self.cpu.append((comp, start, seconds))
+        end: np.ndarray = start + seconds
+        if deferred is not None:
+            self.cpu.append((comp, end + deferred_wait, deferred))
+        return end
+
+    def _joined(self) -> dict[str, np.ndarray]:
+        return {
+            f: np.concatenate([*self.parts[f], self.spill[f]]).astype(
+                np.float64 if f in ("arrival", "first", "second") else np.int64, copy=False
+            )
+            for f in self._FIELDS
+        }
+
+    def _run(
+        self, v: dict[str, np.ndarray], order: np.ndarray, free_at: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return solve_visits(
+            v["kind"],
+            v["arrival"],
+            v["worker"],
+            v["node"],
+            v["first"],
+            v["second"],
             order,
             self.model.first_server,
             self.model.servers,
-            self.free_at.copy(),
-            previous[: sum(n for _, n in own)],
+            free_at,
         )
-        self.last = (station, arrival, service, order)
-        self.wait_all = wait
+
+    def solve(self, damping: float) -> tuple[float, int]:
+        """Solve every queue at once; returns how far waits moved (s, summed), and visits."""
+        own = [(k, a.shape[0]) for k, a in zip(self.keys, self.parts["arrival"], strict=True)]
+        if not own:
+            return 0.0, 0
+        layout = [*own, (("spill",), self.spill["arrival"].shape[0])]
+        v = self._joined()
+        arrival = v["arrival"]
+        order = self.order
+        if (
+            order is None
+            or layout != self.layout
+            or not resort(order, self._no_station(arrival), arrival, 8 * order.shape[0])
+        ):
+            order = np.argsort(arrival, kind="stable")
+        self.order, self.layout = order, layout
+        wait1, wait2 = self._run(v, order, self.free_at.copy())
+        self.last = v
+        moved = 0.0
         offset = 0
         for key, n in own:
-            self.waits[key] = wait[offset : offset + n]
+            new = (wait1[offset : offset + n], wait2[offset : offset + n])
+            old = self.waits.get(key)
+            if old is None or old[0].shape[0] != n:
+                moved += float(new[0].sum() + new[1].sum())
+            elif n:
+                moved += float(np.abs(new[0] - old[0]).sum() + np.abs(new[1] - old[1]).sum())
+                if damping:
+                    new = (
+                        damping * old[0] + (1 - damping) * new[0],
+                        damping * old[1] + (1 - damping) * new[1],
+                    )
+            self.waits[key] = new
             offset += n
         return moved, offset
 
+    @staticmethod
+    def _no_station(arrival: np.ndarray) -> np.ndarray:
+        return np.zeros(arrival.shape[0], np.int64)
+
     def commit(self, end: float) -> None:
         """Carry queue state to the next window: visits before `end` served, later ones spilt."""
-        if self.last is not None:
-            station, arrival, service, order = self.last
-            before = arrival < end
-            fifo_waits(
-                station,
-                arrival,
-                service,
-                order[before[order]],
-                self.model.first_server,
-                self.model.servers,
-                self.free_at,
-                np.zeros(0),
-            )
+        if self.last is not None and self.order is not None:
+            v, order = self.last, self.order
+            before = v["arrival"] < end
+            self._run(v, order[before[order]], self.free_at)
             after = ~before
-            self.spill = (station[after], arrival[after], service[after])
-        self.waits, self.order, self.last = {}, None, None
-        self.wait_all, self.layout = np.zeros(0), []
+            self.spill = {f: v[f][after] for f in self._FIELDS}
+        self.waits, self.order, self.last, self.layout = {}, None, None, []
 
 
 def _mean_p99(latency: np.ndarray) -> tuple[float, float]:
@@ -495,9 +557,10 @@ def _mean_p99(latency: np.ndarray) -> tuple[float, float]:
 
 
 def _settled(before: tuple[float, float], now: tuple[float, float]) -> bool:
-    return abs(now[0] - before[0]) <= _SETTLED_MEAN * now[0] and abs(
-        now[1] - before[1]
-    ) <= _SETTLED_P99 * now[1]
+    return (
+        abs(now[0] - before[0]) <= _SETTLED_MEAN * now[0]
+        and abs(now[1] - before[1]) <= _SETTLED_P99 * now[1]
+    )
 
 
 # ---- the engine -------------------------------------------------------------------
@@ -889,18 +952,9 @@ class _VectorRun:
         deferred: np.ndarray | None = None,
     ) -> np.ndarray:
         """Hold a proxy worker for a CPU burst (and the deferred burst after it)."""
-        v, n = self.visits, t.shape[0]
-        core_wait = v.prev((*key, "c"), n)
-        hold = core_wait + seconds
         if deferred is not None and not deferred.any():
             deferred = None
-        if deferred is not None:
-            hold = hold + v.prev((*key, "d"), n) + deferred
-        worker_wait = v.add((*key, "w"), station, t, hold)
-        end = v.burst((*key, "c"), node, comp, t + worker_wait, seconds)
-        if deferred is not None:
-            v.burst((*key, "d"), node, comp, end, deferred)
-        return end
+        return self.visits.proxy_pass(key, station, node, comp, t, seconds, deferred)
 
     def _connect(self, calls: _Calls, j: int, seg: _Seg, t: np.ndarray) -> np.ndarray:
         """Acquire a pooled connection; a new one handshakes, a young HTTP/2 one is awaited."""
@@ -993,11 +1047,13 @@ class _VectorRun:
         has_slot = np.flatnonzero(slot_station >= 0)
         if has_slot.shape[0]:
             hold = calls.hold_s if calls.hold_s is not None else np.zeros(t.shape[0])
-            wait = v.add((idx, "slot"), slot_station[has_slot], t[has_slot], hold[has_slot])
+            wait, _ = v.add(
+                (idx, "slot"), HOLD, slot_station[has_slot], -1, t[has_slot], hold[has_slot]
+            )
             t = t.copy()
             t[has_slot] += wait
         acquired = t
-        t = v.burst((idx, "app"), m.pod_node[calls.dst], calls.dst, t, calls.app_cpu_s)
+        t = v.core_burst((idx, "app"), m.pod_node[calls.dst], calls.dst, t, calls.app_cpu_s)
         t = t + calls.service_s
         if calls.slot.parallel:
             end = t.copy()
@@ -1079,24 +1135,28 @@ class _VectorRun:
             self.slots[0], np.arange(n), np.arange(n), np.zeros(n, np.int64), scale, rng
         )
         summary = (0.0, 0.0)
-        for sweep in range(_MAX_SWEEPS):
+        starts_moved_s = 0.0
+        for sweep in range(_MAX_SWEEPS if user_of is None else _MAX_USER_SWEEPS):
             if user_of is not None and sweep > 0:
                 # Latencies of the current starts under the latest waits give the next starts
                 # (using the previous sweep's latencies would pair each start with stale waits).
                 self._reset_sweep()
+                previous = starts
                 starts = self._user_starts(self._propagate(root, starts) - starts, b)[0]
+                starts_moved_s = float(np.abs(starts - previous).max(initial=0.0))
             self._reset_sweep()
             t_end = self._propagate(root, starts)
-            if sweep in (_POOL_TRIAL_SWEEP, _POOL_SWEEP):
+            if sweep <= _POOL_SWEEP:
                 self._decide_pools(
                     [s for s, _ in self.segs],
                     [sc for _, sc in self.segs],
                     commit=sweep == _POOL_SWEEP,
                 )
-            _, visits = self.visits.solve()
+            _, visits = self.visits.solve(_DAMPING if sweep >= _DAMP_FROM else 0.0)
             self.stats.sweeps += 1
             before, summary = summary, _mean_p99(t_end - starts)
-            if sweep > _POOL_SWEEP and _settled(before, summary):
+            # a user's next request waits for the previous one: the chain must settle too
+            if sweep > _POOL_SWEEP and _settled(before, summary) and starts_moved_s < 1e-6:
                 break
         self.stats.queue_visits += visits
         self.visits.commit(b)
