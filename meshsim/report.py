@@ -11,6 +11,7 @@ import base64
 import contextlib
 import html
 import io
+import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -319,6 +320,20 @@ def _calibration(measured: RunResult, simulated: RunResult) -> str:
     return intro + _error_tables(rows, "compared")
 
 
+def _calibrated_scenario(fit: CalibrationFolder) -> Path | None:
+    """The scenario a calibration measured, as its dataset's manifest names it."""
+    manifest = fit.folder / "dataset" / "manifest.json"
+    if not manifest.is_file():
+        return None
+    name = json.loads(manifest.read_text(encoding="utf-8")).get("scenario_file")
+    if not isinstance(name, str):
+        return None
+    for base in (Path.cwd(), REPO_ROOT):
+        if (base / name).is_file():
+            return base / name
+    return None
+
+
 def _fit(fit: CalibrationFolder) -> str:
     parts = [
         f"<p>Calibration in <code>{_e(fit.folder)}</code>. {ERROR_NOTE} Held-out settings "
@@ -385,6 +400,10 @@ def build_report(inputs: Inputs, near: Sequence[Path]) -> str:
     for fit in inputs.fits:
         names.append(fit.name)
         sections.append(f"<h2>Calibration: {_e(fit.name)}</h2>")
+        scenario_file = _calibrated_scenario(fit)
+        if scenario_file is not None:
+            with contextlib.suppress(InputError):
+                sections.append(_scenario_brief(load_scenario(scenario_file)[0]))
         sections.append(_fit(fit))
         if fit.profile_file is not None:
             with contextlib.suppress(InputError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -99,12 +100,15 @@ def test_report_and_plot_read_what_meshsim_calibrate_writes(run: RunResult, tmp_
     (folder / "insample.csv").write_text(rows_csv(compare_runs(run, run, point="smoke-fit")))
     (folder / "report.txt").write_text("estimates (95% confidence intervals): ...\n")
     write_results(measured, folder / "dataset" / "smoke-held")  # not drawn one by one
+    manifest = {"scenario_file": str(SWEEPS / "smoke-base.yaml"), "settings": []}
+    (folder / "dataset" / "manifest.json").write_text(json.dumps(manifest))
 
     page = report_of([tmp_path / "calibration"], tmp_path / "report.html")
     assert "<h2>Calibration: smoke</h2>" in page and "<h3>Held-out error</h3>" in page
     assert "<td>p50</td><td>4</td><td>10.0%</td><td>-10.0% (" in page
     assert "<td>p50</td><td>4</td><td>0.0%</td>" in page  # in sample
     assert "estimates (95% confidence intervals)" in page
+    assert "2 services, 2 app pods, 1 call edges" in page  # the scenario, from the manifest
     assert page.count("data:image/png;base64,") == 1  # the scatter, not the dataset's runs
     result = CliRunner().invoke(
         main, ["plot", str(tmp_path / "calibration"), "-o", str(tmp_path / "c")]
