@@ -511,6 +511,11 @@ def test_dry_run_plan_of_the_microservices_shop_is_complete() -> None:
 
     sc, profile = load_scenario(ROOT / "scenarios" / "microservices.yaml")
     plan = kind_plan(KindRun.new(sc, profile, modes=["ambient-waypoint"], run_id=RUN_ID))
+    assert plan.splitlines()[2] == (
+        "# warning: the measurement window (duration_s - warmup_s) is 27 s; the kubelet "
+        "refreshes CPU counters every 10-15 s, so 30 s or more is safer"
+    )
+    assert "warning" not in kind_plan(KindRun.new(scenario(), profile, run_id=RUN_ID))
     titles = [line for line in plan.splitlines() if re.match(r"# \d+\. ", line)]
     assert titles == [
         "# 1. preflight: tools and versions",

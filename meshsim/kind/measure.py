@@ -76,6 +76,9 @@ PROBE_TIMEOUT_S = 60
 ECHO_PORT = 15999  # UDP: neither sidecars nor ztunnel capture it, so it times the pod network
 ECHO_SECONDS = 30
 RTT_PROBES = 200
+# The kubelet refreshes container stats every 10-15 s and CPU needs two refreshes inside
+# the window: shorter windows may leave a component without a figure.
+MIN_WINDOW_S = 30.0
 LOADGEN_POD = "LOADGEN_POD"  # shell variables the plan sets and later commands use
 _CLUSTER_NAME = re.compile(rf"^{CLUSTER_PREFIX}[0-9a-f]{{8}}$")
 Say = Callable[[str], None]
@@ -285,6 +288,17 @@ class KindRun:
     def nodes_in_use(self) -> list[int]:
         return self.topology.nodes_in_use()
 
+    def window_warning(self) -> str | None:
+        traffic = self.scenario.traffic
+        window = traffic.duration_s - traffic.warmup_s
+        if window >= MIN_WINDOW_S:
+            return None
+        return (
+            f"warning: the measurement window (duration_s - warmup_s) is {window:g} s; the "
+            f"kubelet refreshes CPU counters every 10-15 s, so {MIN_WINDOW_S:g} s or more "
+            "is safer"
+        )
+
 
 # ---- dry run ---------------------------------------------------------------------------
 
@@ -297,6 +311,9 @@ def kind_plan(run: KindRun, *, keep: bool = False) -> str:
         f"modes {', '.join(run.modes)}, seed {run.seed}",
         f"# cluster {run.cluster.name} ({where}, {len(run.cluster.nodes)} workers), image {IMAGE}",
     ]
+    warning = run.window_warning()
+    if warning:
+        lines.append(f"# {warning}")
 
     def emit(step: int, title: str, commands: list[Command]) -> None:
         lines.extend(["", f"# {step}. {title}"])
@@ -532,6 +549,9 @@ def measure_kind(
     results: dict[str, ModeResult] = {}
     workdir = Path(tempfile.mkdtemp(prefix=f"meshsim-kind-{run.run_id}-"))
     say(f"kind run {run.run_id}: cluster {run.cluster.name}")
+    warning = run.window_warning()
+    if warning:
+        say(warning)
     try:
         if setup:
             session.setup()
