@@ -100,7 +100,8 @@ _BOXES: dict[Mode, tuple[tuple[ProxyKind, Role], ...]] = {
 
 @dataclass
 class VectorStats:
-    """What one run did, for benchmarks: queue visits solved, sweeps, windows."""
+    """What one run did, for benchmarks: queue visits (requests for a worker, a core or a
+    slot, as the DES engine makes them), sweeps and windows."""
 
     queue_visits: int = 0
     sweeps: int = 0
@@ -534,6 +535,14 @@ class _Visits:
             self.waits[key] = new
             offset += n
         return moved, offset
+
+    def resource_requests(self, own: int) -> int:
+        """Requests for a worker, a core or a slot in the last solve, as the DES counts them."""
+        if self.last is None:
+            return 0
+        kind, first, second = (self.last[f][:own] for f in ("kind", "first", "second"))
+        cores = np.count_nonzero(first[kind != HOLD] > 0) + np.count_nonzero(second > 0)
+        return int(np.count_nonzero(kind != CORE) + cores)
 
     @staticmethod
     def _no_station(arrival: np.ndarray) -> np.ndarray:
@@ -1158,7 +1167,7 @@ class _VectorRun:
             # a user's next request waits for the previous one: the chain must settle too
             if sweep > _POOL_SWEEP and _settled(before, summary) and starts_moved_s < 1e-6:
                 break
-        self.stats.queue_visits += visits
+        self.stats.queue_visits += self.visits.resource_requests(visits)
         self.visits.commit(b)
         live = np.ones(n, np.bool_) if isinstance(scale, float) else scale > 0
         if user_of is not None and not isinstance(scale, float):
