@@ -13,6 +13,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -71,10 +72,14 @@ def _write(**_: Any) -> None:
     os.replace(tmp, CONFIG["out"])
 
 
-events.request.add_listener(_record)  # type: ignore[no-untyped-call]
-events.init.add_listener(_init)  # type: ignore[no-untyped-call]
-events.test_start.add_listener(_started)  # type: ignore[no-untyped-call]
-events.quitting.add_listener(_write)  # type: ignore[no-untyped-call]
+def _listen(hook: Any, handler: Callable[..., None]) -> None:
+    hook.add_listener(handler)  # Locust's hooks are untyped
+
+
+_listen(events.request, _record)
+_listen(events.init, _init)
+_listen(events.test_start, _started)
+_listen(events.quitting, _write)
 
 
 class MeshUser(FastHttpUser):
