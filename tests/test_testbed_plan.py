@@ -20,6 +20,7 @@ from cryptography import x509
 
 from meshsim.loader import load_scenario
 from meshsim.results import MeasuredLink, MeasuredNetwork, RunResult
+from meshsim.testbed.accounting import ProxyStats, parse_stats
 from meshsim.testbed.certs import CertificateAuthority, identity_dns_name
 from meshsim.testbed.commands import measured_scenario
 from meshsim.testbed.dataplane import (
@@ -198,3 +199,27 @@ def test_the_scenario_as_measured_simulates_the_measured_delays(tmp_path: Path) 
     assert again.workloads == scenario.workloads
     assert again.traffic == scenario.traffic
     assert yaml.safe_load(path.read_text())["profile"].endswith("profiles/istio-1.24.yaml")
+
+
+def test_handshakes_and_tls_connections_come_from_haproxys_stats() -> None:
+    # `show stat` of a sidecar, cut to the columns read: a TLS inbound frontend, a pooled
+    # TLS server (http mode), a plain server to the app, and an outbound frontend
+    header = (
+        "# pxname,svname,scur,ssl_sess,ssl_reused_sess,mode,"
+        "used_conn_cur,idle_conn_cur,safe_conn_cur,"
+    )
+    rows = [
+        "outbound,FRONTEND,4,0,0,http,,,,",
+        "inbound,FRONTEND,3,5,2,http,,,,",
+        "to_10.2.0.2,s,0,6,1,http,1,0,2,",
+        "to_10.2.0.2,BACKEND,0,6,1,http,,,,",
+        "app,app,1,0,0,http,0,0,3,",
+        "app,BACKEND,1,0,0,http,,,,",
+    ]
+    stats = parse_stats("\n".join([header, *rows]) + "\n", ("inbound",))
+    assert stats == ProxyStats(
+        handshakes_in=7, handshakes_out=7, connections_in=3, connections_out=3
+    )
+    # a ztunnel (tcp mode): one server connection per session
+    tcp = parse_stats(header + "\nto_x,s,4,9,0,tcp,0,0,0,\nto_x,BACKEND,4,9,0,tcp,,,,\n", ())
+    assert tcp == ProxyStats(handshakes_in=0, handshakes_out=9, connections_in=0, connections_out=4)

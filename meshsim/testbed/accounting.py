@@ -26,6 +26,7 @@ __all__ = [
     "ProxyStats",
     "count_established",
     "kill_cgroup_tree",
+    "parse_stats",
     "proxy_stats",
     "pss_mib",
     "remove_cgroup_tree",
@@ -167,9 +168,13 @@ def _num(row: dict[str, str], key: str) -> int:
 
 
 def proxy_stats(socket_path: str, tls_frontends: tuple[str, ...]) -> ProxyStats:
-    """Parse `show stat`: handshakes are new and resumed TLS sessions; a server has TLS
+    return parse_stats(_stats_socket(socket_path, "show stat"), tls_frontends)
+
+
+def parse_stats(text: str, tls_frontends: tuple[str, ...]) -> ProxyStats:
+    """Read `show stat`: handshakes are new and resumed TLS sessions; a server has TLS
     connections open once it has made any (plain servers count none)."""
-    text = _stats_socket(socket_path, "show stat").lstrip("# ")
+    text = text.lstrip("# ")
     hs_in = hs_out = conns_in = conns_out = 0
     for row in csv.DictReader(io.StringIO(text)):
         sessions = _num(row, "ssl_sess") + _num(row, "ssl_reused_sess")
