@@ -1,0 +1,38 @@
+"""`meshsim measure` and `meshsim testbed cleanup`: what they say when they cannot run."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+import meshsim.testbed.runner as runner
+from meshsim.cli import main
+
+from .builders import ROOT
+
+CHAIN = str(ROOT / "scenarios" / "testbed-chain.yaml")
+
+
+def test_measure_explains_what_the_host_lacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        runner, "missing_requirements", lambda: ["root (network namespaces need it)", "haproxy"]
+    )
+    result = CliRunner().invoke(main, ["measure", CHAIN, "--mode", "none"])
+    assert result.exit_code == 1
+    assert result.output.endswith(
+        "meshsim measure: the local testbed needs: root (network namespaces need it); haproxy\n"
+    )
+
+
+def test_measure_reports_bad_input_with_exit_code_2() -> None:
+    result = CliRunner().invoke(main, ["measure", "no-such-scenario.yaml"])
+    assert result.exit_code == 2
+    assert "no-such-scenario.yaml:1:1: cannot read" in result.output
+
+
+def test_cleanup_refuses_a_malformed_run_id() -> None:
+    result = CliRunner().invoke(main, ["testbed", "cleanup", "--run", "../etc"])
+    assert result.exit_code == 2
+    assert result.output == (
+        "meshsim testbed cleanup: not a testbed run id: '../etc' (expected 8 hex digits)\n"
+    )
