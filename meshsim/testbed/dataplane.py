@@ -48,8 +48,6 @@ ZTUNNEL_IDENTITY = "spiffe://cluster.local/ns/istio-system/sa/ztunnel"
 ROUTE_BY_DST = "  use_backend to_%[dst]"
 ROUTE_BY_SNI = "  use_backend pod_%[ssl_fc_sni,field(1,.)]"  # the pod named by the SNI
 
-Kind = Literal["app", "loadgen", "sidecar", "ztunnel", "waypoint"]
-
 
 @dataclass(frozen=True)
 class ProxySpec:

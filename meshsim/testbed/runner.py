@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -148,7 +149,8 @@ class LocalTestbed:
         self.close()
 
     def close(self) -> None:
-        removed = cleanup_run(self.run_id)
+        with _signals_ignored():  # a second Ctrl-C must not cut the teardown short
+            removed = cleanup_run(self.run_id)
         self.say(f"removed {removed}")
 
     def _describe_cores(self) -> str:
@@ -432,11 +434,27 @@ def _signals_tear_down() -> Iterator[None]:
     def on_term(signum: int, frame: FrameType | None) -> None:
         raise _Stopped(f"signal {signum}")
 
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread receives signals
+        return
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _signals_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def measure_local(
