@@ -53,7 +53,10 @@ EFFECT_TOL = 1e-3
 # A parameter whose effect lies within this (sine of the angle) of the span of the
 # effects of parameters already kept is a combination of them.
 COLLINEAR_TOL = 1e-2
-FD_STEP = 0.1  # finite-difference step, as a fraction of the parameter's scale
+FD_STEP = 0.1
+# The residual of a simulated figure that does not exist (no request completed in the
+# window), so that every candidate has the same residuals to compare.
+UNDEFINED_PENALTY = 10.0  # finite-difference step, as a fraction of the parameter's scale
 
 
 def _quiet(_: str) -> None:
@@ -129,13 +132,15 @@ def stage_residuals(
         out = []
         for p in ("p50", "p90", "p99"):
             m, s = getattr(measured.latency_ms, p), getattr(simulated.latency_ms, p)
-            if not (m > 0 and s > 0) or math.isnan(m) or math.isnan(s):
+            if not m > 0:  # nothing measured (NaN) is nothing to fit
                 continue
-            if baseline is None:
+            if not s > 0:  # the candidate completed no request: as bad as can be
+                out.append(UNDEFINED_PENALTY)
+            elif baseline is None:
                 out.append(math.log(s / m))
-                continue
-            m0, s0 = getattr(baseline[0].latency_ms, p), getattr(baseline[1].latency_ms, p)
-            if not (math.isnan(m0) or math.isnan(s0)):
+            else:
+                m0, s0 = getattr(baseline[0].latency_ms, p), getattr(baseline[1].latency_ms, p)
+                m0, s0 = (m0 if m0 > 0 else 0.0), (s0 if s0 > 0 else 0.0)
                 out.append(((s - s0) - (m - m0)) / m)
         return out
     attr, floor = (
@@ -277,31 +282,42 @@ def _rms(r: np.ndarray) -> float:
 
 
 def _solve(
-    fit: _Stage, free: list[Parameter], x0: np.ndarray, scales: np.ndarray
+    fit: _Stage, free: list[Parameter], x0: np.ndarray, scales: np.ndarray, jac0: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, list[float | None]]:
     """Least squares within the parameters' bounds; 95% intervals from the covariance
-    s^2 (J^T J)^-1 at the solution, with Student's t on the residual degrees of freedom."""
+    s^2 (J^T J)^-1 at the solution, with Student's t on the residual degrees of freedom.
+
+    CPU and memory figures are close to linear in their parameters (the simulator charges
+    each cost per event it counts; only queueing at saturation bends them), so those
+    stages solve on a fixed Jacobian, that of the start and then once more that of the
+    first solution, instead of differentiating the simulator at every step."""
     upper = np.array([p.upper for p in free])
-    start = np.clip(x0, 0.0, upper)
+    x = np.clip(x0, 0.0, upper)
 
     def residuals(x: np.ndarray) -> np.ndarray:
         return fit.residuals(x, free)
 
-    def jacobian(x: np.ndarray) -> np.ndarray:
+    def fresh(x: np.ndarray) -> np.ndarray:
         return fit.jacobian(x, free)
 
-    solution = optimize.least_squares(
-        residuals,
-        start,
-        jac=jacobian,
-        bounds=(np.zeros(len(free)), upper),
-        x_scale=scales,
-        method="trf",
-        max_nfev=40,
-    )
-    x = np.asarray(solution.x)
+    def frozen_at(jac: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda _: jac
+
+    linear = fit.stage != "latency"
+    rounds = [frozen_at(jac0), None] if linear else [fresh]
+    for jacobian in rounds:
+        solution = optimize.least_squares(
+            residuals,
+            x,
+            jac=jacobian if jacobian is not None else frozen_at(fresh(x)),
+            bounds=(np.zeros(len(free)), upper),
+            x_scale=scales,
+            method="trf",
+            max_nfev=40,
+        )
+        x = np.asarray(solution.x)
     r = residuals(x)
-    jac = jacobian(x)
+    jac = fit.jacobian(x, free)
     dof = r.size - len(free)
     if dof <= 0:
         return x, r, [None] * len(free)
@@ -344,7 +360,7 @@ def _fit_stage(model: _Model, stage: Stage, profile: Profile, say: Say) -> tuple
     }  # fmt: skip
     r1 = r0
     if free:
-        xf, r1, ci = _solve(fit, free, x0[kept], scales[kept])
+        xf, r1, ci = _solve(fit, free, x0[kept], scales[kept], jac0[:, kept])
         for k, j in enumerate(kept):
             estimates[j] = _estimate(params[j], prior[params[j].path], float(xf[k]), ci[k])
     values = {p.path: estimates[j].value for j, p in enumerate(params)}
