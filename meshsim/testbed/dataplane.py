@@ -193,11 +193,7 @@ class _Builder:
         stem = f"pod-{pod.name}"
         plane.identities[stem] = pod.identity
         lines = self.header(proxy, "http")
-        lines += [
-            "frontend outbound",
-            f"  bind 127.0.0.1:{OUTBOUND_PORT}",
-            "  use_backend to_%[dst]",
-        ]
+        lines += ["frontend outbound", f"  bind 127.0.0.1:{OUTBOUND_PORT}", ROUTE_BY_DST]
         for dst in self.callees(pod):
             lines += [
                 f"backend to_{self.ip(dst)}",
