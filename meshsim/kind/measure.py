@@ -73,6 +73,7 @@ ENGINE = "testbed-kind"
 SCRAPE_EVERY_S = 2.0
 STARTED_TIMEOUT_S = 120
 PROBE_TIMEOUT_S = 60
+PROBES = ("python", "-m", "meshsim.testbed.probes")  # the testbed's probes, in the image
 ECHO_PORT = 15999  # UDP: neither sidecars nor ztunnel capture it, so it times the pod network
 ECHO_SECONDS = 30
 RTT_PROBES = 200
@@ -162,14 +163,7 @@ class KindRun:
                     kubectl(*f"-n {ns} rollout status deployment/{wp.name} {timeout}".split()),
                 ]  # fmt: skip
         out.append(self._pod_field(self.topology.client, "metadata.name", LOADGEN_POD))
-        probe = (
-            "python",
-            "-m",
-            "meshsim.testbed.probes",
-            "http",
-            self.entry_url(),
-            str(PROBE_TIMEOUT_S),
-        )
+        probe = (*PROBES, "http", self.entry_url(), str(PROBE_TIMEOUT_S))
         out.append(
             self._in_loadgen(*probe, why="one request through the mesh answers 200", tag="probe")
         )
@@ -199,24 +193,8 @@ class KindRun:
         testbed's own probes, as on the local testbed)."""
         pod = link.pod
         kubectl = self.cluster.kubectl
-        echo = (
-            "python",
-            "-m",
-            "meshsim.testbed.probes",
-            "echo",
-            "0.0.0.0",
-            str(ECHO_PORT),
-            str(ECHO_SECONDS),
-        )
-        rtt = (
-            "python",
-            "-m",
-            "meshsim.testbed.probes",
-            "rtt",
-            f"${link.variable}",
-            str(ECHO_PORT),
-            str(RTT_PROBES),
-        )
+        echo = (*PROBES, "echo", "0.0.0.0", str(ECHO_PORT), str(ECHO_SECONDS))
+        rtt = (*PROBES, "rtt", f"${link.variable}", str(ECHO_PORT), str(RTT_PROBES))
         return [
             self._pod_field(pod, "status.podIP", link.variable),
             replace(
