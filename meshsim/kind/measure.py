@@ -63,6 +63,7 @@ from meshsim.loadgen import STUCK_MARGIN_S, locust_argv, window_latencies
 from meshsim.profile import Profile
 from meshsim.results import ComponentUsage, MeasuredLink, MeasuredNetwork, ModeResult, RunResult
 from meshsim.scenario import Mode, Scenario
+from meshsim.signals import sigterm_unwinds
 from meshsim.testbed.dataplane import APP_PORT, load_users
 from meshsim.testbed.names import new_run_id
 from meshsim.topology import CLIENT, Pod, Topology, build_topology, resolve_nodes
@@ -524,25 +525,14 @@ def measure_kind(
     session = _Session(run, runner, clock if clock is not None else SystemClock(), say)
     if setup:
         preflight(runner, which)
-    results: dict[str, ModeResult] = {}
     workdir = Path(tempfile.mkdtemp(prefix=f"meshsim-kind-{run.run_id}-"))
     say(f"kind run {run.run_id}: cluster {run.cluster.name}")
     warning = run.window_warning()
     if warning:
         say(warning)
     try:
-        if setup:
-            session.setup()
-        for mode in run.modes:
-            try:
-                results[mode] = session.mode(mode, workdir)
-            except BaseException:
-                session.best_effort(run.mode_down(mode))
-                raise
-            session.do_all(run.mode_down(mode))
-            r = results[mode]
-            p50 = r.latency_ms.p50
-            say(f"{mode}: {r.requests} requests, {r.throughput_rps:.1f} rps, p50 {p50:.3f} ms")
+        with sigterm_unwinds():
+            results = _measure_modes(run, session, workdir, setup=setup)
     except BaseException:
         if not keep:
             session.best_effort(run.teardown())
@@ -561,6 +551,27 @@ def measure_kind(
         modes=results,
         network=session.network,
     )
+
+
+def _measure_modes(
+    run: KindRun, session: _Session, workdir: Path, *, setup: bool
+) -> dict[str, ModeResult]:
+    """Set the cluster up (unless it is), then each mode in turn: up, load, down."""
+    results: dict[str, ModeResult] = {}
+    say = session.say
+    if setup:
+        session.setup()
+    for mode in run.modes:
+        try:
+            results[mode] = session.mode(mode, workdir)
+        except BaseException:
+            session.best_effort(run.mode_down(mode))
+            raise
+        session.do_all(run.mode_down(mode))
+        r = results[mode]
+        p50 = r.latency_ms.p50
+        say(f"{mode}: {r.requests} requests, {r.throughput_rps:.1f} rps, p50 {p50:.3f} ms")
+    return results
 
 
 @contextmanager
