@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from distributed import LocalCluster
 
 from meshsim.loader import InputError
 from meshsim.scenario import Scenario
@@ -162,6 +163,14 @@ def test_local_and_dask_executors_give_identical_tables(tmp_path: Path) -> None:
     assert (local.ran, dask.ran, local.failed, dask.failed) == (6, 6, [], [])
     text = local.table.read_text()
     assert text == dask.table.read_text()
+    # the same through the address of a scheduler someone else started (here: on loopback)
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tcp://127.0.0.1:")
+        remote = run_sweep(plan, tmp_path / "remote", executor="dask", scheduler=address)
+    assert remote.table.read_text() == text
     rows = table_rows(text)
     assert [(r["pods_per_node"], r["mode"]) for r in rows] == [
         (str(n), m) for n in (1, 2) for m in ("none", "sidecar", "ambient")
