@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from geventhttpclient.client import HTTPClientPool
 from locust import events, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
@@ -84,6 +85,9 @@ _listen(events.quitting, _write)
 
 class MeshUser(FastHttpUser):
     host = TARGETS[0]
+    # one connection pool for all users, as one client pod's app would keep: connections
+    # are opened as concurrent requests need them and reused, not one per user
+    client_pool = HTTPClientPool(concurrency=USERS)
     connection_timeout = 5.0
     network_timeout = 30.0
 
