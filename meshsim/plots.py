@@ -14,6 +14,7 @@ import io
 import json
 import math
 import statistics
+import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +77,16 @@ class SweepTable:
 
     @property
     def parameters(self) -> list[str]:
-        return [c for c in self.meta["columns"] if c != "mode"]
+        """The swept parameters that take more than one value: the charts' axes."""
+        swept = [c for c in self.meta["columns"] if c != "mode"]
+        varying = [c for c in swept if len(self.values(c)) > 1]
+        return varying or swept[:1]
+
+    @property
+    def fixed(self) -> dict[str, Any]:
+        """Parameters given a single value in the sweep."""
+        swept = [c for c in self.meta["columns"] if c != "mode"]
+        return {c: self.values(c)[0] for c in swept if c not in self.parameters and self.rows}
 
     def values(self, column: str) -> list[Any]:
         seen: list[Any] = []
@@ -244,14 +254,19 @@ def load_inputs(paths: Iterable[Path]) -> Inputs:
 
 
 def _figure(
-    title: str, caption: str, size: tuple[float, float] = (8.0, 5.0), bottom: float = 0.05
+    title: str, caption: str, size: tuple[float, float] = (8.0, 5.0), extra: float = 0.0
 ) -> Figure:
-    # The caption gets the bottom 5% of the figure (`bottom` reserves more, for a shared
-    # legend above it); the layout engine keeps out of it.
-    rect = (0.0, bottom, 1.0, 1.0 - bottom)
-    fig = Figure(figsize=size, layout=ConstrainedLayoutEngine(rect=rect))
+    """A figure with its title, and its caption at the bottom, in a band the layout engine
+    keeps out of; `extra` (a fraction of the height) reserves room above the caption."""
+    # About 16 characters of 7.5 pt text per inch: wrap long captions instead of cutting
+    # them; each line takes about 0.13 inch.
+    lines = textwrap.wrap(caption, width=int(size[0] * 16))
+    bottom = (0.06 + 0.13 * len(lines)) / size[1] + extra
+    fig = Figure(
+        figsize=size, layout=ConstrainedLayoutEngine(rect=(0.0, bottom, 1.0, 1.0 - bottom))
+    )
     fig.suptitle(title, fontsize=12, fontweight="bold")
-    fig.text(0.01, 0.012, caption, fontsize=7.5, color="#444444", ha="left", va="bottom")
+    fig.text(0.01, 0.012, "\n".join(lines), fontsize=7.5, color="#444444", ha="left", va="bottom")
     return fig
 
 
@@ -268,6 +283,8 @@ def _sweep_caption(table: SweepTable, extra: str = "") -> str:
         f"Sweep: {meta['sweep']} · scenario: {meta['scenario']} · profile: {meta['profile']}"
         f" · engine: {meta['engine']} · {len(table.rows)} runs"
     )
+    if table.fixed:
+        text += " · " + _where(table.fixed)
     return f"{text} · {extra}" if extra else text
 
 
@@ -463,7 +480,7 @@ def sweep_curves(table: SweepTable, metric: str, combo: dict[str, Any]) -> Chart
     where = _where(combo)
     title = f"{label[0].upper()}{label[1:]} against {x_name}" + (f" ({where})" if where else "")
     note = "points where a proxy ran out of worker threads are left out"
-    fig = _figure(title, _sweep_caption(table, note), size=(5.0 * len(modes) + 1, 4.8))
+    fig = _figure(title, _sweep_caption(table, note), size=(max(8.0, 5.0 * len(modes) + 1), 4.8))
     axes = fig.subplots(1, len(modes), sharey=True, squeeze=False)[0]
     xs = table.values(x_name)
     numeric = all(isinstance(v, int | float) for v in xs)
@@ -669,7 +686,7 @@ def _error_scatter(
     if not rows and not fitted:
         return None
     band_of = "held-out " if fitted else ""
-    fig = _figure(title, caption, size=(16.0, 5.6), bottom=0.13)
+    fig = _figure(title, caption, size=(16.0, 5.6), extra=0.1)
     axes = fig.subplots(1, len(CALIBRATION_PANELS))
     for ax, (panel, figures) in zip(axes, CALIBRATION_PANELS.items(), strict=True):
         pts = [r for r in rows if r.figure in figures]
