@@ -177,3 +177,14 @@ def test_plot_command_refuses_what_it_cannot_read(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["plot", str(tmp_path / "x.txt"), "-o", str(tmp_path)])
     assert result.exit_code == 2
     assert "not a run summary JSON, a results folder or a sweep folder" in result.output
+
+
+def test_a_parameter_with_one_value_is_named_in_the_caption_not_drawn_as_an_axis() -> None:
+    table = synthetic_table({(1, 1): 0.5, (2, 1): 0.95, (1, 2): 0.6, (2, 2): 0.97})
+    for row in table.rows:
+        row["c"] = 7
+    table.meta["columns"] = ["c", "a", "b", "mode"]
+    assert (table.parameters, table.fixed) == (["a", "b"], {"c": 7})
+    chart = sweep_heatmap(table, "mesh_cpu_saving", "ambient", {})
+    assert chart is not None and "c = 7" in caption_of(chart)
+    assert chart.figure.axes[0].get_xlabel() == "a"
