@@ -82,6 +82,10 @@ class Topology:
     def waypoint_key(self, service: str, scope: str) -> str:
         return self.namespaces[service] if scope == "namespace" else service
 
+    def services_behind(self, waypoint: Proxy, scope: str) -> list[str]:
+        """The services a waypoint fronts (its namespace's, or its one service)."""
+        return [s for s in self.services if self.waypoint_key(s, scope) == waypoint.key]
+
     def proxies(self, mode: Mode, scenario: Scenario, profile: Profile) -> list[Proxy]:
         """The proxies a mode deploys, in a stable order."""
         mesh = scenario.mesh

@@ -164,9 +164,8 @@ class _Simulation:
             elif p.kind == "ztunnel":
                 self.ztunnel_of[p.node] = box
             else:
-                for svc in topology.services:
-                    if topology.waypoint_key(svc, scenario.mesh.waypoint_scope) == p.key:
-                        self.waypoint_of[svc] = box
+                for svc in topology.services_behind(p, scenario.mesh.waypoint_scope):
+                    self.waypoint_of[svc] = box
         self.app_slots: list[simpy.Resource | None] = []
         self.app_draws: list[tuple[Draws | float, Draws | float, Draws, Draws]] = []
         for pod in topology.pods:

@@ -108,9 +108,8 @@ class _Builder:
         self.waypoint_for: dict[str, Proxy] = {}  # service -> its waypoint
         for proxy in self.proxies:
             if proxy.kind == "waypoint":
-                for svc in topology.services:
-                    if topology.waypoint_key(svc, scope) == proxy.key:
-                        self.waypoint_for[svc] = proxy
+                for svc in topology.services_behind(proxy, scope):
+                    self.waypoint_for[svc] = proxy
 
     # ---- shared pieces --------------------------------------------------------------
 
