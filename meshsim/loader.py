@@ -26,7 +26,9 @@ __all__ = [
     "Problem",
     "load_profile",
     "load_scenario",
+    "read_source",
     "resolve_profile_path",
+    "validate_source",
 ]
 
 PathKey = tuple[str | int, ...]
@@ -66,7 +68,7 @@ def format_path(path: Iterable[str | int]) -> str:
     return out
 
 
-class _Source:
+class Source:
     """A parsed YAML document with the position of every key and value."""
 
     def __init__(self, file: str, text: str):
@@ -157,7 +159,7 @@ def _model_in(annotation: Any) -> Any:
     return None
 
 
-def _explain(error: Any, source: _Source, model: type[BaseModel]) -> Problem:
+def _explain(error: Any, source: Source, model: type[BaseModel]) -> Problem:
     loc = source.data_path(error["loc"])
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -205,15 +207,15 @@ _PLAIN = {
 }
 
 
-def _read(path: Path) -> _Source:
+def read_source(path: Path) -> Source:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError([Problem(str(path), 1, 1, "", f"cannot read: {exc.strerror}")]) from None
-    return _Source(str(path), text)
+    return Source(str(path), text)
 
 
-def _validate(source: _Source, model: type[M]) -> M:
+def validate_source(source: Source, model: type[M]) -> M:
     if not isinstance(source.data, dict):
         raise InputError([source.problem((), "expected a mapping of keys at the top level")])
     try:
@@ -225,7 +227,7 @@ def _validate(source: _Source, model: type[M]) -> M:
 
 
 def _without_misspelled_missing(
-    errors: list[Any], source: _Source, model: type[BaseModel]
+    errors: list[Any], source: Source, model: type[BaseModel]
 ) -> list[Any]:
     """A misspelled key is both unknown and missing; report it once, as unknown + did-you-mean."""
     misspelled = set()
@@ -281,14 +283,14 @@ def resolve_profile_path(name: str, scenario_file: Path) -> Path | None:
 
 
 def load_profile(path: Path) -> Profile:
-    return _validate(_read(path), Profile)
+    return validate_source(read_source(path), Profile)
 
 
 def load_scenario(path: Path | str) -> tuple[Scenario, Profile]:
     """Load and fully check a scenario and the profile it names."""
     path = Path(path)
-    source = _read(path)
-    scenario = _validate(source, Scenario)
+    source = read_source(path)
+    scenario = validate_source(source, Scenario)
     problems = [source.problem(p, msg) for p, msg in check_scenario(scenario)]
     profile_path = resolve_profile_path(scenario.profile, path)
     if profile_path is None:

@@ -35,7 +35,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from meshsim.checks import check_scenario, did_you_mean
-from meshsim.loader import InputError, _read, _validate, format_path, load_profile
+from meshsim.loader import InputError, format_path, load_profile, read_source, validate_source
 from meshsim.loader import resolve_profile_path as _resolve_profile
 from meshsim.profile import Profile
 from meshsim.results import COMPONENT_CLASSES, RunResult
@@ -51,6 +51,8 @@ __all__ = [
     "SweepSpec",
     "SweepSummary",
     "apply_point",
+    "check_parameter_names",
+    "expand_points",
     "gather_table",
     "load_sweep",
     "run_point",
@@ -349,7 +351,7 @@ def point_seed(base_seed: int, params: dict[str, Scalar]) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) % 2**31
 
 
-def _check_names(spec: SweepSpec, source: Any) -> list[Any]:
+def check_parameter_names(spec: SweepSpec, source: Any) -> list[Any]:
     problems = []
     for name, param in spec.parameters.items():
         if name in NAMED_PARAMETERS:
@@ -407,7 +409,7 @@ def _check_names(spec: SweepSpec, source: Any) -> list[Any]:
     return problems
 
 
-def _expand(spec: SweepSpec, base_modes: list[str]) -> tuple[list[Point], tuple[str, ...]]:
+def expand_points(spec: SweepSpec, base_modes: list[str]) -> tuple[list[Point], tuple[str, ...]]:
     rows: list[dict[str, Scalar]] = []
     if spec.grid:
         names = list(spec.grid)
@@ -434,14 +436,14 @@ def _expand(spec: SweepSpec, base_modes: list[str]) -> tuple[list[Point], tuple[
 def load_sweep(path: Path | str) -> SweepPlan:
     """Read a sweep file, its base scenario and profile; check every parameter path."""
     path = Path(path)
-    source = _read(path)
-    spec = _validate(source, SweepSpec)
-    problems = _check_names(spec, source)
+    source = read_source(path)
+    spec = validate_source(source, SweepSpec)
+    problems = check_parameter_names(spec, source)
     if problems:
         raise InputError(problems)
     scenario_path = path.parent / spec.scenario
-    base_source = _read(scenario_path)
-    scenario = _validate(base_source, Scenario)
+    base_source = read_source(scenario_path)
+    scenario = validate_source(base_source, Scenario)
     scenario_problems = [base_source.problem(p, m) for p, m in check_scenario(scenario)]
     if scenario_problems:
         raise InputError(scenario_problems)
@@ -450,7 +452,7 @@ def load_sweep(path: Path | str) -> SweepPlan:
         raise InputError(
             [base_source.problem(("profile",), f"no profile '{scenario.profile}' found")]
         )
-    points, columns = _expand(spec, list(scenario.mesh.modes))
+    points, columns = expand_points(spec, list(scenario.mesh.modes))
     return SweepPlan(
         spec=spec,
         file=path,

@@ -28,9 +28,16 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from meshsim.checks import check_scenario
-from meshsim.loader import InputError, _read, _validate
+from meshsim.loader import InputError, read_source, validate_source
 from meshsim.scenario import Mode, Scenario
-from meshsim.sweep import ParameterSpec, Scalar, SweepSpec, _check_names, _expand, apply_point
+from meshsim.sweep import (
+    ParameterSpec,
+    Scalar,
+    SweepSpec,
+    apply_point,
+    check_parameter_names,
+    expand_points,
+)
 
 __all__ = ["CalibrationGrid", "GridPlan", "Holdout", "Setting", "load_grid", "split"]
 
@@ -104,7 +111,7 @@ class GridPlan:
 def _settings(grid: CalibrationGrid, doc: dict[str, Any], file: Path) -> list[Setting]:
     base = _validate_scenario(doc, file)
     spec = grid.as_sweep(str(file))
-    points, _ = _expand(spec, list(base.mesh.modes))
+    points, _ = expand_points(spec, list(base.mesh.modes))
     by_params: dict[str, tuple[dict[str, Scalar], list[Mode], int]] = {}
     for point in points:
         params = {k: v for k, v in point.params.items() if k != "mode"}
@@ -140,9 +147,9 @@ def load_grid(grid_file: Path | None, scenario_file: Path) -> GridPlan:
     if grid_file is None:
         grid = CalibrationGrid(name="as-written")
     else:
-        source = _read(grid_file)
-        grid = _validate(source, CalibrationGrid)
-        problems = _check_names(grid.as_sweep(str(scenario_file)), source)
+        source = read_source(grid_file)
+        grid = validate_source(source, CalibrationGrid)
+        problems = check_parameter_names(grid.as_sweep(str(scenario_file)), source)
         problems = [p for p in problems if "a sweep needs a grid" not in p.message]
         if problems:
             raise InputError(problems)
@@ -151,7 +158,7 @@ def load_grid(grid_file: Path | None, scenario_file: Path) -> GridPlan:
         files += [grid_file.parent / t for t in grid.topologies]
     settings: list[Setting] = []
     for file in files:
-        settings += _settings(grid, _read(file).data, file)
+        settings += _settings(grid, read_source(file).data, file)
     varying = tuple(
         k for k in settings[0].params if len({json.dumps(s.params.get(k)) for s in settings}) > 1
     )
