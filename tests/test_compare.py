@@ -112,3 +112,17 @@ def test_cli_rejects_a_file_that_is_not_a_run(tmp_path: Path) -> None:
     out = CliRunner().invoke(main, ["compare", str(bad), str(bad)])
     assert out.exit_code == 2
     assert f"{bad}: not a run result (summary JSON)" in out.output
+
+
+def test_summary_by_component_kind() -> None:
+    rows = [
+        ErrorRow("", "sidecar", "memory", "web-0", 40.0, 64.0, "app"),
+        ErrorRow("", "sidecar", "memory", "web-0.sidecar", 10.0, 11.0, "sidecar"),
+        ErrorRow("", "sidecar", "memory", "db-0.sidecar", 10.0, 9.0, "sidecar"),
+    ]
+    by_name = {s.figure: s for s in summarize(rows, by_kind=True)}
+    assert by_name["memory"].median_abs_error == pytest.approx(0.1)
+    assert by_name["memory/app"].median_abs_error == pytest.approx(0.6)
+    assert by_name["memory/sidecar"].median_abs_error == pytest.approx(0.1)
+    assert by_name["memory/sidecar"].bound == 0.15  # the memory bound applies to each kind
+    assert "cpu/app" not in by_name or by_name["cpu/app"].count == 0

@@ -217,7 +217,9 @@ def profile_yaml(doc: dict[str, Any], header: str) -> str:
 def rows_csv(rows: Sequence[ErrorRow]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["point", "mode", "figure", "component", "measured", "simulated", "error"])
+    writer.writerow(
+        ["point", "mode", "figure", "component", "kind", "measured", "simulated", "error"]
+    )
     for r in rows:
         error = "" if r.error is None else f"{r.error:.6f}"
         writer.writerow(
@@ -226,6 +228,7 @@ def rows_csv(rows: Sequence[ErrorRow]) -> str:
                 r.mode,
                 r.figure,
                 r.component,
+                r.kind,
                 f"{r.measured:.6g}",
                 f"{r.simulated:.6g}",
                 error,
@@ -243,9 +246,10 @@ def report_text(cal: Calibration) -> str:
             f"rms error {stage.rms_before:.3f} (prior) -> {stage.rms_after:.3f}"
         )
         lines += [f"    {e.describe()}" for e in stage.estimates]
-    lines += ["", "fitted settings (in sample):", *summary_lines(summarize(cal.in_sample))]
+    lines += ["", "fitted settings (in sample):"]
+    lines += summary_lines(summarize(cal.in_sample, by_kind=True))
     lines += ["", "held-out settings (never seen by the fit):"]
-    lines += summary_lines(summarize(cal.held_out_rows))
+    lines += summary_lines(summarize(cal.held_out_rows, by_kind=True))
     return "\n".join(lines) + "\n"
 
 

@@ -34,6 +34,7 @@ __all__ = [
 FIGURES = ("p50", "p90", "p99", "throughput", "cpu", "memory")
 # The calibration issue's acceptance bounds on the median relative error of held-out runs.
 BOUNDS = {"p50": 0.10, "p99": 0.20, "cpu": 0.10, "memory": 0.15}
+_KIND_ORDER = ["app", "sidecar", "ztunnel", "waypoint", "loadgen"]
 _UNITS = {"p50": "ms", "p90": "ms", "p99": "ms", "throughput": "rps", "cpu": "cores"}
 
 
@@ -47,6 +48,7 @@ class ErrorRow:
     component: str  # "" for latency and throughput
     measured: float
     simulated: float
+    kind: str = ""  # the component's kind (app, sidecar, ztunnel, waypoint)
 
     @property
     def error(self) -> float | None:
@@ -65,7 +67,7 @@ class FigureSummary:
 
     @property
     def bound(self) -> float | None:
-        return BOUNDS.get(self.figure)
+        return BOUNDS.get(self.figure.split("/")[0])
 
     @property
     def within_bound(self) -> bool | None:
@@ -94,7 +96,15 @@ def compare_modes(
             if meas.kind == "loadgen" or sim is None:
                 continue
             rows.append(
-                ErrorRow(point, mode, figure, meas.name, getattr(meas, attr), getattr(sim, attr))
+                ErrorRow(
+                    point,
+                    mode,
+                    figure,
+                    meas.name,
+                    getattr(meas, attr),
+                    getattr(sim, attr),
+                    meas.kind,
+                )
             )
     return rows
 
@@ -120,16 +130,25 @@ def unmatched_components(measured: RunResult, simulated: RunResult) -> list[str]
     return out
 
 
-def summarize(rows: Iterable[ErrorRow]) -> list[FigureSummary]:
-    """Median and worst absolute relative error per figure (rows without an error skipped)."""
+def summarize(rows: Iterable[ErrorRow], *, by_kind: bool = False) -> list[FigureSummary]:
+    """Median and worst absolute relative error per figure (rows without an error skipped);
+    `by_kind` adds CPU and memory per component kind (as 'cpu/app', 'memory/sidecar'...)."""
     rows = list(rows)
     out = []
-    for figure in FIGURES:
-        mine = [r for r in rows if r.figure == figure and r.error is not None]
+    figures: list[tuple[str, str, str | None]] = [(f, f, None) for f in FIGURES]
+    if by_kind:
+        kinds = sorted({r.kind for r in rows if r.kind}, key=_KIND_ORDER.index)
+        figures += [(f"{f}/{k}", f, k) for f in ("cpu", "memory") for k in kinds]
+    for name, figure, kind in figures:
+        mine = [
+            r
+            for r in rows
+            if r.figure == figure and (kind is None or r.kind == kind) and r.error is not None
+        ]
         errors = [abs(r.error) for r in mine if r.error is not None]
         worst = max(mine, key=lambda r: abs(r.error or 0.0)) if mine else None
         out.append(
-            FigureSummary(figure, len(mine), statistics.median(errors) if errors else None, worst)
+            FigureSummary(name, len(mine), statistics.median(errors) if errors else None, worst)
         )
     return out
 

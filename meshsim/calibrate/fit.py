@@ -54,6 +54,9 @@ EFFECT_TOL = 1e-3
 # effects of parameters already kept is a combination of them.
 COLLINEAR_TOL = 1e-2
 FD_STEP = 0.1
+# The latency stage differentiates the simulator at every step and its objective is
+# noisy (percentiles of finite runs): a few steps get most of the way.
+LATENCY_MAX_STEPS = 8
 # The residual of a simulated figure that does not exist (no request completed in the
 # window), so that every candidate has the same residuals to compare.
 UNDEFINED_PENALTY = 10.0  # finite-difference step, as a fraction of the parameter's scale
@@ -313,7 +316,7 @@ def _solve(
             bounds=(np.zeros(len(free)), upper),
             x_scale=scales,
             method="trf",
-            max_nfev=40,
+            max_nfev=40 if linear else LATENCY_MAX_STEPS,
         )
         x = np.asarray(solution.x)
     r = residuals(x)
@@ -372,7 +375,10 @@ def _fit_stage(model: _Model, stage: Stage, profile: Profile, say: Say) -> tuple
         _rms(r1),
         [estimates[j] for j in range(len(params))],
     )
-    say(f"{stage}: rms error {result.rms_before:.3f} -> {result.rms_after:.3f}")
+    say(
+        f"{stage}: rms error {result.rms_before:.3f} -> {result.rms_after:.3f} "
+        f"({model.runs} simulations so far)"
+    )
     return with_values(profile, values), result
 
 
