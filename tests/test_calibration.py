@@ -367,3 +367,17 @@ def test_cli_refits_a_dataset_and_prints_the_held_out_table(tmp_path: Path, trut
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1
     assert f"{plan.settings[0].label} is not in the dataset (--no-measure)" in result.output
+
+
+def test_a_loosely_determined_estimate_that_holds_the_prior_keeps_it(truth: Profile) -> None:
+    # at low load a ztunnel's deferred CPU hardly delays anything: the percentiles barely
+    # constrain it, and the interval of the estimate holds the prior
+    points = _points(truth, [50, 200], [256, 16384], ["none", "ambient"])
+    fit = fit_profile(points, truth, engine="vector", stages=("latency",))
+    e = _estimate(fit, "ztunnel.cpu.deferred_fraction")
+    assert e.status == "poorly determined" and e.kept_prior
+    assert e.note.endswith("holds the prior: kept")
+    assert e.value == e.prior == get_value(fit.profile, "ztunnel.cpu.deferred_fraction")
+    assert e.describe().startswith("ztunnel.cpu.deferred_fraction: kept at prior 0.1 fraction")
+    # the others are fitted again without it
+    assert _estimate(fit, "ztunnel.hop_latency_us").status == "fitted"

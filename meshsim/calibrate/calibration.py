@@ -182,6 +182,8 @@ def fitted_profile_doc(
             source = f"not fitted ({why}) by {dataset_ref}; {kept}"
         elif e.status == "not identifiable":
             source = f"not identifiable from {dataset_ref} ({e.note}); {kept}"
+        elif e.kept_prior:
+            source = f"poorly determined by {dataset_ref} (fit {e.note}); {kept}"
         else:
             ci = f" ± {e.ci95:.3g}" if e.ci95 is not None else ""
             source = (

@@ -19,6 +19,7 @@ the estimate itself is reported as poorly determined.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -89,11 +90,23 @@ class Estimate:
     status: Status
     note: str = ""
 
+    @property
+    def holds_prior(self) -> bool:
+        """The 95% interval contains the prior value."""
+        return self.ci95 is not None and abs(self.value - self.prior) <= self.ci95
+
+    @property
+    def kept_prior(self) -> bool:
+        """Not identifiable, or too loosely determined to move away from the prior."""
+        return self.status == "not identifiable" or (
+            self.status == "poorly determined" and self.note.endswith("holds the prior: kept")
+        )
+
     def describe(self) -> str:
         unit = self.parameter.unit
         ci = f" ± {self.ci95:.3g}" if self.ci95 is not None else ""
         what = f"{self.value:.4g}{ci} {unit}"
-        if self.status == "not identifiable":
+        if self.kept_prior:
             what = f"kept at prior {self.prior:.4g} {unit}"
         note = f" — {self.note}" if self.note else ""
         return f"{self.parameter.path}: {what} [{self.status}]{note}"
@@ -364,8 +377,26 @@ def _fit_stage(model: _Model, stage: Stage, profile: Profile, say: Say) -> tuple
     r1 = r0
     if free:
         xf, r1, ci = _solve(fit, free, x0[kept], scales[kept], jac0[:, kept])
-        for k, j in enumerate(kept):
-            estimates[j] = _estimate(params[j], prior[params[j].path], float(xf[k]), ci[k])
+        first = {j: _estimate(params[j], prior[params[j].path], float(xf[k]), ci[k])
+                 for k, j in enumerate(kept)}  # fmt: skip
+        # An estimate the data barely constrain, whose interval holds the prior, does not
+        # contradict the prior: keep the prior and fit the others again without it.
+        keep = [j for j, e in first.items() if e.status == "poorly determined" and e.holds_prior]
+        estimates.update(first)
+        for j in keep:
+            e = first[j]
+            estimates[j] = dataclasses.replace(
+                e, value=e.prior, note=f"{e.value:.4g} ± {e.ci95:.3g} holds the prior: kept"
+            )
+            fit.fixed[params[j].path] = e.prior
+        again = [j for j in kept if j not in keep]
+        if keep and again:
+            free = [params[j] for j in again]
+            xf, r1, ci = _solve(fit, free, x0[again], scales[again], jac0[:, again])
+            for k, j in enumerate(again):
+                estimates[j] = _estimate(params[j], prior[params[j].path], float(xf[k]), ci[k])
+        elif keep:
+            r1 = fit.residuals(np.zeros(0), [])
     values = {p.path: estimates[j].value for j, p in enumerate(params)}
     result = StageFit(
         stage,
