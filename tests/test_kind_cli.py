@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from click.testing import CliRunner
 
 from meshsim.cli import main
@@ -64,3 +65,35 @@ def test_kind_options_without_the_kind_backend_are_refused() -> None:
     result = CliRunner().invoke(main, ["measure", MICROSERVICES, "--dry-run"])
     assert result.exit_code == 2
     assert "--dry-run, --cluster, --keep: only with --backend kind" in result.output
+
+
+def test_a_scenario_too_large_for_one_machine_is_refused_before_anything_runs() -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "measure",
+            str(ROOT / "scenarios" / "large-cluster.yaml"),
+            "--backend",
+            "kind",
+            "--dry-run",
+        ],
+    )
+    assert result.exit_code == 1
+    assert result.output == (
+        "meshsim measure: scenario large-cluster has 1000 nodes; the kind backend runs each as "
+        "a container on this machine and takes at most 16: simulate it with `meshsim run`, and "
+        "calibrate on a smaller scenario\n"
+    )
+
+
+def test_too_many_pods_are_refused_too() -> None:
+    from meshsim.kind import KindError, KindRun
+    from meshsim.loader import load_profile
+    from tests.builders import ISTIO, base_scenario, scenario_of
+
+    doc = base_scenario(workloads=[{"name": "app", "replicas": 400, "cpu_millicores": 1}])
+    doc["cluster"] |= {"nodes": 2, "max_pods_per_node": 300}
+    with pytest.raises(
+        KindError, match=r"has 401 pods \(with the load generator's\); .* at most 400"
+    ):
+        KindRun.new(scenario_of(doc), load_profile(ISTIO))

@@ -81,6 +81,11 @@ RTT_PROBES = 200
 # The kubelet refreshes container stats every 10-15 s and CPU needs two refreshes inside
 # the window: shorter windows may leave a component without a figure.
 MIN_WINDOW_S = 30.0
+# kind runs every node as a container (a kubelet and its system pods: about 0.5 GiB) and
+# every pod as a Python process (tens of MiB) on one machine: past this it is a laptop
+# that is measured, not the scenario, so larger scenarios are refused up front.
+MAX_NODES = 16
+MAX_PODS = 400
 LOADGEN_POD = "LOADGEN_POD"  # shell variables the plan sets and later commands use
 _CLUSTER_NAME = re.compile(rf"^{CLUSTER_PREFIX}[0-9a-f]{{8}}$")
 Say = Callable[[str], None]
@@ -110,7 +115,20 @@ class KindRun:
     topology: Topology = field(init=False)
 
     def __post_init__(self) -> None:
+        nodes, name = len(self.cluster.nodes), self.scenario.name
+        if nodes > MAX_NODES:
+            raise KindError(
+                f"scenario {name} has {nodes} nodes; the kind backend runs each as a container "
+                f"on this machine and takes at most {MAX_NODES}: simulate it with `meshsim run`, "
+                "and calibrate on a smaller scenario"
+            )
         self.topology = build_topology(self.scenario)
+        pods = len(self.topology.pods)
+        if pods > MAX_PODS:
+            raise KindError(
+                f"scenario {name} has {pods} pods (with the load generator's); the kind "
+                f"backend runs each on this machine and takes at most {MAX_PODS}"
+            )
 
     @classmethod
     def new(
@@ -588,7 +606,13 @@ def shared_cluster(
     pass to `measure_kind(..., cluster=NAME, setup=False)`; deleted at the end."""
     runner = runner if runner is not None else SubprocessRunner(say)
     largest = max(scenarios, key=lambda s: len(resolve_nodes(s)))
-    cluster = Cluster(f"{CLUSTER_PREFIX}{new_run_id()}", resolve_nodes(largest), created=True)
+    name = f"{CLUSTER_PREFIX}{new_run_id()}"
+    cluster = Cluster(name, resolve_nodes(largest), created=True)
+    if len(cluster.nodes) > MAX_NODES:
+        raise KindError(
+            f"scenario {largest.name} has {len(cluster.nodes)} nodes; the kind backend takes "
+            f"at most {MAX_NODES}"
+        )
     preflight(runner, which)
     try:
         for command in cluster_setup(cluster):

@@ -99,7 +99,13 @@ def measure(
         )
         sys.exit(BAD_INPUT)
     if dry_run:
-        run = KindRun.new(scenario, profile, modes=list(modes) or None, seed=seed, cluster=cluster)
+        try:
+            run = KindRun.new(
+                scenario, profile, modes=list(modes) or None, seed=seed, cluster=cluster
+            )
+        except KindError as err:
+            click.echo(f"meshsim measure: {err}", err=True)
+            sys.exit(FAILED)
         click.echo(kind_plan(run, keep=keep), nl=False)
         return
 
