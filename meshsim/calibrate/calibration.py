@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -75,10 +76,14 @@ def measure_grid(
         if run is not None and set(setting.modes) <= set(run.modes):
             say(f"[{n}/{todo}] {setting.label}: already measured")
         else:
-            started = time.monotonic()
+            started, load_before = time.monotonic(), os.getloadavg()
             say(f"[{n}/{todo}] measuring {setting.label} ({', '.join(setting.modes)})")
             run = measure(setting)
             save_measured(folder, setting.scenario, run)
+            # the host is shared: what else ran then is part of the measurement's record
+            conditions = {"measured_at": time.ctime(), "load_average_before": load_before,
+                          "load_average_after": os.getloadavg()}  # fmt: skip
+            (folder / "conditions.json").write_text(json.dumps(conditions) + "\n")
             say(f"[{n}/{todo}] {setting.label}: done in {time.monotonic() - started:.0f} s")
         runs[setting.key] = run
     return runs
@@ -255,8 +260,17 @@ def report_text(cal: Calibration) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _conditions(folder: Path) -> Any:
+    path = folder / "conditions.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def manifest(
-    plan: GridPlan, scenario_file: Path, runs: dict[str, RunResult], host: dict[str, Any]
+    plan: GridPlan,
+    scenario_file: Path,
+    dataset: Path,
+    runs: dict[str, RunResult],
+    host: dict[str, Any],
 ) -> dict[str, Any]:
     _, held = split(plan.settings, plan.grid.holdout)
     held_keys = {s.key for s in held}
@@ -277,6 +291,7 @@ def manifest(
                 "held_out": s.key in held_keys,
                 "result": f"{s.key}/{runs[s.key].file_stem()}.json" if s.key in runs else None,
                 "measured": s.key in runs,
+                "conditions": _conditions(dataset / s.key),
             }
             for s in plan.settings
         ],

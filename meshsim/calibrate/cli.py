@@ -155,10 +155,13 @@ def calibrate(
     out_dir = out_dir or Path("results") / "calibration" / scenario.name
     dataset = out_dir / "dataset"
     say(f"grid {plan.grid.name}: {len(plan.settings)} settings; dataset {dataset}")
+    manifest_file = dataset / "manifest.json"
     host = cal.host_facts()
+    if no_measure and manifest_file.is_file():  # the facts of the host that measured
+        host = json.loads(manifest_file.read_text()).get("host", host)
     runs = cal.measure_grid(plan, dataset, _measure_with(prior, no_measure, say), say)
-    ref = _repo_relative(dataset / "manifest.json")
-    cal.write_manifest(dataset / "manifest.json", cal.manifest(plan, scenario_file, runs, host))
+    ref = _repo_relative(manifest_file)
+    cal.write_manifest(manifest_file, cal.manifest(plan, scenario_file, dataset, runs, host))
     name = profile_name or f"calibrated-{scenario.name}"
     result = cal.run_calibration(plan, runs, prior, engine=engine, say=say)
     doc = cal.fitted_profile_doc(result, prior, ref, name)
