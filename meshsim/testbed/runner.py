@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Literal
 
 import numpy as np
@@ -29,6 +28,7 @@ from meshsim.loadgen import load_config, locust_argv, window_latencies
 from meshsim.profile import Profile
 from meshsim.results import ComponentUsage, MeasuredLink, MeasuredNetwork, ModeResult, RunResult
 from meshsim.scenario import Mode, Scenario
+from meshsim.signals import sigterm_unwinds
 from meshsim.testbed.accounting import (
     ComponentCgroup,
     ProxyStats,
@@ -425,25 +425,6 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else 0.0
 
 
-class _Stopped(KeyboardInterrupt):
-    """SIGTERM, turned into an exception so that every `finally` tears down."""
-
-
-@contextmanager
-def _signals_tear_down() -> Iterator[None]:
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise _Stopped(f"signal {signum}")
-
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread receives signals
-        return
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 @contextmanager
 def _signals_ignored() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
@@ -471,7 +452,7 @@ def measure_local(
     chosen = list(modes) if modes else list(scenario.mesh.modes)
     results: dict[str, ModeResult] = {}
     bed = LocalTestbed(scenario, profile, modes=chosen, seed=seed, say=say, pin_cpus=pin_cpus)
-    with _signals_tear_down(), bed:
+    with sigterm_unwinds(), bed:
         if on_start is not None:
             on_start(bed.run_id)
         for mode in chosen:
