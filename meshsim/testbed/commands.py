@@ -37,7 +37,7 @@ def measured_scenario(scenario: Scenario, profile_path: Path, run: RunResult) ->
             "cross_zone_ms": round(net.cross_zone_ms, 6),
         }
     header = (
-        f"# {scenario.name} as measured on the local testbed: link delays are half the\n"
+        f"# {scenario.name} as measured by {run.engine}: link delays are half the\n"
         "# round trips measured when the testbed came up. Simulate it with `meshsim run`.\n"
     )
     return header + yaml.safe_dump(doc, sort_keys=False)
