@@ -148,7 +148,9 @@ def test_what_the_grid_cannot_pin_down_is_reported(
     # no new connection opens in a short run with hour-long idle timeouts: no handshake CPU
     hs = _estimate(full_fit, "sidecar.cpu.handshake_us.client")
     assert hs.status == "not identifiable"
-    assert hs.note == "the measured figures do not depend on it"
+    assert hs.note == (
+        "no handshake completes inside a measurement window (simulated and measured)"
+    )
     # one topology: the configuration's size never changes, so it is the base memory
     svc = _estimate(full_fit, "sidecar.memory.per_service_kib")
     assert svc.status == "not identifiable"
@@ -381,3 +383,28 @@ def test_a_loosely_determined_estimate_that_holds_the_prior_keeps_it(truth: Prof
     assert e.describe().startswith("ztunnel.cpu.deferred_fraction: kept at prior 0.1 fraction")
     # the others are fitted again without it
     assert _estimate(fit, "ztunnel.hop_latency_us").status == "fitted"
+
+
+def test_handshake_cpu_is_fitted_when_connections_open_in_the_window(
+    istio_profile: Profile,
+) -> None:
+    truth = with_values(istio_profile, {"sidecar.cpu.handshake_us.client": 900.0,
+                                        "sidecar.cpu.handshake_us.server": 700.0})  # fmt: skip
+    points = []
+    for rate in (50, 150):
+        for reuse in (1, 1000):  # a new connection for every request, or hardly ever
+            doc = _two_pods()
+            doc["traffic"]["open_loop"]["rate_rps"] = rate
+            doc["mesh"] = {"modes": ["sidecar"], "pool": {"max_requests_per_connection": reuse}}
+            scenario = Scenario.model_validate(doc)
+            measured = simulate(scenario, truth, seed=MEASURE_SEED, engine="vector")
+            points.append(
+                FitPoint(
+                    f"{rate}/{reuse}", "sidecar", scenario, measured.modes["sidecar"], FIT_SEED
+                )
+            )
+    fit = fit_profile(points, istio_profile, engine="vector", stages=("cpu",))
+    for side, value in (("client", 900.0), ("server", 700.0)):
+        e = _estimate(fit, f"sidecar.cpu.handshake_us.{side}")
+        assert e.status == "fitted"
+        assert e.value == pytest.approx(value, rel=0.1)

@@ -352,6 +352,24 @@ def _estimate(param: Parameter, prior: float, value: float, ci95: float | None) 
     return Estimate(param, prior, value, ci95, "fitted")
 
 
+def _handshakes_unseen(
+    model: _Model, params: Sequence[Parameter], values: dict[str, float]
+) -> list[int]:
+    """Handshake parameters of kinds whose proxies complete no handshake inside any
+    simulated measurement window (or none inside any measured one)."""
+    seen_sim: set[str] = set()
+    seen_meas: set[str] = set()
+    for i, pt in enumerate(model.points):
+        sim = model.result(i, values, params)
+        seen_sim |= {c.kind for c in sim.components if c.handshakes > 0}
+        seen_meas |= {c.kind for c in pt.measured.components if c.handshakes > 0}
+    return [
+        j
+        for j, p in enumerate(params)
+        if ".handshake_us." in p.path and not (p.kind in seen_sim and p.kind in seen_meas)
+    ]
+
+
 def _fit_stage(model: _Model, stage: Stage, profile: Profile, say: Say) -> tuple[Profile, StageFit]:
     modes = sorted({pt.mode for pt in model.points})
     params = parameters_for(stage, modes)
@@ -362,7 +380,14 @@ def _fit_stage(model: _Model, stage: Stage, profile: Profile, say: Say) -> tuple
     scales = np.array([_scale(p, v) for p, v in zip(params, x0, strict=True)])
     r0 = fit.residuals(x0, params)
     jac0 = fit.jacobian(x0, params)
+    unseen = _handshakes_unseen(model, params, prior)
+    for j in unseen:
+        # Handshake CPU can still leak into the window from a burst that straddles its
+        # start; a fit to that edge effect would be an artefact, not a measurement.
+        jac0[:, j] = 0.0
     kept, why = _identifiable(jac0, params, scales)
+    for j in unseen:
+        why[j] = "no handshake completes inside a measurement window (simulated and measured)"
     free = [params[j] for j in kept]
     fit.fixed = {p.path: prior[p.path] for j, p in enumerate(params) if j not in kept}
     say(
