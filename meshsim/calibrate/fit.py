@@ -55,6 +55,10 @@ EFFECT_TOL = 1e-3
 # effects of parameters already kept is a combination of them.
 COLLINEAR_TOL = 1e-2
 FD_STEP = 0.1
+# A CPU or memory parameter whose sensitivity changes by more than this share between the
+# prior and the solution is not a proportional cost in these figures.
+NONLINEAR_TOL = 0.5
+NOT_PROPORTIONAL = "the figures do not move in proportion to it (an edge effect, not a cost)"
 # The latency stage differentiates the simulator at every step and its objective is
 # noisy (percentiles of finite runs): a few steps get most of the way.
 LATENCY_MAX_STEPS = 8
@@ -299,7 +303,7 @@ def _rms(r: np.ndarray) -> float:
 
 def _solve(
     fit: _Stage, free: list[Parameter], x0: np.ndarray, scales: np.ndarray, jac0: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, list[float | None]]:
+) -> tuple[np.ndarray, np.ndarray, list[float | None], np.ndarray]:
     """Least squares within the parameters' bounds; 95% intervals from the covariance
     s^2 (J^T J)^-1 at the solution, with Student's t on the residual degrees of freedom.
 
@@ -336,10 +340,27 @@ def _solve(
     jac = fit.jacobian(x, free)
     dof = r.size - len(free)
     if dof <= 0:
-        return x, r, [None] * len(free)
+        return x, r, [None] * len(free), jac
     cov = float(r @ r) / dof * np.linalg.pinv(jac.T @ jac)
     t = float(stats.t.ppf(0.975, dof))
-    return x, r, [t * math.sqrt(max(float(cov[k, k]), 0.0)) for k in range(len(free))]
+    ci: list[float | None] = [t * math.sqrt(max(float(cov[k, k]), 0.0)) for k in range(len(free))]
+    return x, r, ci, jac
+
+
+def _not_proportional(
+    stage: Stage, jac0: np.ndarray, jac: np.ndarray, scales: np.ndarray
+) -> list[int]:
+    """Columns of a linear stage whose sensitivity changed by more than half between the
+    prior and the solution."""
+    if stage == "latency":
+        return []
+    out = []
+    for k in range(jac.shape[1]):
+        a, b = jac0[:, k] * scales[k], jac[:, k] * scales[k]
+        size = max(float(np.linalg.norm(a)), float(np.linalg.norm(b)))
+        if size > 0 and float(np.linalg.norm(a - b)) > NONLINEAR_TOL * size:
+            out.append(k)
+    return out
 
 
 def _estimate(param: Parameter, prior: float, value: float, ci95: float | None) -> Estimate:
@@ -401,26 +422,37 @@ def _fit_stage(model: _Model, stage: Stage, profile: Profile, say: Say) -> tuple
     }  # fmt: skip
     r1 = r0
     if free:
-        xf, r1, ci = _solve(fit, free, x0[kept], scales[kept], jac0[:, kept])
+        xf, r1, ci, jac = _solve(fit, free, x0[kept], scales[kept], jac0[:, kept])
         first = {j: _estimate(params[j], prior[params[j].path], float(xf[k]), ci[k])
                  for k, j in enumerate(kept)}  # fmt: skip
+        estimates.update(first)
+        # A cost whose effect at the solution is not what it was at the prior is not a
+        # cost the figures carry in proportion (CPU, memory): an edge effect, e.g. a
+        # burst straddling the window's start. Its estimate would be an artefact.
+        bent = _not_proportional(fit.stage, jac0[:, kept], jac, scales[kept]) if kept else []
+        for k in bent:
+            j = kept[k]
+            estimates[j] = Estimate(params[j], prior[params[j].path], prior[params[j].path],
+                                    None, "not identifiable", NOT_PROPORTIONAL)  # fmt: skip
         # An estimate the data barely constrain, whose interval holds the prior, does not
         # contradict the prior: keep the prior and fit the others again without it.
         keep = [j for j, e in first.items() if e.status == "poorly determined" and e.holds_prior]
-        estimates.update(first)
+        keep = [j for j in keep if kept.index(j) not in bent]
         for j in keep:
             e = first[j]
             estimates[j] = dataclasses.replace(
                 e, value=e.prior, note=f"{e.value:.4g} ± {e.ci95:.3g} holds the prior: kept"
             )
-            fit.fixed[params[j].path] = e.prior
-        again = [j for j in kept if j not in keep]
-        if keep and again:
+        dropped = keep + [kept[k] for k in bent]
+        for j in dropped:
+            fit.fixed[params[j].path] = prior[params[j].path]
+        again = [j for j in kept if j not in dropped]
+        if dropped and again:
             free = [params[j] for j in again]
-            xf, r1, ci = _solve(fit, free, x0[again], scales[again], jac0[:, again])
+            xf, r1, ci, _ = _solve(fit, free, x0[again], scales[again], jac0[:, again])
             for k, j in enumerate(again):
                 estimates[j] = _estimate(params[j], prior[params[j].path], float(xf[k]), ci[k])
-        elif keep:
+        elif dropped:
             r1 = fit.residuals(np.zeros(0), [])
     values = {p.path: estimates[j].value for j, p in enumerate(params)}
     result = StageFit(
