@@ -1,0 +1,80 @@
+"""The vector engine's own contract: determinism per seed, windows, and `--engine auto`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from meshsim.cli import main
+from meshsim.engines import vector
+from meshsim.loader import load_scenario
+from meshsim.profile import Profile
+from meshsim.run import AUTO_VECTOR_VISITS, choose_engine, simulate
+from meshsim.scenario import MODES, Scenario
+from meshsim.topology import build_topology
+
+from .builders import ROOT, base_scenario, scenario_of, write_yaml
+
+
+def shop(duration_s: float = 6.0) -> tuple[Scenario, Profile]:
+    scenario, profile = load_scenario(ROOT / "scenarios" / "quickstart.yaml")
+    traffic = scenario.traffic.model_copy(update={"duration_s": duration_s, "warmup_s": 1.0})
+    return scenario.model_copy(update={"traffic": traffic}), profile
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_same_seed_gives_identical_results(mode: str) -> None:
+    scenario, profile = shop()
+    topology = build_topology(scenario)
+    first = vector.simulate_mode(scenario, profile, topology, mode, seed=3)  # type: ignore[arg-type]
+    again = vector.simulate_mode(scenario, profile, topology, mode, seed=3)  # type: ignore[arg-type]
+    other = vector.simulate_mode(scenario, profile, topology, mode, seed=4)  # type: ignore[arg-type]
+    assert first.model_dump() == again.model_dump()
+    assert first.latency_ms != other.latency_ms
+
+
+def test_windows_carry_queues_and_pools_across_their_boundaries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Many short windows give the figures one long window gives, up to boundary effects."""
+    scenario, profile = shop(duration_s=20.0)
+    topology = build_topology(scenario)
+    whole = vector.simulate_mode(scenario, profile, topology, "sidecar", seed=1)
+    stats = vector.VectorStats()
+    monkeypatch.setattr(vector, "_VISITS_PER_WINDOW", 10_000)
+    split = vector.simulate_mode(scenario, profile, topology, "sidecar", seed=1, stats=stats)
+    assert stats.windows >= 10
+    assert split.requests == whole.requests  # the same arrivals, whatever the windows
+    assert split.cpu_cores.total == pytest.approx(whole.cpu_cores.total, rel=0.01)
+    assert split.latency_ms.mean == pytest.approx(whole.latency_ms.mean, rel=0.02)
+    assert split.connections_open == pytest.approx(whole.connections_open, rel=0.05)
+
+
+def test_auto_picks_the_vector_engine_for_large_scenarios_only() -> None:
+    small = scenario_of(base_scenario())
+    assert choose_engine(small, ["none"])[0] == "des"
+    large_doc = base_scenario()
+    large_doc["traffic"]["open_loop"]["rate_rps"] = AUTO_VECTOR_VISITS  # a million per second
+    large = scenario_of(large_doc)
+    engine, why = choose_engine(large, ["none"])
+    assert engine == "vector"
+    assert "queue visits" in why
+
+
+def test_simulate_records_the_engine_auto_picked() -> None:
+    scenario, profile = shop(duration_s=2.0)
+    run = simulate(scenario, profile, modes=["ambient"], engine="auto")
+    assert run.engine == "des"
+    assert simulate(scenario, profile, modes=["ambient"], engine="vector").engine == "vector"
+
+
+def test_cli_says_which_engine_auto_picked(tmp_path: Path) -> None:
+    doc = base_scenario(name="tiny")
+    doc["profile"] = str(ROOT / "profiles" / "istio-1.24.yaml")
+    doc["traffic"]["duration_s"] = 2
+    path = write_yaml(tmp_path / "tiny.yaml", doc)
+    result = CliRunner().invoke(main, ["run", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "engine auto: picked des (about" in result.output
