@@ -206,7 +206,7 @@ def _emit(doc: Any, indent: int) -> list[str]:
     lines = []
     for key, value in doc.items():
         if isinstance(value, dict) and set(value) == {"value", "source"}:
-            source = json.dumps(value["source"])
+            source = json.dumps(value["source"], ensure_ascii=False)
             lines.append(f"{pad}{key}: {{value: {value['value']:.6g}, source: {source}}}")
         elif isinstance(value, dict):
             lines += [f"{pad}{key}:", *_emit(value, indent + 1)]
