@@ -100,6 +100,7 @@ def test_cli_prints_the_table_and_summary(run: RunResult, tmp_path: Path) -> Non
     assert "error = (simulated - measured) / measured" in out.output
     assert "+100.0%" in out.output
     assert "       cpu: median |error|" in out.output
+    assert "[within the 15% bound on the median]" in out.output  # memory: no error at all
     as_json = CliRunner().invoke(main, ["compare", str(measured), str(simulated), "--json"])
     doc = json.loads(as_json.output)
     assert doc["summary"]["cpu"]["worst_error"] == pytest.approx(1.0)

@@ -183,7 +183,7 @@ def calibrate(
     out = Console()
     if result.held_out_rows:
         print_errors(result.held_out_rows, out, title="held-out settings: measured vs simulated")
-    out.print(report, highlight=False)
+    out.print(report, highlight=False, markup=False, soft_wrap=True)
 
 
 def _measure_with(

@@ -212,4 +212,4 @@ def summary_lines(summaries: Sequence[FigureSummary]) -> list[str]:
 
 def print_summary(summaries: Sequence[FigureSummary], console: Console) -> None:
     for line in summary_lines(summaries):
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
