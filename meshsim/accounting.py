@@ -21,6 +21,7 @@ from meshsim.results import (
     ByComponent,
     ComponentUsage,
     LatencyHistogram,
+    LatencyMs,
     ModeResult,
     ProxyCounts,
     latency_summary,
@@ -35,10 +36,10 @@ __all__ = ["WindowTally", "component_usages", "mode_result"]
 class WindowTally:
     """Per-component counts inside the window; index = pod index, then pods + proxy index."""
 
-    cpu_s: Sequence[float]
-    in_flight_s: Sequence[float]
-    connection_s: Sequence[float]
-    handshakes: Sequence[int]
+    cpu_s: Sequence[float] | np.ndarray
+    in_flight_s: Sequence[float] | np.ndarray
+    connection_s: Sequence[float] | np.ndarray
+    handshakes: Sequence[int] | np.ndarray
 
 
 def component_usages(
@@ -99,23 +100,35 @@ def mode_result(
     proxies: Sequence[Proxy],
     usages: list[ComponentUsage],
     *,
-    latencies_s: np.ndarray,
+    latencies_s: np.ndarray | None = None,
+    latency: tuple[LatencyMs, int] | None = None,
     unfinished: int,
     window_s: float,
     tls_handshakes: int,
     connection_seconds: float,
     histogram: LatencyHistogram | None = None,
 ) -> ModeResult:
-    """The figures of one mode: latency of the window's requests, sums by component class."""
+    """The figures of one mode: latency of the window's requests, sums by component class.
+
+    Latency comes either as the window's latencies (`latencies_s`) or, from an engine that
+    keeps only a histogram, as its summary and the count of completed requests (`latency`)
+    together with that `histogram`."""
+    if latencies_s is not None:
+        summary, completed = latency_summary(latencies_s), len(latencies_s)
+        histogram = histogram or LatencyHistogram.from_latencies_s(latencies_s)
+    elif latency is not None and histogram is not None:
+        summary, completed = latency
+    else:
+        raise ValueError("give latencies_s, or latency together with histogram")
     cpu = {k: sum(u.cpu_cores for u in usages if u.kind == k) for k in COMPONENT_CLASSES}
     mem = {k: sum(u.memory_mib for u in usages if u.kind == k) for k in COMPONENT_CLASSES}
     cpu_cores, memory = ByComponent.from_parts(cpu), ByComponent.from_parts(mem)
     counts = {k: sum(1 for p in proxies if p.kind == k) for k in PROXY_KINDS}
     return ModeResult(
-        requests=len(latencies_s) + unfinished,
+        requests=completed + unfinished,
         errors=unfinished,
-        throughput_rps=len(latencies_s) / window_s,
-        latency_ms=latency_summary(latencies_s),
+        throughput_rps=completed / window_s,
+        latency_ms=summary,
         cpu_cores=cpu_cores,
         memory_mib=memory,
         handshakes_per_s=tls_handshakes / window_s,
@@ -124,7 +137,5 @@ def mode_result(
         cost_usd_month=usd_per_month(scenario.price, cpu_cores.total, memory.total),
         window_s=window_s,
         components=usages,
-        histogram=histogram
-        if histogram is not None
-        else LatencyHistogram.from_latencies_s(latencies_s),
+        histogram=histogram,
     )

@@ -35,11 +35,11 @@ import math
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
-from meshsim.costs import Role, app_call_cpu_s, pass_cost, proxy_memory_mib, usd_per_month
+from meshsim.accounting import WindowTally, component_usages, mode_result
+from meshsim.costs import Role, app_call_cpu_s, pass_cost
 from meshsim.distributions import Constant, Distribution
 from meshsim.engines.des import child_rng
 from meshsim.engines.kernels import (
@@ -55,16 +55,13 @@ from meshsim.engines.kernels import (
 )
 from meshsim.profile import Profile
 from meshsim.results import (
-    ByComponent,
-    ComponentUsage,
     LatencyHistogram,
     LatencyMs,
     ModeResult,
-    ProxyCounts,
     latency_summary,
 )
 from meshsim.scenario import Mode, Scenario
-from meshsim.topology import CLIENT, ProxyKind, Topology
+from meshsim.topology import ProxyKind, Topology
 
 __all__ = ["VectorStats", "expected_queue_visits", "simulate_mode"]
 
@@ -1297,79 +1294,23 @@ class _VectorRun:
             p["target"], weights=p["seconds"], minlength=n
         )
         window = self.w1 - self.w0
-        usages = self._usages(window, conn_s)
-        kinds = ("app", "sidecar", "ztunnel", "waypoint")
-        cpu = {k: sum(u.cpu_cores for u in usages if u.kind == k) for k in kinds}
-        mem = {k: sum(u.memory_mib for u in usages if u.kind == k) for k in kinds}
-        cpu_cores, memory = ByComponent.from_parts(cpu), ByComponent.from_parts(mem)
-        latency, hist = self._latency()
+        tally = WindowTally(self.cpu_s, self.resid_s, conn_s, self.handshakes)
         proxies = self.m.topology.proxies(self.mode, self.scenario, self.profile)
-        counts = {
-            k: sum(1 for q in proxies if q.kind == k) for k in ("sidecar", "ztunnel", "waypoint")
-        }
-        return ModeResult(
-            requests=self.latency_count + self.outstanding,
-            errors=self.outstanding,
-            throughput_rps=self.latency_count / window,
-            latency_ms=latency,
-            cpu_cores=cpu_cores,
-            memory_mib=memory,
-            handshakes_per_s=self.tls_handshakes / window,
-            connections_open=float(p["seconds"].sum()) / window,
-            proxies=ProxyCounts(**counts),
-            cost_usd_month=usd_per_month(self.scenario.price, cpu_cores.total, memory.total),
-            window_s=window,
-            components=usages,
-            histogram=hist,
+        usages = component_usages(
+            self.scenario, self.profile, self.m.topology, proxies, tally, window
         )
-
-    def _usages(self, window: float, conn_s: np.ndarray) -> list[ComponentUsage]:
-        topology, app = self.m.topology, self.profile.app
-        nodes = topology.nodes
-        conns, inflight = conn_s / window, self.resid_s / window
-        cpu = self.cpu_s / window
-        out = []
-        for pod in topology.pods:
-            i = pod.index
-            workload = self.workloads.get(pod.workload)
-            kind: Literal["app", "loadgen"] = "loadgen" if pod.workload == CLIENT else "app"
-            memory = 0.0
-            if workload is not None:
-                memory = (
-                    workload.memory_mib
-                    + (
-                        app.per_connection_kib.value * conns[i]
-                        + app.per_inflight_kib.value * inflight[i]
-                    )
-                    / 1024
-                )
-            out.append(
-                ComponentUsage(
-                    name=pod.name,
-                    kind=kind,
-                    node=nodes[pod.node].name,
-                    cpu_cores=float(cpu[i]) if kind == "app" else 0.0,
-                    memory_mib=memory,
-                    handshakes=int(self.handshakes[i]),
-                    connections_open=float(conns[i]),
-                )
-            )
-        n_pods = len(topology.pods)
-        for proxy in topology.proxies(self.mode, self.scenario, self.profile):
-            i = n_pods + proxy.index
-            cost = self.profile.proxy(proxy.kind)
-            out.append(
-                ComponentUsage(
-                    name=proxy.name,
-                    kind=proxy.kind,
-                    node=nodes[proxy.node].name,
-                    cpu_cores=float(cpu[i]) + cost.idle_millicores.value / 1000.0,
-                    memory_mib=proxy_memory_mib(cost, proxy, float(conns[i]), float(inflight[i])),
-                    handshakes=int(self.handshakes[i]),
-                    connections_open=float(conns[i]),
-                )
-            )
-        return out
+        latency, hist = self._latency()
+        return mode_result(
+            self.scenario,
+            proxies,
+            usages,
+            latency=(latency, self.latency_count),
+            histogram=hist,
+            unfinished=self.outstanding,
+            window_s=window,
+            tls_handshakes=self.tls_handshakes,
+            connection_seconds=float(p["seconds"].sum()),
+        )
 
 
 def simulate_mode(
