@@ -6,6 +6,7 @@ proxies the simulator modelled.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from typing import Literal
 
@@ -204,16 +205,28 @@ def build_topology(scenario: Scenario) -> Topology:
         ) -> bool:
             return free_mcpu[node] >= cpu and free_mib[node] >= mem and free_pods[node] > 0
 
+        # Within one workload a node's free resources only shrink, so a node that does not
+        # fit stays out: spread keeps a heap of (own replicas, -free CPU, index), pack a cursor.
+        spread = [(0, -free_mcpu[i], i) for i in range(len(nodes))]
+        heapq.heapify(spread)
+        cursor = 0
+        allowed = (
+            [by_name[n] for n in workload.placement.nodes if n in by_name]
+            if isinstance(workload.placement, Placement)
+            else []
+        )
         for replica in range(workload.replicas):
             if isinstance(workload.placement, Placement):
-                allowed = [by_name[n] for n in workload.placement.nodes if n in by_name]
                 target = allowed[replica % len(allowed)] if allowed else 0
                 candidates = [target] if fits(target) else []
             elif workload.placement == "pack":
-                candidates = [i for i in range(len(nodes)) if fits(i)][:1]
+                while cursor < len(nodes) and not fits(cursor):
+                    cursor += 1
+                candidates = [cursor] if cursor < len(nodes) else []
             else:
-                ranked = sorted(range(len(nodes)), key=lambda i: (mine[i], -free_mcpu[i], i))
-                candidates = [i for i in ranked if fits(i)][:1]
+                while spread and not fits(spread[0][2]):
+                    heapq.heappop(spread)
+                candidates = [heapq.heappop(spread)[2]] if spread else []
             if not candidates:
                 raise PlacementError(
                     w_index,
@@ -226,6 +239,8 @@ def build_topology(scenario: Scenario) -> Topology:
             free_mib[node] -= workload.memory_mib
             free_pods[node] -= 1
             mine[node] += 1
+            if workload.placement == "spread":
+                heapq.heappush(spread, (mine[node], -free_mcpu[node], node))
             pod = Pod(
                 len(pods),
                 f"{workload.name}-{replica}",
