@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +66,34 @@ def zero_cost_profile() -> Profile:
 def write_yaml(path: Path, doc: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+def erlang_c_sojourn(lam: float, mu: float, c: int) -> float:
+    """Mean time in an M/M/c system (Erlang C waiting probability)."""
+    a = lam / mu
+    rho = a / c
+    top = a**c / math.factorial(c) / (1 - rho)
+    p_wait = top / (sum(a**k / math.factorial(k) for k in range(c)) + top)
+    return p_wait / (c * mu - lam) + 1 / mu
+
+
+def single_app(
+    service_time: dict[str, Any],
+    concurrency: int | None,
+    rate: float,
+    duration: float,
+    warmup: float,
+) -> dict[str, Any]:
+    """One app behind Poisson arrivals: an M/G/c queue when the profile costs nothing."""
+    workload: dict[str, Any] = {"name": "app", "service_time": service_time}
+    if concurrency:
+        workload["concurrency"] = concurrency
+    return base_scenario(
+        workloads=[workload],
+        traffic={
+            "entry": "app",
+            "open_loop": {"rate_rps": rate},
+            "duration_s": duration,
+            "warmup_s": warmup,
+        },
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -11,18 +10,10 @@ import pytest
 from meshsim.engines import simulate_des
 from meshsim.topology import build_topology
 
-from .builders import base_scenario, scenario_of, zero_cost_profile
+from . import builders
+from .builders import base_scenario, erlang_c_sojourn, scenario_of, zero_cost_profile
 
 SEEDS = (1, 2, 3, 4)
-
-
-def erlang_c_sojourn(lam: float, mu: float, c: int) -> float:
-    """Mean time in an M/M/c system (Erlang C waiting probability)."""
-    a = lam / mu
-    rho = a / c
-    top = a**c / math.factorial(c) / (1 - rho)
-    p_wait = top / (sum(a**k / math.factorial(k) for k in range(c)) + top)
-    return p_wait / (c * mu - lam) + 1 / mu
 
 
 def mean_latency_s(doc: dict[str, Any]) -> float:
@@ -40,18 +31,7 @@ def mean_latency_s(doc: dict[str, Any]) -> float:
 def single_app(
     service_time: dict[str, Any], concurrency: int | None, rate: float, duration: float = 400.0
 ) -> dict[str, Any]:
-    workload: dict[str, Any] = {"name": "app", "service_time": service_time}
-    if concurrency:
-        workload["concurrency"] = concurrency
-    return base_scenario(
-        workloads=[workload],
-        traffic={
-            "entry": "app",
-            "open_loop": {"rate_rps": rate},
-            "duration_s": duration,
-            "warmup_s": 20,
-        },
-    )
+    return builders.single_app(service_time, concurrency, rate, duration, warmup=20)
 
 
 def test_mm1_mean_sojourn_matches_closed_form() -> None:
