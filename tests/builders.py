@@ -97,3 +97,28 @@ def single_app(
             "warmup_s": warmup,
         },
     )
+
+
+def closed_loop_app(users: int, think_s: float, duration: float) -> dict[str, Any]:
+    """Locust-like users in front of one FIFO server of 4 ms exponential service."""
+    return base_scenario(
+        workloads=[
+            {"name": "app", "concurrency": 1, "service_time": {"dist": "exponential", "mean_ms": 4}}
+        ],
+        traffic={
+            "entry": "app",
+            "closed_loop": {
+                "users": users,
+                "think_time": {"dist": "exponential", "mean_ms": think_s * 1e3},
+            },
+            "duration_s": duration,
+            "warmup_s": 10,
+        },
+    )
+
+
+def in_flight_profile() -> Profile:
+    """Costs nothing, but counts 1 MiB of app memory per request in flight (Little's law)."""
+    raw = zero_cost_profile().model_dump()
+    raw["app"]["per_inflight_kib"] = {"value": 1024, "source": "test: 1 MiB per request"}
+    return Profile.model_validate(raw)

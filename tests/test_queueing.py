@@ -11,7 +11,14 @@ from meshsim.engines import simulate_des
 from meshsim.topology import build_topology
 
 from . import builders
-from .builders import base_scenario, erlang_c_sojourn, scenario_of, zero_cost_profile
+from .builders import (
+    base_scenario,
+    closed_loop_app,
+    erlang_c_sojourn,
+    in_flight_profile,
+    scenario_of,
+    zero_cost_profile,
+)
 
 SEEDS = (1, 2, 3, 4)
 
@@ -75,10 +82,7 @@ def test_littles_law_in_flight_equals_throughput_times_latency() -> None:
     )
     doc["workloads"][0]["memory_mib"] = 0
     scenario = scenario_of(doc)
-    raw = zero_cost_profile().model_dump()
-    raw["app"]["per_inflight_kib"] = {"value": 1024, "source": "test: 1 MiB per request"}
-    profile = type(zero_cost_profile()).model_validate(raw)
-    result = simulate_des(scenario, profile, build_topology(scenario), "none", seed=5)
+    result = simulate_des(scenario, in_flight_profile(), build_topology(scenario), "none", seed=5)
     in_flight = result.memory_mib.app  # 1 MiB per request in flight
     assert in_flight == pytest.approx(
         result.throughput_rps * result.latency_ms.mean / 1e3, rel=0.02
@@ -88,20 +92,7 @@ def test_littles_law_in_flight_equals_throughput_times_latency() -> None:
 def test_closed_loop_obeys_the_interactive_response_time_law() -> None:
     """N users with think time Z: throughput X = N / (R + Z), R the mean response time."""
     users, think_s = 20, 0.1
-    doc = base_scenario(
-        workloads=[
-            {"name": "app", "concurrency": 1, "service_time": {"dist": "exponential", "mean_ms": 4}}
-        ],
-        traffic={
-            "entry": "app",
-            "closed_loop": {
-                "users": users,
-                "think_time": {"dist": "exponential", "mean_ms": think_s * 1e3},
-            },
-            "duration_s": 120,
-            "warmup_s": 10,
-        },
-    )
+    doc = closed_loop_app(users, think_s, duration=120)
     scenario = scenario_of(doc)
     result = simulate_des(scenario, zero_cost_profile(), build_topology(scenario), "none", seed=2)
     response_s = result.latency_ms.mean / 1e3

@@ -14,7 +14,14 @@ from meshsim.results import ModeResult
 from meshsim.topology import build_topology
 
 from . import builders
-from .builders import base_scenario, erlang_c_sojourn, scenario_of, zero_cost_profile
+from .builders import (
+    base_scenario,
+    closed_loop_app,
+    erlang_c_sojourn,
+    in_flight_profile,
+    scenario_of,
+    zero_cost_profile,
+)
 
 SEEDS = (1, 2, 3)
 
@@ -109,9 +116,7 @@ def test_littles_law_in_flight_equals_throughput_times_latency() -> None:
     lam, mu = 50.0, 100.0
     doc = single_app({"dist": "exponential", "mean_ms": 1e3 / mu}, concurrency=1, rate=lam)
     doc["workloads"][0]["memory_mib"] = 0
-    raw = zero_cost_profile().model_dump()
-    raw["app"]["per_inflight_kib"] = {"value": 1024, "source": "test: 1 MiB per request"}
-    result = run(doc, seed=5, profile=Profile.model_validate(raw))
+    result = run(doc, seed=5, profile=in_flight_profile())
     in_flight = result.memory_mib.app  # 1 MiB per request in flight
     assert in_flight == pytest.approx(
         result.throughput_rps * result.latency_ms.mean / 1e3, rel=0.01
@@ -121,20 +126,7 @@ def test_littles_law_in_flight_equals_throughput_times_latency() -> None:
 def test_closed_loop_obeys_the_response_time_law_and_mean_value_analysis() -> None:
     """N users with think time Z: throughput X = N / (R + Z), and R as MVA computes it."""
     users, think_s = 20, 0.1
-    doc = base_scenario(
-        workloads=[
-            {"name": "app", "concurrency": 1, "service_time": {"dist": "exponential", "mean_ms": 4}}
-        ],
-        traffic={
-            "entry": "app",
-            "closed_loop": {
-                "users": users,
-                "think_time": {"dist": "exponential", "mean_ms": think_s * 1e3},
-            },
-            "duration_s": 600,
-            "warmup_s": 10,
-        },
-    )
+    doc = closed_loop_app(users, think_s, duration=600)
     result = run(doc, seed=2)
     response_s = result.latency_ms.mean / 1e3
     assert result.throughput_rps == pytest.approx(users / (response_s + think_s), rel=0.02)
