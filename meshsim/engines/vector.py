@@ -1,30 +1,25 @@
-"""The vector engine: the DES engine's model computed on numpy arrays, window by window.
+"""The vector engine: the DES engine's model on arrays, run by a compiled event loop.
 
 How it works (DESIGN.md section 4):
 - The call graph is unrolled once into a tree of *call slots* (entry call, each call
-  it may make, and so on). In a window, every entry request draws which slots it uses,
-  the pod each call goes to, proxy workers, CPU multipliers and app times, as arrays.
-- Times are propagated through each slot's hops with array arithmetic: link delays,
-  hop latency, proxy passes, handshakes, app service, fan-out (sequential calls chain,
-  parallel calls join at their maximum). No Python loop runs per request.
-- Every queue visit (a proxy pass holding a worker across its core bursts, an app's
-  core burst, an app concurrency slot) is gathered into flat arrays and all queues are
-  solved at once by a compiled kernel (`kernels.solve_visits`) given the arrival times.
-  Arrival times depend on upstream waits, so propagation and solving alternate (a
-  damped fixed point) until the window's mean and p99 latency settle. Where queues are
-  fed forward (one station, a tandem) this is exact once the sweeps have settled.
-- Connection pools run through a compiled event kernel (`kernels.pool_events`) over the
-  acquire/release times of a sweep; the handshakes they decide join the later sweeps.
-- Queue and pool state are carried from window to window, so memory depends on the
-  window, not on the simulated duration.
+  it may make, and so on). In a window, numpy draws everything random for every request
+  at once, slot by slot: which calls are made, the pod each goes to, proxy workers, CPU
+  multipliers, app times, link delays, and the pool of every pooled hop. No Python runs
+  per request.
+- The window's calls are laid out flat, request by request, and `events.run_window`
+  (numba) runs them through every queue in one pass, in time order: node cores, proxy
+  workers and app slots as FIFO stations, connection pools decided at the moment of each
+  acquire, handshakes on both ends, fan-out and joins. CPU, residency and connection
+  time inside the measurement window are summed as it goes. This is the DES engine's
+  model event for event; the two differ only in their random streams.
+- Queue and pool state carry from window to window, so memory depends on the window,
+  not on the simulated duration.
 
 Approximations (bounded by tests/test_engine_agreement.py against the DES engine):
-- Sweeps stop when the window's mean and p99 latency move less than `_SETTLED_MEAN`
-  and `_SETTLED_P99` between sweeps; single waits may still differ from an exact run.
-- Connection reuse is decided on the times of sweep `_POOL_SWEEP`; later sweeps move
-  times by queueing only, which is far shorter than pool timeouts.
-- Visits of one window that arrive after it ends are queued with the next window's;
-  requests of the next window never delay the previous one's.
+- A window's requests run to their end before the next window's start, so a request of
+  the next window never delays one of this window (servers stay busy into the next window
+  until this window left them). Windows hold `_VISITS_PER_WINDOW` queue visits, long
+  against any request, so this touches a handful of requests per window.
 - Latency percentiles come from raw latencies up to `_RAW_LATENCIES`, beyond that from
   a histogram with 0.12 % wide bins.
 """
@@ -42,17 +37,7 @@ from meshsim.accounting import WindowTally, component_usages, mode_result
 from meshsim.costs import Role, app_call_cpu_s, pass_cost
 from meshsim.distributions import Constant, Distribution
 from meshsim.engines.des import child_rng
-from meshsim.engines.kernels import (
-    CORE,
-    HOLD,
-    PASS,
-    finish_pools,
-    lookup_or_insert,
-    pool_events,
-    pool_slots,
-    resort,
-    solve_visits,
-)
+from meshsim.engines.events import ACC_FIELDS, finish_pools, lookup_or_insert, run_window
 from meshsim.profile import Profile
 from meshsim.results import (
     LatencyHistogram,
@@ -67,25 +52,10 @@ __all__ = ["VectorStats", "expected_queue_visits", "simulate_mode"]
 
 Progress = Callable[[float], None]
 _MS = 1e-3
-# Sweeps stop when the window's mean and p99 latency move by less than these fractions
-# (individual waits may still swap places between sweeps; the distribution has settled).
-_SETTLED_MEAN = 1e-3
-_SETTLED_P99 = 5e-3
-_MAX_SWEEPS = 12
-_MAX_USER_SWEEPS = 40
-# Pools try the times of sweeps 0 and 1 (then are rolled back), and decide for good on
-# sweep 2's, which carry the handshakes the trials opened (their delay makes requests overlap).
-_POOL_SWEEP = 2
-# From sweep _DAMP_FROM on, waits handed to the next sweep are this mix of the previous and
-# the new solve's: plain sweeps can swing between two states when bursts of requests meet
-# at a worker. Earlier sweeps are not damped, so feed-forward queues settle at once.
-_DAMPING = 0.5
-_DAMP_FROM = 3
 _VISITS_PER_WINDOW = 2_000_000
 _RAW_LATENCIES = 2_000_000
 _FINE_BINS_PER_DECADE = 2000
 _MAX_CALL_SLOTS = 5000
-_USER_CYCLES = 3
 
 _BOXES: dict[Mode, tuple[tuple[ProxyKind, Role], ...]] = {
     "none": (),
@@ -98,10 +68,9 @@ _BOXES: dict[Mode, tuple[tuple[ProxyKind, Role], ...]] = {
 @dataclass
 class VectorStats:
     """What one run did, for benchmarks: queue visits (requests for a worker, a core or a
-    slot, as the DES engine makes them), sweeps and windows."""
+    slot, as the DES engine makes them) and windows."""
 
     queue_visits: int = 0
-    sweeps: int = 0
     windows: int = 0
 
 
@@ -337,20 +306,13 @@ class _Seg:
     """The pooled link into a box (or, with no mesh, into the app) for the rows that pool."""
 
     pos: np.ndarray  # positions (in the slot's rows) that cross this link pooled
-    delay_s: np.ndarray  # one-way delay of those rows
     key: np.ndarray  # pool key
     origin: np.ndarray
     target: np.ndarray
     tls: bool
     mux: bool
-    round_trips: float
     hs_client_s: np.ndarray  # client handshake CPU with its multiplier (0 for TCP)
     hs_server_s: np.ndarray
-    setup_s: np.ndarray  # handshake time without queueing: how long joiners wait
-    new: np.ndarray | None = None  # positions in pos that opened a connection
-    ready: np.ndarray | None = None  # when the connection of each row was ready
-    acquired: np.ndarray | None = None
-    released: np.ndarray | None = None
 
 
 @dataclass
@@ -360,7 +322,6 @@ class _Calls:
     parent_pos: np.ndarray  # positions of those rows in the parent slot's arrays
     src: np.ndarray
     dst: np.ndarray
-    scale: np.ndarray | float  # 1 for live rows, 0 for closed-loop rows past the window
     box_comp: list[np.ndarray]
     box_node: list[np.ndarray]
     box_station: list[np.ndarray]
@@ -374,202 +335,23 @@ class _Calls:
     app_cpu_s: np.ndarray
     service_s: np.ndarray
     children: list[_Calls] = field(default_factory=list)
-    hold_s: np.ndarray | None = None  # app slot holding time from the previous sweep
 
 
-class _Visits:
-    """Queue visits of one sweep, and the waits the previous solve gave each of them.
+@dataclass
+class _Window:
+    """One window's calls as flat arrays, in the layout of `events.run_window`."""
 
-    A visit is a proxy pass (a worker held across a core burst and the deferred burst),
-    an app's core burst, or an app concurrency slot held for a known time.
-    """
-
-    _FIELDS = ("kind", "worker", "node", "arrival", "first", "second")
-
-    def __init__(self, model: _Model):
-        self.model = model
-        self.waits: dict[tuple[object, ...], tuple[np.ndarray, np.ndarray]] = {}
-        self.order: np.ndarray | None = None
-        self.layout: list[tuple[tuple[object, ...], int]] = []
-        self.free_at = np.zeros(int(model.servers.sum()))
-        # Visits of the previous window that arrive after it ended: they queue in this
-        # window's order of arrival, so both windows' visits are served first come first.
-        self.spill: dict[str, np.ndarray] = {
-            "kind": np.zeros(0, np.int64),
-            "worker": np.zeros(0, np.int64),
-            "node": np.zeros(0, np.int64),
-            "arrival": np.zeros(0),
-            "first": np.zeros(0),
-            "second": np.zeros(0),
-        }
-        self.last: dict[str, np.ndarray] | None = None
-        self.reset()
-
-    def reset(self) -> None:
-        self.keys: list[tuple[object, ...]] = []
-        self.parts: dict[str, list[np.ndarray]] = {f: [] for f in self._FIELDS}
-        self.cpu: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # comp, start, seconds
-
-    def prev(self, key: tuple[object, ...], size: int) -> tuple[np.ndarray, np.ndarray]:
-        w = self.waits.get(key)
-        if w is not None and w[0].shape[0] == size:
-            return w
-        return np.zeros(size), np.zeros(size)
-
-    def add(
-        self,
-        key: tuple[object, ...],
-        kind: int,
-        worker: np.ndarray | int,
-        node: np.ndarray | int,
-        arrival: np.ndarray,
-        first: np.ndarray,
-        second: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Register visits; returns their waits (first burst, deferred) from the last solve."""
-        n = arrival.shape[0]
-        self.keys.append(key)
-        parts = self.parts
-        parts["kind"].append(np.full(n, kind, np.int64))
-        parts["worker"].append(np.broadcast_to(np.asarray(worker, np.int64), (n,)))
-        parts["node"].append(np.broadcast_to(np.asarray(node, np.int64), (n,)))
-        parts["arrival"].append(arrival)
-        parts["first"].append(first)
-        parts["second"].append(np.zeros(n) if second is None else second)
-        return self.prev(key, n)
-
-    def core_burst(
-        self,
-        key: tuple[object, ...],
-        node: np.ndarray,
-        comp: np.ndarray,
-        arrival: np.ndarray,
-        seconds: np.ndarray,
-    ) -> np.ndarray:
-        """An app's CPU burst on a core of its node; returns when it ends."""
-        wait, _ = self.add(key, CORE, -1, node, arrival, seconds)
-        # a burst of no CPU takes no core (the DES engine skips it), so it never waits
-        start = arrival + np.where(seconds > 0, wait, 0.0)
-        self.cpu.append((comp, start, seconds))
-        end: np.ndarray = start + seconds
-        return end
-
-    def proxy_pass(
-        self,
-        key: tuple[object, ...],
-        worker: np.ndarray,
-        node: np.ndarray,
-        comp: np.ndarray,
-        arrival: np.ndarray,
-        seconds: np.ndarray,
-        deferred: np.ndarray | None,
-    ) -> np.ndarray:
-        """A proxy pass: a worker, a core burst, the deferred burst; returns when it ends."""
-        wait, deferred_wait = self.add(key, PASS, worker, node, arrival, seconds, deferred)
-        start = arrival + wait
-        self.cpu.append((comp, start, seconds))
-        end: np.ndarray = start + seconds
-        if deferred is not None:
-            self.cpu.append((comp, end + deferred_wait, deferred))
-        return end
-
-    def _joined(self) -> dict[str, np.ndarray]:
-        return {
-            f: np.concatenate([*self.parts[f], self.spill[f]]).astype(
-                np.float64 if f in ("arrival", "first", "second") else np.int64, copy=False
-            )
-            for f in self._FIELDS
-        }
-
-    def _run(
-        self, v: dict[str, np.ndarray], order: np.ndarray, free_at: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return solve_visits(
-            v["kind"],
-            v["arrival"],
-            v["worker"],
-            v["node"],
-            v["first"],
-            v["second"],
-            order,
-            self.model.first_server,
-            self.model.servers,
-            free_at,
-        )
-
-    def solve(self, damping: float) -> tuple[float, int]:
-        """Solve every queue at once; returns how far waits moved (s, summed), and visits."""
-        own = [(k, a.shape[0]) for k, a in zip(self.keys, self.parts["arrival"], strict=True)]
-        if not own:
-            return 0.0, 0
-        layout = [*own, (("spill",), self.spill["arrival"].shape[0])]
-        v = self._joined()
-        arrival = v["arrival"]
-        order = self.order
-        if (
-            order is None
-            or layout != self.layout
-            or not resort(order, self._no_station(arrival), arrival, 8 * order.shape[0])
-        ):
-            order = np.argsort(arrival, kind="stable")
-        self.order, self.layout = order, layout
-        wait1, wait2 = self._run(v, order, self.free_at.copy())
-        self.last = v
-        moved = 0.0
-        offset = 0
-        for key, n in own:
-            new = (wait1[offset : offset + n], wait2[offset : offset + n])
-            old = self.waits.get(key)
-            if old is None or old[0].shape[0] != n:
-                moved += float(new[0].sum() + new[1].sum())
-            elif n:
-                moved += float(np.abs(new[0] - old[0]).sum() + np.abs(new[1] - old[1]).sum())
-                if damping:
-                    new = (
-                        damping * old[0] + (1 - damping) * new[0],
-                        damping * old[1] + (1 - damping) * new[1],
-                    )
-            self.waits[key] = new
-            offset += n
-        return moved, offset
-
-    def resource_requests(self, own: int) -> int:
-        """Requests for a worker, a core or a slot in the last solve, as the DES counts them."""
-        if self.last is None:
-            return 0
-        kind, first, second = (self.last[f][:own] for f in ("kind", "first", "second"))
-        cores = np.count_nonzero(first[kind != HOLD] > 0) + np.count_nonzero(second > 0)
-        return int(np.count_nonzero(kind != CORE) + cores)
-
-    @staticmethod
-    def _no_station(arrival: np.ndarray) -> np.ndarray:
-        return np.zeros(arrival.shape[0], np.int64)
-
-    def commit(self, end: float) -> None:
-        """Carry queue state to the next window: visits before `end` served, later ones spilt."""
-        if self.last is not None and self.order is not None:
-            v, order = self.last, self.order
-            before = v["arrival"] < end
-            self._run(v, order[before[order]], self.free_at)
-            after = ~before
-            self.spill = {f: v[f][after] for f in self._FIELDS}
-        self.waits, self.order, self.last, self.layout = {}, None, None, []
-
-
-def _mean_p99(latency: np.ndarray) -> tuple[float, float]:
-    if latency.shape[0] == 0:
-        return 0.0, 0.0
-    return float(latency.mean()), float(np.percentile(latency, 99))
-
-
-def _settled(before: tuple[float, float], now: tuple[float, float]) -> bool:
-    return (
-        abs(now[0] - before[0]) <= _SETTLED_MEAN * now[0]
-        and abs(now[1] - before[1]) <= _SETTLED_P99 * now[1]
-    )
-
-
-# ---- the engine -------------------------------------------------------------------
+    parent: np.ndarray
+    first_kid: np.ndarray
+    n_kids: np.ndarray
+    kids: np.ndarray
+    parallel: np.ndarray
+    box: dict[str, np.ndarray]
+    last_pool: np.ndarray
+    last_delay: np.ndarray
+    app: dict[str, np.ndarray]
+    root_call: np.ndarray  # the call of each request
+    new_index: np.ndarray  # where the call numbered slot by slot went
 
 
 class _VectorRun:
@@ -594,8 +376,15 @@ class _VectorRun:
         self.cpu_s = np.zeros(n)
         self.resid_s = np.zeros(n)
         self.handshakes = np.zeros(n, np.int64)
-        self.tls_handshakes = 0
-        self.visits = _Visits(self.m)
+        self.counters = np.zeros(len(ACC_FIELDS))
+        self.free_at = np.zeros(int(self.m.servers.sum()))
+        self.hop_s = np.array([b.hop_s for b in self.m.boxes])
+        # the link into box j is opened with the previous box's protocol
+        self.round_trips = np.array(
+            [self.m.boxes[j - 1].round_trips if j else 0.0 for j in range(len(self.m.boxes))]
+        )
+        self.per_user = 0
+        self.user_next = np.zeros(0)
         self.pool_rng = child_rng(seed, "vector/pools")
         self._init_pools()
         self.latency_sum = 0.0
@@ -616,6 +405,7 @@ class _VectorRun:
         self.n_pools = np.zeros(1, np.int64)
         self.p = {
             "mux": np.zeros(0, np.bool_),
+            "tls": np.zeros(0, np.bool_),
             "max_streams": np.zeros(0, np.int64),
             "idle": np.zeros(0),
             "max_req": np.zeros(0, np.int64),
@@ -667,117 +457,7 @@ class _VectorRun:
             lookup_or_insert(old_keys[np.argsort(old_ids)], self.table_keys, self.table_ids, count)
         return lookup_or_insert(keys, self.table_keys, self.table_ids, self.n_pools)
 
-    def _decide_pools(
-        self, segs: list[_Seg], window_scale: list[np.ndarray | float], *, commit: bool
-    ) -> None:
-        """Run the pools over this window's acquisitions; mark which rows handshake."""
-        if not segs:
-            return
-        live = [
-            np.ones(s.pos.shape[0], np.bool_)
-            if isinstance(sc, float)
-            else np.asarray(sc)[s.pos] > 0
-            for s, sc in zip(segs, window_scale, strict=True)
-        ]
-        keys = np.concatenate([s.key[lv] for s, lv in zip(segs, live, strict=True)])
-        acquired = np.concatenate(
-            [s.acquired[lv] for s, lv in zip(segs, live, strict=True) if s.acquired is not None]
-        )
-        released = np.concatenate(
-            [s.released[lv] for s, lv in zip(segs, live, strict=True) if s.released is not None]
-        )
-        setup = np.concatenate([s.setup_s[lv] for s, lv in zip(segs, live, strict=True)])
-        before = int(self.n_pools[0])
-        ids = self._pool_ids(keys)
-        after = int(self.n_pools[0])
-        if after > before:
-            self._new_pools(segs, live, ids, before, after)
-        n_acq = keys.shape[0]
-        if self.capacity - int(self.live[0]) < n_acq + 1:
-            self._grow_connections(n_acq + 1)
-        times = np.concatenate([acquired, released])
-        is_acquire = np.concatenate([np.ones(n_acq, np.bool_), np.zeros(n_acq, np.bool_)])
-        refs = np.concatenate([np.arange(n_acq), np.arange(n_acq)])
-        order = np.lexsort((is_acquire, times))
-        p, c = self.p, self.c
-        undo = None if commit else self._pool_snapshot(ids, n_acq)
-        is_new, ready = pool_events(
-            times[order],
-            is_acquire[order],
-            refs[order],
-            ids,
-            setup,
-            p["mux"],
-            p["max_streams"],
-            p["idle"],
-            p["max_req"],
-            p["life"],
-            p["phase"],
-            p["head"],
-            p["seconds"],
-            c["next"],
-            c["opened"],
-            c["expires"],
-            c["last"],
-            c["requests"],
-            c["active"],
-            c["ready"],
-            self.free,
-            self.live,
-            self.w0,
-            self.w1,
-        )
-        if undo is not None:
-            undo()
-        self._mark_handshakes(segs, live, is_new, ready)
-        if not commit:
-            return
-        in_window = (acquired >= self.w0) & (acquired < self.w1)
-        origin_all = np.concatenate([s.origin[lv] for s, lv in zip(segs, live, strict=True)])
-        target_all = np.concatenate([s.target[lv] for s, lv in zip(segs, live, strict=True)])
-        tls_all = np.concatenate(
-            [np.full(int(lv.sum()), s.tls) for s, lv in zip(segs, live, strict=True)]
-        )
-        counted = is_new & in_window & tls_all
-        self.tls_handshakes += int(counted.sum())
-        n = self.m.n_comp
-        self.handshakes += np.bincount(origin_all[counted], minlength=n)
-        self.handshakes += np.bincount(target_all[counted], minlength=n)
-
-    def _pool_snapshot(self, ids: np.ndarray, allocations: int) -> Callable[[], None]:
-        """Save what a pool run over these pools can change; the returned call restores it."""
-        pools = np.unique(ids)
-        slots = pool_slots(pools, allocations, self.p["head"], self.c["next"], self.free)
-        saved_p = {k: self.p[k][pools].copy() for k in ("head", "seconds")}
-        saved_c = {k: v[slots].copy() for k, v in self.c.items()}
-        free, live = int(self.free[0]), int(self.live[0])
-
-        def undo() -> None:
-            for k, v in saved_p.items():
-                self.p[k][pools] = v
-            for k, v in saved_c.items():
-                self.c[k][slots] = v
-            self.free[0], self.live[0] = free, live
-
-        return undo
-
-    def _mark_handshakes(
-        self, segs: list[_Seg], live: list[np.ndarray], is_new: np.ndarray, ready: np.ndarray
-    ) -> None:
-        offset = 0
-        for s, lv in zip(segs, live, strict=True):
-            k = int(lv.sum())
-            full_new = np.zeros(s.pos.shape[0], np.bool_)
-            full_new[lv] = is_new[offset : offset + k]
-            full_ready = s.acquired.copy() if s.acquired is not None else np.zeros(0)
-            full_ready[lv] = ready[offset : offset + k]
-            s.new = np.flatnonzero(full_new)
-            s.ready = full_ready
-            offset += k
-
-    def _new_pools(
-        self, segs: list[_Seg], live: list[np.ndarray], ids: np.ndarray, before: int, after: int
-    ) -> None:
+    def _new_pools(self, segs: list[_Seg], ids: np.ndarray, before: int, after: int) -> None:
         mesh = self.scenario.mesh
         lifetime = mesh.cert_lifetime_h * 3600.0
         grow = after - before
@@ -786,19 +466,16 @@ class _VectorRun:
         is_new_pool = new_ids >= 0
         idx = np.flatnonzero(is_new_pool)
         first[new_ids[idx[::-1]]] = idx[::-1]
-        mux = np.concatenate(
-            [np.full(int(lv.sum()), s.mux) for s, lv in zip(segs, live, strict=True)]
-        )
-        tls = np.concatenate(
-            [np.full(int(lv.sum()), s.tls) for s, lv in zip(segs, live, strict=True)]
-        )
-        origin = np.concatenate([s.origin[lv] for s, lv in zip(segs, live, strict=True)])
-        target = np.concatenate([s.target[lv] for s, lv in zip(segs, live, strict=True)])
+        mux = np.concatenate([np.full(s.pos.shape[0], s.mux) for s in segs])
+        tls = np.concatenate([np.full(s.pos.shape[0], s.tls) for s in segs])
+        origin = np.concatenate([s.origin for s in segs])
+        target = np.concatenate([s.target for s in segs])
         new_tls = tls[first]
         phase = np.where(new_tls, self.pool_rng.uniform(0, lifetime, grow), 0.0)
         max_req = mesh.pool.max_requests_per_connection or 0
         add = {
             "mux": mux[first],
+            "tls": new_tls,
             "max_streams": np.full(grow, mesh.pool.max_streams_per_connection, np.int64),
             "idle": np.full(grow, mesh.pool.idle_timeout_s),
             "max_req": np.full(grow, max_req, np.int64),
@@ -820,7 +497,6 @@ class _VectorRun:
         rows: np.ndarray,
         parent_pos: np.ndarray,
         src: np.ndarray,
-        scale: np.ndarray | float,
         rng: np.random.Generator,
     ) -> _Calls:
         m, n = self.m, rows.shape[0]
@@ -847,8 +523,8 @@ class _VectorRun:
             cost = pass_cost(
                 self.profile.proxy(spec.kind), spec.role, slot.request_bytes, slot.response_bytes
             )
-            req_mult = _unit_mean(rng, spec.cv, n) * scale
-            resp_mult = _unit_mean(rng, spec.cv, n) * scale
+            req_mult = _unit_mean(rng, spec.cv, n)
+            resp_mult = _unit_mean(rng, spec.cv, n)
             request_s.append(cost.request_s * req_mult)
             response_s.append(cost.response_s * resp_mult)
             deferred_s.append(cost.deferred_s * resp_mult)
@@ -866,42 +542,34 @@ class _VectorRun:
             pos = np.flatnonzero(pooled)
             owner = workers[j - 1][pos] if prev.pinned else m.pod_identity[src[pos]]
             target_key = dst[pos] if spec.kind == "sidecar" else comps[j][pos]
-            d = delay[pos]
             hs_c = prev.hs_client_s * _unit_mean(rng, prev.cv, pos.shape[0])
             hs_s = spec.hs_server_s * _unit_mean(rng, spec.cv, pos.shape[0])
             segs.append(
                 _Seg(
                     pos,
-                    d,
                     (comps[j - 1][pos] * m.n_owner + owner) * m.n_comp + target_key,
                     comps[j - 1][pos],
                     comps[j][pos],
                     tls=True,
                     mux=prev.http2,
-                    round_trips=prev.round_trips,
                     hs_client_s=hs_c,
                     hs_server_s=hs_s,
-                    setup_s=hs_c + hs_s + 2 * d + (prev.round_trips - 1) * 2 * d,
                 )
             )
         last_seg: _Seg | None = None
         last_delay: np.ndarray | float = 0.0
         if not m.boxes:
             last_delay = _one_way_s(m, src_node, dst_node)
-            rt = self.profile.app.connect_round_trips.value
             zeros = np.zeros(n)
             last_seg = _Seg(
                 np.arange(n),
-                last_delay,
                 (src * m.n_owner) * m.n_comp + dst,
                 src,
                 dst,
                 tls=False,
                 mux=False,
-                round_trips=rt,
                 hs_client_s=zeros,
                 hs_server_s=zeros,
-                setup_s=rt * 2 * last_delay,
             )
         workload = self.workloads[slot.service]
         app_cpu = _sample(workload.cpu_time, rng, n) + app_call_cpu_s(
@@ -914,7 +582,6 @@ class _VectorRun:
             parent_pos,
             src,
             dst,
-            scale,
             comps,
             nodes,
             stations,
@@ -937,155 +604,150 @@ class _VectorRun:
             calls.app_cpu_s[present] += app_call_cpu_s(
                 self.profile, kid.request_bytes, kid.response_bytes
             )
-            kid_scale = scale if isinstance(scale, float) else scale[present]
-            calls.children.append(
-                self._draw_calls(kid, rows[present], present, dst[present], kid_scale, rng)
-            )
-        calls.app_cpu_s *= scale
-        calls.service_s *= scale
+            calls.children.append(self._draw_calls(kid, rows[present], present, dst[present], rng))
         return calls
 
     # ---- one sweep: propagate times -----------------------------------------------------
 
-    def _worker_burst(
-        self,
-        key: tuple[object, ...],
-        station: np.ndarray,
-        node: np.ndarray,
-        comp: np.ndarray,
-        t: np.ndarray,
-        seconds: np.ndarray,
-        deferred: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """Hold a proxy worker for a CPU burst (and the deferred burst after it)."""
-        if deferred is not None and not deferred.any():
-            deferred = None
-        return self.visits.proxy_pass(key, station, node, comp, t, seconds, deferred)
+    # ---- one window: lay the calls out flat, then run them ---------------------------
 
-    def _connect(self, calls: _Calls, j: int, seg: _Seg, t: np.ndarray) -> np.ndarray:
-        """Acquire a pooled connection; a new one handshakes, a young HTTP/2 one is awaited."""
-        tp = t[seg.pos]
-        seg.acquired = tp
-        if seg.new is None or seg.ready is None:
-            return t
-        out_p = np.maximum(tp, seg.ready)
-        h = seg.new
-        if h.shape[0]:
-            rows = seg.pos[h]
-            d = seg.delay_s[h]
-            th = tp[h]
-            if seg.tls:
-                key = (calls.slot.index, "hs", j)
-                th = self._worker_burst(
-                    (*key, "client"),
-                    calls.box_station[j - 1][rows],
-                    calls.box_node[j - 1][rows],
-                    calls.box_comp[j - 1][rows],
-                    th,
-                    seg.hs_client_s[h],
-                )
-                th = th + d
-                th = self._worker_burst(
-                    (*key, "server"),
-                    calls.box_station[j][rows],
-                    calls.box_node[j][rows],
-                    calls.box_comp[j][rows],
-                    th,
-                    seg.hs_server_s[h],
-                )
-                th = th + d + (seg.round_trips - 1) * 2 * d
-            else:
-                th = th + seg.round_trips * 2 * d
-            out_p[h] = th
-        out = t.copy()
-        out[seg.pos] = out_p
-        return out
-
-    def _propagate(self, calls: _Calls, t0: np.ndarray) -> np.ndarray:
-        """When each call of this slot returns, given when it starts."""
-        v, idx = self.visits, calls.slot.index
-        t = t0
-        entered = []
-        for j, spec in enumerate(self.m.boxes):
-            seg = calls.segs[j]
-            if seg is not None and seg.pos.shape[0]:
-                t = self._connect(calls, j, seg, t)
-                self.segs.append((seg, calls.scale))
-            t = t + calls.delay_s[j] + spec.hop_s
-            entered.append(t)
-            t = self._worker_burst(
-                (idx, "req", j),
-                calls.box_station[j],
-                calls.box_node[j],
-                calls.box_comp[j],
-                t,
-                calls.request_s[j],
+    def _flatten(self, root: _Calls) -> tuple[_Window, list[_Seg], list[tuple[int, int, _Seg]]]:
+        """Number every call of the window (roots first, then each slot's calls in turn) and
+        lay their draws out as arrays; also list the pooled links with where they go."""
+        order: list[tuple[_Calls, int]] = []  # (calls, index of the parent in `order`)
+        stack = [(root, -1)]
+        while stack:
+            calls, up = stack.pop()
+            order.append((calls, up))
+            here = len(order) - 1
+            stack.extend((kid, here) for kid in reversed(calls.children))
+        offsets = np.cumsum([0] + [c.rows.shape[0] for c, _ in order])
+        n, n_boxes = int(offsets[-1]), len(self.m.boxes)
+        parent = np.full(n, -1, np.int64)
+        kid_parent, kid_rank, kid_id = [], [], []
+        box = {
+            name: np.zeros((n, n_boxes), dtype)
+            for name, dtype in (
+                ("station", np.int64),
+                ("node", np.int64),
+                ("comp", np.int64),
+                ("delay", np.float64),
+                ("req", np.float64),
+                ("resp", np.float64),
+                ("def", np.float64),
+                ("pool", np.int64),
+                ("hs_client", np.float64),
+                ("hs_server", np.float64),
             )
-        last = calls.last_seg
-        if last is not None:
-            t = self._connect(calls, len(self.m.boxes), last, t)
-            self.segs.append((last, calls.scale))
-        t = self._serve(calls, t + calls.last_delay_s) + calls.last_delay_s
-        if last is not None:
-            last.released = t
-        for j in range(len(self.m.boxes) - 1, -1, -1):
-            t = self._worker_burst(
-                (idx, "resp", j),
-                calls.box_station[j],
-                calls.box_node[j],
-                calls.box_comp[j],
-                t,
-                calls.response_s[j],
-                calls.deferred_s[j],
-            )
-            self.inflight.append((calls.box_comp[j], entered[j], t))
-            t = t + calls.delay_s[j] + self.m.boxes[j].hop_s
-            seg = calls.segs[j]
-            if seg is not None and seg.pos.shape[0]:
-                seg.released = t[seg.pos]
-        del v
-        return t
-
-    def _serve(self, calls: _Calls, t: np.ndarray) -> np.ndarray:
-        v, m, idx = self.visits, self.m, calls.slot.index
-        start = t
-        slot_station = m.slot_station[calls.dst]
-        has_slot = np.flatnonzero(slot_station >= 0)
-        if has_slot.shape[0]:
-            hold = calls.hold_s if calls.hold_s is not None else np.zeros(t.shape[0])
-            wait, _ = v.add(
-                (idx, "slot"), HOLD, slot_station[has_slot], -1, t[has_slot], hold[has_slot]
-            )
-            t = t.copy()
-            t[has_slot] += wait
-        acquired = t
-        t = v.core_burst((idx, "app"), m.pod_node[calls.dst], calls.dst, t, calls.app_cpu_s)
-        t = t + calls.service_s
-        if calls.slot.parallel:
-            end = t.copy()
-            for kid in calls.children:
-                pp = kid.parent_pos
-                end[pp] = np.maximum(end[pp], self._propagate(kid, t[pp]))
-            t = end
+        }
+        box["pool"][:] = -1
+        last_pool = np.full(n, -1, np.int64)
+        last_delay = np.zeros(n)
+        app = {
+            "comp": np.zeros(n, np.int64),
+            "node": np.zeros(n, np.int64),
+            "slot": np.zeros(n, np.int64),
+            "cpu": np.zeros(n),
+            "service": np.zeros(n),
+        }
+        parallel = np.zeros(n, np.bool_)
+        segs: list[_Seg] = []
+        where: list[tuple[int, int, _Seg]] = []  # (first call, box or -1 for the app, seg)
+        for k, (calls, up) in enumerate(order):
+            lo, hi = int(offsets[k]), int(offsets[k + 1])
+            if up >= 0:
+                parent[lo:hi] = offsets[up] + calls.parent_pos
+                kid_parent.append(parent[lo:hi])
+                kid_rank.append(np.full(hi - lo, calls.slot.index, np.int64))
+                kid_id.append(np.arange(lo, hi))
+            parallel[lo:hi] = calls.slot.parallel
+            for j in range(n_boxes):
+                box["station"][lo:hi, j] = calls.box_station[j]
+                box["node"][lo:hi, j] = calls.box_node[j]
+                box["comp"][lo:hi, j] = calls.box_comp[j]
+                box["delay"][lo:hi, j] = calls.delay_s[j]
+                box["req"][lo:hi, j] = calls.request_s[j]
+                box["resp"][lo:hi, j] = calls.response_s[j]
+                box["def"][lo:hi, j] = calls.deferred_s[j]
+                seg = calls.segs[j]
+                if seg is not None and seg.pos.shape[0]:
+                    segs.append(seg)
+                    where.append((lo, j, seg))
+            if calls.last_seg is not None:
+                segs.append(calls.last_seg)
+                where.append((lo, -1, calls.last_seg))
+            last_delay[lo:hi] = calls.last_delay_s
+            app["comp"][lo:hi] = calls.dst
+            app["node"][lo:hi] = self.m.pod_node[calls.dst]
+            app["slot"][lo:hi] = self.m.slot_station[calls.dst]
+            app["cpu"][lo:hi] = calls.app_cpu_s
+            app["service"][lo:hi] = calls.service_s
+        # Calls numbered request by request (each request's calls together, in the order
+        # they are made): the event loop then walks the arrays nearly in order.
+        root_of = np.concatenate([c.rows for c, _ in order])
+        rank = np.repeat(np.arange(len(order)), [c.rows.shape[0] for c, _ in order])
+        perm = np.lexsort((rank, root_of))
+        inv = np.empty(n, np.int64)
+        inv[perm] = np.arange(n)
+        old_parent = parent[perm]
+        parent = np.where(old_parent >= 0, inv[np.maximum(old_parent, 0)], -1 - root_of[perm])
+        if kid_id:
+            kp, kr, ki = (np.concatenate(x) for x in (kid_parent, kid_rank, kid_id))
+            kp, ki = inv[kp], inv[ki]
+            by = np.lexsort((ki, kr, kp))  # each parent's calls in the order its app makes them
+            kids = ki[by]
+            n_kids = np.bincount(kp, minlength=n).astype(np.int64)
         else:
-            for kid in calls.children:
-                pp = kid.parent_pos
-                t = t.copy()
-                t[pp] = self._propagate(kid, t[pp])
-        calls.hold_s = (t - acquired) * calls.scale
-        self.inflight.append((calls.dst, start, t))
-        return t
+            kids = np.zeros(0, np.int64)
+            n_kids = np.zeros(n, np.int64)
+        first_kid = np.concatenate([[0], np.cumsum(n_kids)[:-1]]).astype(np.int64)
+        box = {k: v[perm] for k, v in box.items()}
+        app = {k: v[perm] for k, v in app.items()}
+        flat = _Window(
+            parent,
+            first_kid,
+            n_kids,
+            kids,
+            parallel[perm],
+            box,
+            last_pool,
+            last_delay[perm],
+            app,
+            root_call=inv[: order[0][0].rows.shape[0]],
+            new_index=inv,
+        )
+        return flat, segs, where
 
-    # ---- windows -----------------------------------------------------------------------
+    def _assign_pools(
+        self, flat: _Window, segs: list[_Seg], where: list[tuple[int, int, _Seg]]
+    ) -> None:
+        """Pool ids for every pooled link (new pools get their state) and room for as many
+        new connections as the window could open."""
+        if not segs:
+            return
+        keys = np.concatenate([s.key for s in segs])
+        before = int(self.n_pools[0])
+        ids = self._pool_ids(keys)
+        after = int(self.n_pools[0])
+        if after > before:
+            self._new_pools(segs, ids, before, after)
+        offset = 0
+        for lo, j, seg in where:
+            rows = flat.new_index[lo + seg.pos]
+            got = ids[offset : offset + seg.pos.shape[0]]
+            offset += seg.pos.shape[0]
+            if j < 0:
+                flat.last_pool[rows] = got
+            else:
+                flat.box["pool"][rows, j] = got
+                flat.box["hs_client"][rows, j] = seg.hs_client_s
+                flat.box["hs_server"][rows, j] = seg.hs_server_s
+        if self.capacity - int(self.live[0]) < keys.shape[0] + 1:
+            self._grow_connections(keys.shape[0] + 1)
 
     def _window_length(self) -> float:
         per_s = expected_queue_visits(self.scenario, self.mode) / self.w1
         length = max(0.05, _VISITS_PER_WINDOW / max(per_s, 1.0))
-        loop = self.scenario.traffic.closed_loop
-        if loop is not None:
-            # A user's requests in one window form a chain that sweeps settle one link at a
-            # time, so windows hold a few think times.
-            length = min(length, max(_USER_CYCLES * loop.think_time.mean_s, 0.01))
         return float(min(self.w1, length))
 
     def _open_arrivals(self, a: float, b: float) -> np.ndarray:
@@ -1128,67 +790,53 @@ class _VectorRun:
         return self._result()
 
     def _window(self, rng: np.random.Generator, a: float, b: float) -> None:
-        if self.scenario.traffic.open_loop is not None:
-            starts = self._open_arrivals(a, b)
-            scale: np.ndarray | float = 1.0
-            user_of = None
+        closed = self.scenario.traffic.open_loop is None
+        if closed:
+            starts, think = self._user_requests(rng, a, b)
         else:
-            starts, scale, user_of = self._user_requests(rng, a, b)
+            starts, think = self._open_arrivals(a, b), np.zeros(0)
         n = starts.shape[0]
         if n == 0:
             return
-        root = self._draw_calls(
-            self.slots[0], np.arange(n), np.arange(n), np.zeros(n, np.int64), scale, rng
-        )
-        summary = (0.0, 0.0)
-        starts_moved_s = 0.0
-        for sweep in range(_MAX_SWEEPS if user_of is None else _MAX_USER_SWEEPS):
-            if user_of is not None and sweep > 0:
-                # Latencies of the current starts under the latest waits give the next starts
-                # (using the previous sweep's latencies would pair each start with stale waits).
-                self._reset_sweep()
-                previous = starts
-                starts = self._user_starts(self._propagate(root, starts) - starts, b)[0]
-                starts_moved_s = float(np.abs(starts - previous).max(initial=0.0))
-            self._reset_sweep()
-            t_end = self._propagate(root, starts)
-            if sweep <= _POOL_SWEEP:
-                self._decide_pools(
-                    [s for s, _ in self.segs],
-                    [sc for _, sc in self.segs],
-                    commit=sweep == _POOL_SWEEP,
-                )
-            _, visits = self.visits.solve(_DAMPING if sweep >= _DAMP_FROM else 0.0)
-            self.stats.sweeps += 1
-            before, summary = summary, _mean_p99(t_end - starts)
-            # a user's next request waits for the previous one: the chain must settle too
-            if sweep > _POOL_SWEEP and _settled(before, summary) and starts_moved_s < 1e-6:
-                break
-        self.stats.queue_visits += self.visits.resource_requests(visits)
-        self.visits.commit(b)
-        live = np.ones(n, np.bool_) if isinstance(scale, float) else scale > 0
-        if user_of is not None and not isinstance(scale, float):
-            self._commit_users(starts, t_end, scale, b)
-        self._account(starts[live], t_end[live])
-
-    def _reset_sweep(self) -> None:
-        self.visits.reset()
-        self.inflight: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self.segs: list[tuple[_Seg, np.ndarray | float]] = []
+        client = np.zeros(n, np.int64)
+        root = self._draw_calls(self.slots[0], np.arange(n), np.arange(n), client, rng)
+        flat, segs, where = self._flatten(root)
+        self._assign_pools(flat, segs, where)
+        p, c, box, app = self.p, self.c, flat.box, flat.app
+        ends = run_window(
+            flat.parent, flat.first_kid, flat.n_kids, flat.kids, flat.parallel,
+            box["station"], box["node"], box["comp"], box["delay"], box["req"], box["resp"],
+            box["def"], box["pool"], box["hs_client"], box["hs_server"],
+            self.hop_s, self.round_trips, flat.last_pool, flat.last_delay,
+            self.profile.app.connect_round_trips.value,
+            app["comp"], app["node"], app["slot"], app["cpu"], app["service"],
+            starts, flat.root_call, closed, self.per_user, think, self.user_next, b,
+            self.m.first_server, self.m.servers, self.free_at,
+            p["origin"], p["target"], p["tls"], p["mux"], p["max_streams"], p["idle"],
+            p["max_req"], p["life"], p["phase"], p["head"], p["seconds"],
+            c["next"], c["opened"], c["expires"], c["last"], c["requests"], c["active"],
+            c["ready"], self.free, self.live,
+            self.w0, self.w1, 2 * self.w1, self.cpu_s, self.resid_s, self.handshakes,
+            self.counters,
+        )  # fmt: skip
+        made = np.isfinite(starts)
+        if closed:
+            done = made & np.isfinite(ends)
+            lat = ends[done] - starts[done]
+            if lat.shape[0]:
+                self.latency_guess = float(lat.mean())
+        self._account(starts[made], ends[made])
 
     def _account(self, starts: np.ndarray, ends: np.ndarray) -> None:
-        w0, w1, n = self.w0, self.w1, self.m.n_comp
-        for comp, start, seconds in self.visits.cpu:
-            inside = np.clip(np.minimum(start + seconds, w1) - np.maximum(start, w0), 0, None)
-            self.cpu_s += np.bincount(comp, weights=inside, minlength=n)
-        for comp, start, end in self.inflight:
-            inside = np.clip(np.minimum(end, w1) - np.maximum(start, w0), 0, None)
-            self.resid_s += np.bincount(comp, weights=inside, minlength=n)
+        w0, w1 = self.w0, self.w1
         counted = (starts >= w0) & (starts < w1)
-        lost = counted & (ends > 2 * w1)  # the DES engine drains for at most w1 more
+        lost = counted & ~(ends <= 2 * w1)  # the DES engine drains for at most w1 more
         self.outstanding += int(lost.sum())
         latency = (ends - starts)[counted & ~lost]
-        self.end_s = max(self.end_s, float(ends.max(initial=w1)))
+        # the DES engine stops when its last counted request is done (or at the cut-off)
+        self.end_s = max(self.end_s, float(ends[counted & ~lost].max(initial=w1)))
+        if lost.any():
+            self.end_s = 2 * w1
         self.latency_sum += float(latency.sum())
         self.latency_count += latency.shape[0]
         us = latency * 1e6
@@ -1210,44 +858,16 @@ class _VectorRun:
 
     def _user_requests(
         self, rng: np.random.Generator, a: float, b: float
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Candidate requests of each user in [a, b); those that start later are masked."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Room for each user's requests in [a, b): candidates (their starts are decided as
+        the window runs; a user who runs out carries on in the next window) and think times."""
         loop = self.scenario.traffic.closed_loop
         assert loop is not None
         cycle = max(loop.think_time.mean_s + self.latency_guess, 1e-6)
-        per_user = math.ceil((b - a) / cycle * 1.5) + 2
+        self.per_user = math.ceil((b - a) / cycle * 1.5) + 2
         users = self.user_next.shape[0]
-        self.think = _sample(loop.think_time, rng, users * per_user).reshape(users, per_user)
-        user_of = np.repeat(np.arange(users), per_user)
-        self.per_user = per_user
-        guess = np.full(users * per_user, self.latency_guess)
-        starts, scale = self._user_starts(guess, b)
-        return starts, scale, user_of
-
-    def _user_starts(self, latency: np.ndarray, b: float) -> tuple[np.ndarray, np.ndarray]:
-        """Each user sends, waits for the response, thinks, and sends again."""
-        cycle = latency.reshape(-1, self.per_user) + self.think
-        offsets = np.concatenate(
-            [np.zeros((cycle.shape[0], 1)), np.cumsum(cycle[:, :-1], axis=1)], axis=1
-        )
-        starts = (self.user_next[:, None] + offsets).ravel()
-        scale = (starts < b).astype(np.float64)
-        return starts, scale
-
-    def _commit_users(
-        self, starts: np.ndarray, ends: np.ndarray, scale: np.ndarray, b: float
-    ) -> None:
-        s = starts.reshape(-1, self.per_user)
-        live = scale.reshape(-1, self.per_user) > 0
-        nxt = ends.reshape(-1, self.per_user) + self.think
-        last = np.where(live, np.arange(self.per_user)[None, :], -1).max(axis=1)
-        has = last >= 0
-        rows = np.flatnonzero(has)
-        self.user_next[rows] = nxt[rows, last[rows]]
-        lat = (ends - starts)[scale > 0]
-        if lat.shape[0]:
-            self.latency_guess = float(lat.mean())
-        del s
+        think = _sample(loop.think_time, rng, users * self.per_user)
+        return np.full(users * self.per_user, math.inf), think
 
     # ---- results -------------------------------------------------------------------------
 
@@ -1300,6 +920,7 @@ class _VectorRun:
             self.scenario, self.profile, self.m.topology, proxies, tally, window
         )
         latency, hist = self._latency()
+        self.stats.queue_visits = int(self.counters[ACC_FIELDS.index("queue_visits")])
         return mode_result(
             self.scenario,
             proxies,
@@ -1308,7 +929,7 @@ class _VectorRun:
             histogram=hist,
             unfinished=self.outstanding,
             window_s=window,
-            tls_handshakes=self.tls_handshakes,
+            tls_handshakes=int(self.counters[ACC_FIELDS.index("tls_handshakes")]),
             connection_seconds=float(p["seconds"].sum()),
         )
 

@@ -1,0 +1,1018 @@
+"""The vector engine's event kernel: one window of requests run through every queue in one pass.
+
+The numpy side (meshsim.engines.vector) draws everything random for a window as arrays:
+which pod each call goes to, the proxy workers, every CPU burst, link delays, app times,
+which calls are made, and the pool each pooled hop uses. `run_window` then follows every
+call through its fixed sequence of steps, in time order, with a heap:
+
+    for each box (proxy) on the way in: [connect: reuse a pooled connection, or open one
+    and handshake on both ends] -> link delay + hop latency -> request pass (a worker,
+    then a core of its node);
+    the app: [connect (no mesh)] -> link delay -> concurrency slot -> CPU burst on a core
+    -> service time -> its calls (one after another, or all at once and joined) -> slot
+    released -> link delay back;
+    each box on the way back: response pass (a worker, a core; the deferred burst keeps
+    the worker after the response has left) -> link delay + hop latency -> connection back
+    to its pool.
+
+Queues are FIFO per station (the node's cores, a proxy's worker or workers, an app's
+slots), exactly as the DES engine's simpy resources. Connection pools follow
+meshsim.connections (reuse the most recently opened usable connection; close on idle
+timeout, certificate rotation or max requests; a request joining an HTTP/2 connection
+still handshaking waits for it). Because everything is decided at its moment, this is the
+DES engine's model, not an approximation of it; only the random streams differ.
+
+A window's requests are run until they finish (or the run's cut-off, twice the duration,
+as the DES engine drains). Servers stay busy into the next window until the time the last
+window left them (`free_at`); pools carry over whole. So a request of the next window
+never delays one of the previous window: the only approximation, at window boundaries.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+__all__ = ["ACC_FIELDS", "finish_pools", "lookup_or_insert", "run_window"]
+
+_EMPTY = np.int64(-1)
+
+# counters[] written by run_window
+ACC_FIELDS = ("tls_handshakes", "queue_visits", "end_time")
+
+# call stages (code = call * 64 + stage)
+_CONNECT = 0
+_HS1_DONE = 1
+_HS2 = 2
+_HS2_DONE = 3
+_HS_DONE = 4
+_TRANSIT = 5
+_REQ = 6
+_REQ_DONE = 7
+_APP_CONNECT = 8
+_APP_HS_DONE = 9
+_APP_TRANSIT = 10
+_APP = 11
+_APP_CPU = 12
+_SERVICE = 13
+_KIDS = 14
+_APP_END = 15
+_APP_BACK = 16
+_RESP = 17
+_RESP_DONE = 18
+_RESP_BACK = 19
+_DONE = 20
+_START = 21
+# visit events (code = visit * 64 + event)
+_GRANT_WORKER = 32
+_GRANT_CORE1 = 33
+_GRANT_CORE2 = 34
+_CORE1_DONE = 35
+_CORE2_DONE = 36
+
+# visit kinds
+_PASS = 0  # hold a worker; a burst on a core; then (deferred) a second burst, worker still held
+_CORE = 1  # a burst on a core
+_HOLD = 2  # hold an app slot until the call releases it
+
+# columns of the visit arena: vi (integers) and vsec (seconds)
+_V_CALL, _V_KIND, _V_STATION, _V_NODE, _V_COMP, _V_WORKER, _V_CORE = range(7)
+_V_NEXT, _V_PHASE, _V_RESUME = 7, 8, 9  # next: the free list, and station queues
+_V_FIRST, _V_SECOND = 0, 1
+# the event loop's scalar state, kept in `st` between calls
+_S_SIZE, _S_SEQ, _S_VISITS, _S_TLS, _S_NEXT_ROOT, _S_FREE = range(6)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _overlap(a: float, b: float, w0: float, w1: float) -> float:
+    lo = a if a > w0 else w0
+    hi = b if b < w1 else w1
+    return hi - lo if hi > lo else 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _push(
+    h_time: np.ndarray,
+    h_seq: np.ndarray,
+    h_code: np.ndarray,
+    size: int,
+    seq: int,
+    t: float,
+    code: int,
+) -> int:
+    i = size
+    while i > 0:
+        parent = (i - 1) >> 1
+        pt = h_time[parent]
+        if pt < t or (pt == t and h_seq[parent] < seq):
+            break
+        h_time[i], h_seq[i], h_code[i] = pt, h_seq[parent], h_code[parent]
+        i = parent
+    h_time[i], h_seq[i], h_code[i] = t, seq, code
+    return size + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _pop(h_time: np.ndarray, h_seq: np.ndarray, h_code: np.ndarray, size: int) -> int:
+    size -= 1
+    t, s, c = h_time[size], h_seq[size], h_code[size]
+    i = 0
+    while True:
+        left = 2 * i + 1
+        if left >= size:
+            break
+        best = left
+        right = left + 1
+        if right < size and (
+            h_time[right] < h_time[left]
+            or (h_time[right] == h_time[left] and h_seq[right] < h_seq[left])
+        ):
+            best = right
+        bt = h_time[best]
+        if t < bt or (t == bt and s < h_seq[best]):
+            break
+        h_time[i], h_seq[i], h_code[i] = bt, h_seq[best], h_code[best]
+        i = best
+    h_time[i], h_seq[i], h_code[i] = t, s, c
+    return size
+
+
+@numba.njit(cache=True, nogil=True)
+def _pool_close(
+    c: int,
+    p: int,
+    prev: int,
+    at: float,
+    p_head: np.ndarray,
+    c_next: np.ndarray,
+    c_opened: np.ndarray,
+    p_seconds: np.ndarray,
+    free: np.ndarray,
+    live: np.ndarray,
+    w0: float,
+    w1: float,
+) -> None:
+    if prev < 0:
+        p_head[p] = c_next[c]
+    else:
+        c_next[prev] = c_next[c]
+    p_seconds[p] += _overlap(c_opened[c], at, w0, w1)
+    c_next[c] = free[0]
+    free[0] = c
+    live[0] -= 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _acquire(
+    p: int,
+    now: float,
+    p_mux: np.ndarray,
+    p_max_streams: np.ndarray,
+    p_idle: np.ndarray,
+    p_max_req: np.ndarray,
+    p_life: np.ndarray,
+    p_phase: np.ndarray,
+    p_head: np.ndarray,
+    p_seconds: np.ndarray,
+    c_next: np.ndarray,
+    c_opened: np.ndarray,
+    c_expires: np.ndarray,
+    c_last: np.ndarray,
+    c_requests: np.ndarray,
+    c_active: np.ndarray,
+    c_ready: np.ndarray,
+    free: np.ndarray,
+    live: np.ndarray,
+    w0: float,
+    w1: float,
+) -> tuple[int, bool]:
+    """A connection of pool p at `now`: (connection, opened). A new one is not ready
+    (c_ready = inf) until its handshake completes."""
+    # close what timed out or rotated while idle, at the moment it happened
+    prev = -1
+    cur = p_head[p]
+    while cur >= 0:
+        following = c_next[cur]
+        if c_active[cur] == 0:
+            idle_end = c_last[cur] + p_idle[p]
+            if idle_end <= now or c_expires[cur] <= now:
+                at = min(idle_end, max(c_expires[cur], c_last[cur]))
+                _pool_close(
+                    cur, p, prev, at, p_head, c_next, c_opened, p_seconds, free, live, w0, w1
+                )
+                cur = following
+                continue
+        prev = cur
+        cur = following
+    cur = p_head[p]  # most recently opened first
+    while cur >= 0:
+        used_up = 0 < p_max_req[p] <= c_requests[cur]
+        if c_expires[cur] > now and not used_up:
+            idle = c_active[cur] == 0 and (p_mux[p] or c_last[cur] <= now)
+            if idle or (p_mux[p] and c_active[cur] < p_max_streams[p]):
+                c_active[cur] += 1
+                c_requests[cur] += 1
+                c_last[cur] = now
+                return cur, False
+        cur = c_next[cur]
+    c = free[0]
+    free[0] = c_next[c]
+    live[0] += 1
+    period = p_life[p]
+    phase = p_phase[p]
+    c_opened[c] = now
+    c_expires[c] = phase + (math.floor((now - phase) / period) + 1) * period
+    c_last[c] = now
+    c_requests[c] = 1
+    c_active[c] = 1
+    c_ready[c] = math.inf
+    c_next[c] = p_head[p]
+    p_head[p] = c
+    return c, True
+
+
+@numba.njit(cache=True, nogil=True)
+def _release_conn(
+    c: int,
+    p: int,
+    now: float,
+    p_max_req: np.ndarray,
+    p_head: np.ndarray,
+    p_seconds: np.ndarray,
+    c_next: np.ndarray,
+    c_opened: np.ndarray,
+    c_last: np.ndarray,
+    c_requests: np.ndarray,
+    c_active: np.ndarray,
+    free: np.ndarray,
+    live: np.ndarray,
+    w0: float,
+    w1: float,
+) -> None:
+    c_active[c] -= 1
+    c_last[c] = now
+    if c_active[c] == 0 and 0 < p_max_req[p] <= c_requests[c]:
+        prev = -1
+        cur = p_head[p]
+        while cur != c:
+            prev = cur
+            cur = c_next[cur]
+        _pool_close(c, p, prev, now, p_head, c_next, c_opened, p_seconds, free, live, w0, w1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _events(
+    parent: np.ndarray,
+    first_kid: np.ndarray,
+    n_kids: np.ndarray,
+    kids: np.ndarray,
+    parallel: np.ndarray,
+    b_station: np.ndarray,
+    b_node: np.ndarray,
+    b_comp: np.ndarray,
+    b_delay: np.ndarray,
+    b_req: np.ndarray,
+    b_resp: np.ndarray,
+    b_def: np.ndarray,
+    b_pool: np.ndarray,
+    b_hs_client: np.ndarray,
+    b_hs_server: np.ndarray,
+    hop_s: np.ndarray,
+    round_trips: np.ndarray,
+    last_pool: np.ndarray,
+    last_delay: np.ndarray,
+    last_round_trips: float,
+    app_comp: np.ndarray,
+    app_node: np.ndarray,
+    app_slot: np.ndarray,
+    app_cpu: np.ndarray,
+    service: np.ndarray,
+    root_start: np.ndarray,
+    root_call: np.ndarray,
+    closed: bool,
+    per_user: int,
+    think: np.ndarray,
+    user_next: np.ndarray,
+    window_end: float,
+    first_server: np.ndarray,
+    servers: np.ndarray,
+    free_at: np.ndarray,
+    pool_origin: np.ndarray,
+    pool_target: np.ndarray,
+    pool_tls: np.ndarray,
+    p_mux: np.ndarray,
+    p_max_streams: np.ndarray,
+    p_idle: np.ndarray,
+    p_max_req: np.ndarray,
+    p_life: np.ndarray,
+    p_phase: np.ndarray,
+    p_head: np.ndarray,
+    p_seconds: np.ndarray,
+    c_next: np.ndarray,
+    c_opened: np.ndarray,
+    c_expires: np.ndarray,
+    c_last: np.ndarray,
+    c_requests: np.ndarray,
+    c_active: np.ndarray,
+    c_ready: np.ndarray,
+    free: np.ndarray,
+    live: np.ndarray,
+    w0: float,
+    w1: float,
+    cutoff: float,
+    cpu_s: np.ndarray,
+    resid_s: np.ndarray,
+    handshakes: np.ndarray,
+    station_of: np.ndarray,
+    held: np.ndarray,
+    q_head: np.ndarray,
+    q_tail: np.ndarray,
+    box: np.ndarray,
+    entered: np.ndarray,
+    conn: np.ndarray,
+    app_start: np.ndarray,
+    slot_server: np.ndarray,
+    kid_next: np.ndarray,
+    kid_left: np.ndarray,
+    wait_next: np.ndarray,
+    conn_waiters: np.ndarray,
+    root_end: np.ndarray,
+    vi: np.ndarray,
+    vsec: np.ndarray,
+    h_time: np.ndarray,
+    h_seq: np.ndarray,
+    h_code: np.ndarray,
+    st: np.ndarray,
+    ft: np.ndarray,
+) -> bool:
+    """The event loop of `run_window`; stops early (True) when the visit arena is full."""
+    n_roots = root_start.shape[0]
+    n_boxes = hop_s.shape[0]
+    size, seq, visits, tls_hs = st[_S_SIZE], st[_S_SEQ], st[_S_VISITS], st[_S_TLS]
+    next_root, v_free = st[_S_NEXT_ROOT], st[_S_FREE]
+    last_time = ft[0]
+    now = 0.0
+    full = False
+    while True:
+        if v_free < 0:  # no room for a visit: the caller grows the arena and calls again
+            full = True
+            break
+        if size > 0 and (next_root >= n_roots or h_time[0] <= root_start[next_root]):
+            now = h_time[0]
+            code = h_code[0]
+            if now > cutoff:
+                break
+            size = _pop(h_time, h_seq, h_code, size)
+        elif next_root < n_roots:
+            now = root_start[next_root]
+            code = root_call[next_root] * 64 + _START
+            next_root += 1
+        else:
+            break
+        last_time = now
+        release = -1
+        release2 = -1
+        v = -1
+        if code < 0:
+            release = -code - 1
+        else:
+            ident = code >> 6
+            ev = code & 63
+            ask = -1
+            phase = 0
+            if ev >= _GRANT_WORKER:
+                # ---- a visit's own events ----
+                v = ident
+                kind = vi[v, _V_KIND]
+                if ev == _GRANT_WORKER:
+                    if kind == _HOLD:
+                        slot_server[vi[v, _V_CALL]] = vi[v, _V_WORKER]
+                        size = _push(
+                            h_time,
+                            h_seq,
+                            h_code,
+                            size,
+                            seq,
+                            now,
+                            vi[v, _V_CALL] * 64 + vi[v, _V_RESUME],
+                        )
+                        seq += 1
+                        vi[v, _V_NEXT] = v_free
+                        v_free = v
+                    elif vsec[v, _V_FIRST] > 0:
+                        ask, phase = vi[v, _V_NODE], _GRANT_CORE1
+                    else:
+                        size = _push(
+                            h_time,
+                            h_seq,
+                            h_code,
+                            size,
+                            seq,
+                            now,
+                            vi[v, _V_CALL] * 64 + vi[v, _V_RESUME],
+                        )
+                        seq += 1
+                        if vsec[v, _V_SECOND] > 0:
+                            ask, phase = vi[v, _V_NODE], _GRANT_CORE2
+                        else:
+                            release = vi[v, _V_WORKER]
+                            vi[v, _V_NEXT] = v_free
+                            v_free = v
+                elif ev in (_GRANT_CORE1, _GRANT_CORE2):
+                    burst = vsec[v, _V_FIRST] if ev == _GRANT_CORE1 else vsec[v, _V_SECOND]
+                    cpu_s[vi[v, _V_COMP]] += _overlap(now, now + burst, w0, w1)
+                    done = _CORE1_DONE if ev == _GRANT_CORE1 else _CORE2_DONE
+                    size = _push(h_time, h_seq, h_code, size, seq, now + burst, v * 64 + done)
+                    seq += 1
+                elif ev == _CORE1_DONE:
+                    release = vi[v, _V_CORE]
+                    size = _push(
+                        h_time,
+                        h_seq,
+                        h_code,
+                        size,
+                        seq,
+                        now,
+                        vi[v, _V_CALL] * 64 + vi[v, _V_RESUME],
+                    )
+                    seq += 1
+                    if kind == _PASS:
+                        if vsec[v, _V_SECOND] > 0:
+                            ask, phase = vi[v, _V_NODE], _GRANT_CORE2
+                        else:
+                            release2 = vi[v, _V_WORKER]
+                            vi[v, _V_NEXT] = v_free
+                            v_free = v
+                    else:
+                        vi[v, _V_NEXT] = v_free
+                        v_free = v
+                else:  # _CORE2_DONE
+                    release = vi[v, _V_CORE]
+                    release2 = vi[v, _V_WORKER]
+                    vi[v, _V_NEXT] = v_free
+                    v_free = v
+            else:
+                # ---- a call's steps, run until it has to wait ----
+                c = ident
+                stage = ev
+                visit_kind = -1
+                vs, vn, vc, resume = -1, -1, -1, 0
+                vf, vd = 0.0, 0.0
+                while stage >= 0:
+                    j = box[c]
+                    if stage == _START:
+                        box[c] = 0
+                        stage = _TRANSIT if n_boxes > 0 else _APP_CONNECT
+                    elif stage == _CONNECT:
+                        p = b_pool[c, j]
+                        if p < 0:
+                            stage = _TRANSIT
+                            continue
+                        k, new = _acquire(
+                            p, now, p_mux, p_max_streams, p_idle, p_max_req, p_life, p_phase,
+                            p_head, p_seconds, c_next, c_opened, c_expires, c_last, c_requests,
+                            c_active, c_ready, free, live, w0, w1,
+                        )  # fmt: skip
+                        conn[c, j] = k
+                        if new:
+                            conn_waiters[k] = -1
+                            if w0 <= now < w1 and pool_tls[p]:
+                                handshakes[pool_origin[p]] += 1
+                                handshakes[pool_target[p]] += 1
+                                tls_hs += 1
+                            # the client end handshakes on the previous box's worker
+                            visit_kind = _PASS
+                            vs, vn, vc = b_station[c, j - 1], b_node[c, j - 1], b_comp[c, j - 1]
+                            vf, vd, resume = b_hs_client[c, j], 0.0, _HS1_DONE
+                            stage = -1
+                        elif c_ready[k] > now:  # joined an HTTP/2 connection still handshaking
+                            wait_next[c] = conn_waiters[k]
+                            conn_waiters[k] = c
+                            stage = -1
+                        else:
+                            stage = _TRANSIT
+                    elif stage == _HS1_DONE:
+                        size = _push(
+                            h_time, h_seq, h_code, size, seq, now + b_delay[c, j], c * 64 + _HS2
+                        )
+                        seq += 1
+                        stage = -1
+                    elif stage == _HS2:
+                        visit_kind = _PASS
+                        vs, vn, vc = b_station[c, j], b_node[c, j], b_comp[c, j]
+                        vf, vd, resume = b_hs_server[c, j], 0.0, _HS2_DONE
+                        stage = -1
+                    elif stage == _HS2_DONE:
+                        d = b_delay[c, j]
+                        t = now + d + (round_trips[j] - 1) * 2 * d
+                        size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _HS_DONE)
+                        seq += 1
+                        stage = -1
+                    elif stage in (_HS_DONE, _APP_HS_DONE):
+                        k = conn[c, j] if stage == _HS_DONE else conn[c, n_boxes]
+                        c_ready[k] = now
+                        w = conn_waiters[k]
+                        while w >= 0:
+                            size = _push(h_time, h_seq, h_code, size, seq, now, w * 64 + _TRANSIT)
+                            seq += 1
+                            w = wait_next[w]
+                        conn_waiters[k] = -1
+                        stage = _TRANSIT if stage == _HS_DONE else _APP_TRANSIT
+                    elif stage == _TRANSIT:
+                        t = now + b_delay[c, j] + hop_s[j]
+                        size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _REQ)
+                        seq += 1
+                        stage = -1
+                    elif stage == _REQ:
+                        entered[c, j] = now
+                        visit_kind = _PASS
+                        vs, vn, vc = b_station[c, j], b_node[c, j], b_comp[c, j]
+                        vf, vd, resume = b_req[c, j], 0.0, _REQ_DONE
+                        stage = -1
+                    elif stage == _REQ_DONE:
+                        if j + 1 < n_boxes:
+                            box[c] = j + 1
+                            stage = _CONNECT
+                        else:
+                            stage = _APP_CONNECT
+                    elif stage == _APP_CONNECT:
+                        p = last_pool[c]
+                        if p < 0:
+                            stage = _APP_TRANSIT
+                            continue
+                        k, new = _acquire(
+                            p, now, p_mux, p_max_streams, p_idle, p_max_req, p_life, p_phase,
+                            p_head, p_seconds, c_next, c_opened, c_expires, c_last, c_requests,
+                            c_active, c_ready, free, live, w0, w1,
+                        )  # fmt: skip
+                        conn[c, n_boxes] = k
+                        if new:
+                            conn_waiters[k] = -1
+                            t = now + last_round_trips * 2 * last_delay[c]
+                            size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _APP_HS_DONE)
+                            seq += 1
+                            stage = -1
+                        else:
+                            stage = _APP_TRANSIT
+                    elif stage == _APP_TRANSIT:
+                        t = now + last_delay[c]
+                        size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _APP)
+                        seq += 1
+                        stage = -1
+                    elif stage == _APP:
+                        app_start[c] = now
+                        if app_slot[c] >= 0:
+                            visit_kind = _HOLD
+                            vs, vn, vc = app_slot[c], -1, app_comp[c]
+                            vf, vd, resume = 0.0, 0.0, _APP_CPU
+                            stage = -1
+                        else:
+                            stage = _APP_CPU
+                    elif stage == _APP_CPU:
+                        if app_cpu[c] > 0:
+                            visit_kind = _CORE
+                            vs, vn, vc = -1, app_node[c], app_comp[c]
+                            vf, vd, resume = app_cpu[c], 0.0, _SERVICE
+                            stage = -1
+                        else:
+                            stage = _SERVICE
+                    elif stage == _SERVICE:
+                        if service[c] > 0:
+                            t = now + service[c]
+                            size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _KIDS)
+                            seq += 1
+                            stage = -1
+                        else:
+                            stage = _KIDS
+                    elif stage == _KIDS:
+                        nk = n_kids[c]
+                        if nk == 0:
+                            stage = _APP_END
+                        elif parallel[c]:
+                            kid_left[c] = nk
+                            for q in range(first_kid[c], first_kid[c] + nk):
+                                size = _push(
+                                    h_time, h_seq, h_code, size, seq, now, kids[q] * 64 + _START
+                                )
+                                seq += 1
+                            stage = -1
+                        else:
+                            kid_next[c] = 1
+                            q = kids[first_kid[c]]
+                            size = _push(h_time, h_seq, h_code, size, seq, now, q * 64 + _START)
+                            seq += 1
+                            stage = -1
+                    elif stage == _APP_END:
+                        if slot_server[c] >= 0:
+                            release = slot_server[c]
+                            slot_server[c] = -1
+                        resid_s[app_comp[c]] += _overlap(app_start[c], now, w0, w1)
+                        t = now + last_delay[c]
+                        size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _APP_BACK)
+                        seq += 1
+                        stage = -1
+                    elif stage == _APP_BACK:
+                        k = conn[c, n_boxes]
+                        if k >= 0:
+                            _release_conn(
+                                k, last_pool[c], now, p_max_req, p_head, p_seconds, c_next,
+                                c_opened, c_last, c_requests, c_active, free, live, w0, w1,
+                            )  # fmt: skip
+                        if n_boxes > 0:
+                            box[c] = n_boxes - 1
+                            stage = _RESP
+                        else:
+                            stage = _DONE
+                    elif stage == _RESP:
+                        visit_kind = _PASS
+                        vs, vn, vc = b_station[c, j], b_node[c, j], b_comp[c, j]
+                        vf, vd, resume = b_resp[c, j], b_def[c, j], _RESP_DONE
+                        stage = -1
+                    elif stage == _RESP_DONE:
+                        resid_s[b_comp[c, j]] += _overlap(entered[c, j], now, w0, w1)
+                        t = now + b_delay[c, j] + hop_s[j]
+                        size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _RESP_BACK)
+                        seq += 1
+                        stage = -1
+                    elif stage == _RESP_BACK:
+                        k = conn[c, j]
+                        if k >= 0:
+                            _release_conn(
+                                k, b_pool[c, j], now, p_max_req, p_head, p_seconds, c_next,
+                                c_opened, c_last, c_requests, c_active, free, live, w0, w1,
+                            )  # fmt: skip
+                        if j > 0:
+                            box[c] = j - 1
+                            stage = _RESP
+                        else:
+                            stage = _DONE
+                    else:  # _DONE
+                        stage = -1
+                        up = parent[c]
+                        if up < 0:  # a request: parent is -1 - its index
+                            r = -1 - up
+                            root_end[r] = now
+                            if closed:
+                                u = r // per_user
+                                nxt = now + think[r]
+                                if nxt < window_end and nxt < w1 and r + 1 < (u + 1) * per_user:
+                                    root_start[r + 1] = nxt
+                                    q = root_call[r + 1] * 64 + _START
+                                    size = _push(h_time, h_seq, h_code, size, seq, nxt, q)
+                                    seq += 1
+                                else:
+                                    user_next[u] = nxt
+                        elif parallel[up]:
+                            kid_left[up] -= 1
+                            if kid_left[up] == 0:
+                                c = up
+                                stage = _APP_END
+                        elif kid_next[up] < n_kids[up]:
+                            q = kids[first_kid[up] + kid_next[up]]
+                            kid_next[up] += 1
+                            size = _push(h_time, h_seq, h_code, size, seq, now, q * 64 + _START)
+                            seq += 1
+                        else:
+                            c = up
+                            stage = _APP_END
+                if visit_kind >= 0:
+                    # a new visit: take an arena slot, growing the arena when full
+                    v = v_free
+                    v_free = vi[v, _V_NEXT]
+                    vi[v, _V_CALL], vi[v, _V_KIND], vi[v, _V_COMP] = c, visit_kind, vc
+                    vi[v, _V_STATION], vi[v, _V_NODE] = vs, vn
+                    vsec[v, _V_FIRST], vsec[v, _V_SECOND], vi[v, _V_RESUME] = vf, vd, resume
+                    vi[v, _V_WORKER], vi[v, _V_CORE] = -1, -1
+                    if visit_kind == _CORE:
+                        ask, phase = vn, _GRANT_CORE1
+                    else:
+                        ask, phase = vs, _GRANT_WORKER
+            if ask >= 0:
+                visits += 1
+                granted = -1
+                for m in range(first_server[ask], first_server[ask] + servers[ask]):
+                    if not held[m]:
+                        granted = m
+                        break
+                if granted >= 0:
+                    held[granted] = True
+                    if phase == _GRANT_WORKER:
+                        vi[v, _V_WORKER] = granted
+                    else:
+                        vi[v, _V_CORE] = granted
+                    size = _push(h_time, h_seq, h_code, size, seq, now, v * 64 + phase)
+                    seq += 1
+                else:
+                    vi[v, _V_PHASE] = phase
+                    vi[v, _V_NEXT] = -1
+                    if q_tail[ask] < 0:
+                        q_head[ask] = v
+                    else:
+                        vi[q_tail[ask], _V_NEXT] = v
+                    q_tail[ask] = v
+        for m in (release, release2):
+            if m < 0:
+                continue
+            held[m] = False
+            free_at[m] = now
+            s = station_of[m]
+            u = q_head[s]
+            if u >= 0:  # the longest waiting gets the server
+                q_head[s] = vi[u, _V_NEXT]
+                if q_head[s] < 0:
+                    q_tail[s] = -1
+                held[m] = True
+                if vi[u, _V_PHASE] == _GRANT_WORKER:
+                    vi[u, _V_WORKER] = m
+                else:
+                    vi[u, _V_CORE] = m
+                size = _push(h_time, h_seq, h_code, size, seq, now, u * 64 + vi[u, _V_PHASE])
+                seq += 1
+    st[_S_SIZE], st[_S_SEQ], st[_S_VISITS], st[_S_TLS] = size, seq, visits, tls_hs
+    st[_S_NEXT_ROOT], st[_S_FREE] = next_root, v_free
+    ft[0] = last_time
+    return full
+
+
+@numba.njit(cache=True, nogil=True)
+def run_window(
+    # the calls of this window; a request's call has parent -1 - (the request's index)
+    parent: np.ndarray,
+    first_kid: np.ndarray,
+    n_kids: np.ndarray,
+    kids: np.ndarray,
+    parallel: np.ndarray,
+    b_station: np.ndarray,  # (N, B) worker station of each box
+    b_node: np.ndarray,
+    b_comp: np.ndarray,
+    b_delay: np.ndarray,  # link delay into the box (0 where no network hop)
+    b_req: np.ndarray,
+    b_resp: np.ndarray,
+    b_def: np.ndarray,
+    b_pool: np.ndarray,  # pool of the link into the box; -1 where not pooled
+    b_hs_client: np.ndarray,
+    b_hs_server: np.ndarray,
+    hop_s: np.ndarray,  # (B,)
+    round_trips: np.ndarray,  # (B,) of the link into the box
+    last_pool: np.ndarray,  # (N,) the plain TCP pool into the app (no mesh); -1 otherwise
+    last_delay: np.ndarray,
+    last_round_trips: float,
+    app_comp: np.ndarray,
+    app_node: np.ndarray,
+    app_slot: np.ndarray,  # slot station of the app; -1 without a concurrency limit
+    app_cpu: np.ndarray,
+    service: np.ndarray,
+    # the requests: open loop (sorted starts) or closed loop (users x candidates)
+    root_start: np.ndarray,
+    root_call: np.ndarray,
+    closed: bool,
+    per_user: int,
+    think: np.ndarray,
+    user_next: np.ndarray,
+    window_end: float,
+    # queues
+    first_server: np.ndarray,
+    servers: np.ndarray,
+    free_at: np.ndarray,
+    # pools
+    pool_origin: np.ndarray,
+    pool_target: np.ndarray,
+    pool_tls: np.ndarray,
+    p_mux: np.ndarray,
+    p_max_streams: np.ndarray,
+    p_idle: np.ndarray,
+    p_max_req: np.ndarray,
+    p_life: np.ndarray,
+    p_phase: np.ndarray,
+    p_head: np.ndarray,
+    p_seconds: np.ndarray,
+    c_next: np.ndarray,
+    c_opened: np.ndarray,
+    c_expires: np.ndarray,
+    c_last: np.ndarray,
+    c_requests: np.ndarray,
+    c_active: np.ndarray,
+    c_ready: np.ndarray,
+    free: np.ndarray,
+    live: np.ndarray,
+    # accounting
+    w0: float,
+    w1: float,
+    cutoff: float,
+    cpu_s: np.ndarray,
+    resid_s: np.ndarray,
+    handshakes: np.ndarray,
+    counters: np.ndarray,
+) -> np.ndarray:
+    """Run one window's calls to completion; returns when each root call ended (inf when
+    the run's cut-off came first). For a closed loop, `root_start` is written with the
+    start of every candidate request a user made (inf for those not made)."""
+    n_calls = parent.shape[0]
+    n_roots = root_start.shape[0]
+    n_boxes = hop_s.shape[0]
+    n_servers = free_at.shape[0]
+    n_stations = servers.shape[0]
+    station_of = np.empty(n_servers, np.int64)
+    for s in range(n_stations):
+        for m in range(first_server[s], first_server[s] + servers[s]):
+            station_of[m] = s
+    held = np.zeros(n_servers, np.bool_)
+    q_head = np.full(n_stations, -1, np.int64)
+    q_tail = np.full(n_stations, -1, np.int64)
+    # per call
+    box = np.zeros(n_calls, np.int64)
+    entered = np.zeros((n_calls, max(n_boxes, 1)))
+    conn = np.full((n_calls, n_boxes + 1), -1, np.int64)
+    app_start = np.zeros(n_calls)
+    slot_server = np.full(n_calls, -1, np.int64)
+    kid_next = np.zeros(n_calls, np.int64)
+    kid_left = np.zeros(n_calls, np.int64)
+    wait_next = np.full(n_calls, -1, np.int64)  # calls waiting for the same young connection
+    conn_waiters = np.full(c_next.shape[0], -1, np.int64)
+    root_end = np.full(n_roots, math.inf)
+    # visits: an arena with a free list, grown (between calls of the loop) when full
+    cap = 1024
+    vi = np.empty((cap, 10), np.int64)
+    vsec = np.empty((cap, 2))
+    vi[:, _V_NEXT] = np.arange(1, cap + 1)
+    vi[cap - 1, _V_NEXT] = -1
+    # the heap: each call waits on one thing at a time; each held server has one event
+    h_cap = n_calls + 2 * n_servers + 16
+    h_time = np.empty(h_cap)
+    h_seq = np.empty(h_cap, np.int64)
+    h_code = np.empty(h_cap, np.int64)
+    size = 0
+    seq = 0
+    t_first = root_start[0] if (n_roots > 0 and not closed) else window_end
+    if closed:
+        for u in range(user_next.shape[0]):
+            r = u * per_user
+            root_start[r : r + per_user] = math.inf
+            t = user_next[u]
+            if t < window_end and t < w1:
+                root_start[r] = t
+                user_next[u] = math.inf
+                if t < t_first:
+                    t_first = t
+                size = _push(h_time, h_seq, h_code, size, seq, t, root_call[r] * 64 + _START)
+                seq += 1
+    for m in range(n_servers):
+        if free_at[m] > t_first:
+            held[m] = True
+            size = _push(h_time, h_seq, h_code, size, seq, free_at[m], -(m + 1))
+            seq += 1
+    next_root = 0 if not closed else n_roots
+    st = np.zeros(6, np.int64)
+    st[_S_SIZE], st[_S_SEQ], st[_S_NEXT_ROOT], st[_S_FREE] = size, seq, next_root, 0
+    ft = np.zeros(1)
+    while _events(
+        parent,
+        first_kid,
+        n_kids,
+        kids,
+        parallel,
+        b_station,
+        b_node,
+        b_comp,
+        b_delay,
+        b_req,
+        b_resp,
+        b_def,
+        b_pool,
+        b_hs_client,
+        b_hs_server,
+        hop_s,
+        round_trips,
+        last_pool,
+        last_delay,
+        last_round_trips,
+        app_comp,
+        app_node,
+        app_slot,
+        app_cpu,
+        service,
+        root_start,
+        root_call,
+        closed,
+        per_user,
+        think,
+        user_next,
+        window_end,
+        first_server,
+        servers,
+        free_at,
+        pool_origin,
+        pool_target,
+        pool_tls,
+        p_mux,
+        p_max_streams,
+        p_idle,
+        p_max_req,
+        p_life,
+        p_phase,
+        p_head,
+        p_seconds,
+        c_next,
+        c_opened,
+        c_expires,
+        c_last,
+        c_requests,
+        c_active,
+        c_ready,
+        free,
+        live,
+        w0,
+        w1,
+        cutoff,
+        cpu_s,
+        resid_s,
+        handshakes,
+        station_of,
+        held,
+        q_head,
+        q_tail,
+        box,
+        entered,
+        conn,
+        app_start,
+        slot_server,
+        kid_next,
+        kid_left,
+        wait_next,
+        conn_waiters,
+        root_end,
+        vi,
+        vsec,
+        h_time,
+        h_seq,
+        h_code,
+        st,
+        ft,
+    ):
+        old = vi.shape[0]
+        vi = np.concatenate((vi, np.empty((old, 10), np.int64)))
+        vsec = np.concatenate((vsec, np.empty((old, 2))))
+        vi[old:, _V_NEXT] = np.arange(old + 1, 2 * old + 1)
+        vi[2 * old - 1, _V_NEXT] = -1
+        st[_S_FREE] = old
+    counters[0] += st[_S_TLS]
+    counters[1] += st[_S_VISITS]
+    if ft[0] > counters[2]:
+        counters[2] = ft[0]
+    return root_end
+
+
+# ---- pool state between windows -------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def lookup_or_insert(
+    keys: np.ndarray, table_keys: np.ndarray, table_ids: np.ndarray, used: np.ndarray
+) -> np.ndarray:
+    """Dense ids for keys (new keys get the next id); the table must be under half full."""
+    mask = table_keys.shape[0] - 1
+    out = np.empty(keys.shape[0], np.int64)
+    for i in range(keys.shape[0]):
+        key = keys[i]
+        h = (key * np.int64(0x9E3779B97F4A7C15)) & mask
+        while True:
+            if table_keys[h] == key:
+                out[i] = table_ids[h]
+                break
+            if table_keys[h] == _EMPTY:
+                table_keys[h] = key
+                table_ids[h] = used[0]
+                out[i] = used[0]
+                used[0] += 1
+                break
+            h = (h + 1) & mask
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def finish_pools(
+    n_pools: int,
+    end: float,
+    p_idle_s: np.ndarray,
+    p_head: np.ndarray,
+    p_seconds: np.ndarray,
+    c_next: np.ndarray,
+    c_opened: np.ndarray,
+    c_expires: np.ndarray,
+    c_last: np.ndarray,
+    c_active: np.ndarray,
+    w0: float,
+    w1: float,
+) -> None:
+    """Close every connection at the end of the run, or where it would have timed out."""
+    for p in range(n_pools):
+        c = p_head[p]
+        while c >= 0:
+            at = end
+            if c_active[c] == 0:
+                at = min(end, c_last[c] + p_idle_s[p], max(c_expires[c], c_last[c]))
+            p_seconds[p] += _overlap(c_opened[c], at, w0, w1)
+            c = c_next[c]
+        p_head[p] = -1
