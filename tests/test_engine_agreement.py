@@ -1,14 +1,17 @@
 """The vector engine agrees with the DES engine, the reference, on the same scenarios.
 
-Both engines draw the same entry arrivals (the DES engine's stream), but every other draw
-(pods picked, CPU multipliers, app times, calls made) comes from each engine's own streams,
-so two short runs of the full scenarios differ by sampling noise well above the tolerances
-(CPU per class varies by 1.5 to 2.5 % between seeds over a bundled scenario's duration).
-The default suite therefore checks the issue's tolerances on *steadied* copies of every
+Both engines run the same model event for event (the vector engine's compiled event loop
+follows every call through the same steps, queues and pools as the simpy processes) and
+draw the same entry arrivals (the DES engine's stream), but every other draw (pods picked,
+CPU multipliers, app times, calls made) comes from each engine's own streams, so two short
+runs of the full scenarios differ by sampling noise well above the tolerances (CPU per
+class varies by 1.5 to 2.5 % between seeds over a bundled scenario's duration). The
+default suite therefore checks the issue's tolerances on *steadied* copies of every
 bundled scenario and of random small scenarios: app times at their means and every call
 made. What is left random (which pod, which worker, each proxy pass's CPU) varies little
-from run to run, and the engines must then agree closely. With MESHSIM_LONG_AGREEMENT=1 the same
-tolerances are checked on the unmodified bundled scenarios over long runs (minutes).
+from run to run, and the engines must then agree closely. With MESHSIM_LONG_AGREEMENT=1 the
+same tolerances are checked on the unmodified bundled scenarios over long runs (minutes),
+and connections and handshakes on their means over several seeds.
 """
 
 from __future__ import annotations
@@ -46,14 +49,6 @@ CONNECTIONS = 0.02
 QUICK_CONNECTIONS = 0.10
 
 TOO_LARGE_FOR_DES = {"large-cluster"}
-# Known gap: on testbed-fanout's sidecars (one worker each, four calls fanned out at
-# once, deferred telemetry holding the worker) the vector engine's damped sweeps settle
-# with slightly less tail queueing than the DES engine: over five seeds p90 is 1.2 % and
-# p99 4.4 % lower on average, single runs up to 3.1 % (p90). Those figures are held to
-# these bounds instead of the issue's; everything else there to the issue's.
-KNOWN_GAPS: dict[tuple[str, str], dict[str, float]] = {
-    ("testbed-fanout", "sidecar"): {"p90": 0.05, "p99": 0.10},
-}
 BUNDLED = sorted(p for p in (ROOT / "scenarios").glob("*.yaml") if p.stem not in TOO_LARGE_FOR_DES)
 ENTRY_REQUESTS = 4000  # per steadied run: enough that the few random choices left average out
 
@@ -111,14 +106,13 @@ def relative(a: float, b: float) -> float:
 
 
 def disagreements(
-    vec: ModeResult, des: ModeResult, quick: bool, gaps: dict[str, float] | None = None
+    vec: ModeResult, des: ModeResult, quick: bool, connections: bool = True
 ) -> list[str]:
     """Every figure outside the tolerances, as readable lines (empty: they agree)."""
     out = []
     for figure, tol in LATENCY.items():
         if quick and figure == "p99":
             tol = QUICK_P99
-        tol = max(tol, (gaps or {}).get(figure, 0.0))
         a, b = getattr(vec.latency_ms, figure), getattr(des.latency_ms, figure)
         if relative(a, b) > tol:
             out.append(f"latency {figure}: vector {a:.4f} ms, DES {b:.4f} ms (tolerance {tol:.0%})")
@@ -127,6 +121,8 @@ def disagreements(
             a, b = getattr(getattr(vec, figure), part), getattr(getattr(des, figure), part)
             if relative(a, b) > CPU_MEMORY:
                 out.append(f"{figure} {part}: vector {a:.5f}, DES {b:.5f} (tolerance 1%)")
+    if not connections:
+        return out
     tol = QUICK_CONNECTIONS if quick else CONNECTIONS
     a, b = vec.connections_open, des.connections_open
     # a pool's connections are whole: one more or less is within any tolerance
@@ -144,14 +140,14 @@ def disagreements(
 
 
 def compare(
-    scenario: Scenario, profile: Profile, seed: int, quick: bool = True
+    scenario: Scenario, profile: Profile, seed: int, quick: bool = True, connections: bool = True
 ) -> dict[str, list[str]]:
     topology = build_topology(scenario)
     found = {}
     for mode in scenario.mesh.modes:
         vec = simulate_vector(scenario, profile, topology, mode, seed=seed)
         des = simulate_des(scenario, profile, topology, mode, seed=seed)
-        problems = disagreements(vec, des, quick, KNOWN_GAPS.get((scenario.name, mode)))
+        problems = disagreements(vec, des, quick, connections)
         if problems:
             found[mode] = problems
     return found
@@ -252,4 +248,43 @@ def test_engines_agree_on_bundled_scenario_over_a_long_run(path: Path) -> None:
             )
         }
     )
-    assert compare(long, profile, scenario.seed, quick=False) == {}
+    # connections and handshakes: over seeds (test below), not over run length
+    assert compare(long, profile, scenario.seed, quick=False, connections=False) == {}
+
+
+SEEDS = 5
+SEED_ENTRY_REQUESTS = 5_000
+
+
+def _mean_and_error(values: list[float]) -> tuple[float, float]:
+    a = np.asarray(values)
+    return float(a.mean()), float(a.std(ddof=1) / np.sqrt(a.shape[0]))
+
+
+@pytest.mark.skipif(not LONG, reason="long runs: set MESHSIM_LONG_AGREEMENT=1")
+@pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.stem)
+def test_connections_and_handshakes_agree_on_average_over_seeds(path: Path) -> None:
+    """How many connections a pool holds is set by the busiest moments its requests ever
+    overlap (pools rarely shed connections: idle timeouts are long), and an extreme does not
+    average out as a run gets longer; between seeds it moves by 3 % on either engine. So the
+    engines' means over seeds are compared: within the issue's 2 %, or within three
+    standard errors of the difference where the seeds' spread cannot resolve 2 %."""
+    scenario, profile = load_scenario(path)
+    scenario = steadied(scenario, SEED_ENTRY_REQUESTS)
+    topology = build_topology(scenario)
+    problems = []
+    for mode in scenario.mesh.modes:
+        runs: dict[str, dict[str, list[float]]] = {
+            e: {"connections": [], "handshakes": []} for e in ("vector", "des")
+        }
+        for seed in range(1, SEEDS + 1):
+            for name, simulate in (("vector", simulate_vector), ("des", simulate_des)):
+                r = simulate(scenario, profile, topology, mode, seed=seed)
+                runs[name]["connections"].append(r.connections_open)
+                runs[name]["handshakes"].append(r.handshakes_per_s * r.window_s)
+        for figure in ("connections", "handshakes"):
+            (a, ea), (b, eb) = (_mean_and_error(runs[e][figure]) for e in ("vector", "des"))
+            bound = max(CONNECTIONS * b, 3 * float(np.hypot(ea, eb)))
+            if abs(a - b) > bound:
+                problems.append(f"{mode} {figure}: vector {a:.2f}, DES {b:.2f} (bound {bound:.2f})")
+    assert problems == []

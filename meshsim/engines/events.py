@@ -82,7 +82,7 @@ _V_CALL, _V_KIND, _V_STATION, _V_NODE, _V_COMP, _V_WORKER, _V_CORE = range(7)
 _V_NEXT, _V_PHASE, _V_RESUME = 7, 8, 9  # next: the free list, and station queues
 _V_FIRST, _V_SECOND = 0, 1
 # the event loop's scalar state, kept in `st` between calls
-_S_SIZE, _S_SEQ, _S_VISITS, _S_TLS, _S_NEXT_ROOT, _S_FREE = range(6)
+_S_SIZE, _S_SEQ, _S_VISITS, _S_TLS, _S_NEXT_ROOT, _S_FREE, _S_RING_HEAD, _S_RING_COUNT = range(8)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -326,7 +326,8 @@ def _events(
     resid_s: np.ndarray,
     handshakes: np.ndarray,
     station_of: np.ndarray,
-    held: np.ndarray,
+    idle: np.ndarray,
+    n_idle: np.ndarray,
     q_head: np.ndarray,
     q_tail: np.ndarray,
     box: np.ndarray,
@@ -344,6 +345,7 @@ def _events(
     h_time: np.ndarray,
     h_seq: np.ndarray,
     h_code: np.ndarray,
+    ring: np.ndarray,
     st: np.ndarray,
     ft: np.ndarray,
 ) -> bool:
@@ -352,14 +354,19 @@ def _events(
     n_boxes = hop_s.shape[0]
     size, seq, visits, tls_hs = st[_S_SIZE], st[_S_SEQ], st[_S_VISITS], st[_S_TLS]
     next_root, v_free = st[_S_NEXT_ROOT], st[_S_FREE]
-    last_time = ft[0]
-    now = 0.0
+    r_head, r_count = st[_S_RING_HEAD], st[_S_RING_COUNT]
+    r_cap = ring.shape[0]
+    last_time, now = ft[0], ft[1]
     full = False
     while True:
         if v_free < 0:  # no room for a visit: the caller grows the arena and calls again
             full = True
             break
-        if size > 0 and (next_root >= n_roots or h_time[0] <= root_start[next_root]):
+        if r_count > 0:  # what happens at this moment, first come first served
+            code = ring[r_head]
+            r_head = (r_head + 1) % r_cap
+            r_count -= 1
+        elif size > 0 and (next_root >= n_roots or h_time[0] <= root_start[next_root]):
             now = h_time[0]
             code = h_code[0]
             if now > cutoff:
@@ -389,31 +396,15 @@ def _events(
                 if ev == _GRANT_WORKER:
                     if kind == _HOLD:
                         slot_server[vi[v, _V_CALL]] = vi[v, _V_WORKER]
-                        size = _push(
-                            h_time,
-                            h_seq,
-                            h_code,
-                            size,
-                            seq,
-                            now,
-                            vi[v, _V_CALL] * 64 + vi[v, _V_RESUME],
-                        )
-                        seq += 1
+                        ring[(r_head + r_count) % r_cap] = vi[v, _V_CALL] * 64 + vi[v, _V_RESUME]
+                        r_count += 1
                         vi[v, _V_NEXT] = v_free
                         v_free = v
                     elif vsec[v, _V_FIRST] > 0:
                         ask, phase = vi[v, _V_NODE], _GRANT_CORE1
                     else:
-                        size = _push(
-                            h_time,
-                            h_seq,
-                            h_code,
-                            size,
-                            seq,
-                            now,
-                            vi[v, _V_CALL] * 64 + vi[v, _V_RESUME],
-                        )
-                        seq += 1
+                        ring[(r_head + r_count) % r_cap] = vi[v, _V_CALL] * 64 + vi[v, _V_RESUME]
+                        r_count += 1
                         if vsec[v, _V_SECOND] > 0:
                             ask, phase = vi[v, _V_NODE], _GRANT_CORE2
                         else:
@@ -428,16 +419,8 @@ def _events(
                     seq += 1
                 elif ev == _CORE1_DONE:
                     release = vi[v, _V_CORE]
-                    size = _push(
-                        h_time,
-                        h_seq,
-                        h_code,
-                        size,
-                        seq,
-                        now,
-                        vi[v, _V_CALL] * 64 + vi[v, _V_RESUME],
-                    )
-                    seq += 1
+                    ring[(r_head + r_count) % r_cap] = vi[v, _V_CALL] * 64 + vi[v, _V_RESUME]
+                    r_count += 1
                     if kind == _PASS:
                         if vsec[v, _V_SECOND] > 0:
                             ask, phase = vi[v, _V_NODE], _GRANT_CORE2
@@ -515,8 +498,8 @@ def _events(
                         c_ready[k] = now
                         w = conn_waiters[k]
                         while w >= 0:
-                            size = _push(h_time, h_seq, h_code, size, seq, now, w * 64 + _TRANSIT)
-                            seq += 1
+                            ring[(r_head + r_count) % r_cap] = w * 64 + _TRANSIT
+                            r_count += 1
                             w = wait_next[w]
                         conn_waiters[k] = -1
                         stage = _TRANSIT if stage == _HS_DONE else _APP_TRANSIT
@@ -593,16 +576,14 @@ def _events(
                         elif parallel[c]:
                             kid_left[c] = nk
                             for q in range(first_kid[c], first_kid[c] + nk):
-                                size = _push(
-                                    h_time, h_seq, h_code, size, seq, now, kids[q] * 64 + _START
-                                )
-                                seq += 1
+                                ring[(r_head + r_count) % r_cap] = kids[q] * 64 + _START
+                                r_count += 1
                             stage = -1
                         else:
                             kid_next[c] = 1
                             q = kids[first_kid[c]]
-                            size = _push(h_time, h_seq, h_code, size, seq, now, q * 64 + _START)
-                            seq += 1
+                            ring[(r_head + r_count) % r_cap] = q * 64 + _START
+                            r_count += 1
                             stage = -1
                     elif stage == _APP_END:
                         if slot_server[c] >= 0:
@@ -672,8 +653,8 @@ def _events(
                         elif kid_next[up] < n_kids[up]:
                             q = kids[first_kid[up] + kid_next[up]]
                             kid_next[up] += 1
-                            size = _push(h_time, h_seq, h_code, size, seq, now, q * 64 + _START)
-                            seq += 1
+                            ring[(r_head + r_count) % r_cap] = q * 64 + _START
+                            r_count += 1
                         else:
                             c = up
                             stage = _APP_END
@@ -691,19 +672,15 @@ def _events(
                         ask, phase = vs, _GRANT_WORKER
             if ask >= 0:
                 visits += 1
-                granted = -1
-                for m in range(first_server[ask], first_server[ask] + servers[ask]):
-                    if not held[m]:
-                        granted = m
-                        break
-                if granted >= 0:
-                    held[granted] = True
+                if n_idle[ask] > 0:  # an idle server of the station (a stack: O(1))
+                    n_idle[ask] -= 1
+                    granted = idle[first_server[ask] + n_idle[ask]]
                     if phase == _GRANT_WORKER:
                         vi[v, _V_WORKER] = granted
                     else:
                         vi[v, _V_CORE] = granted
-                    size = _push(h_time, h_seq, h_code, size, seq, now, v * 64 + phase)
-                    seq += 1
+                    ring[(r_head + r_count) % r_cap] = v * 64 + phase
+                    r_count += 1
                 else:
                     vi[v, _V_PHASE] = phase
                     vi[v, _V_NEXT] = -1
@@ -715,24 +692,26 @@ def _events(
         for m in (release, release2):
             if m < 0:
                 continue
-            held[m] = False
             free_at[m] = now
             s = station_of[m]
             u = q_head[s]
-            if u >= 0:  # the longest waiting gets the server
+            if u < 0:
+                idle[first_server[s] + n_idle[s]] = m
+                n_idle[s] += 1
+            else:  # the longest waiting gets the server
                 q_head[s] = vi[u, _V_NEXT]
                 if q_head[s] < 0:
                     q_tail[s] = -1
-                held[m] = True
                 if vi[u, _V_PHASE] == _GRANT_WORKER:
                     vi[u, _V_WORKER] = m
                 else:
                     vi[u, _V_CORE] = m
-                size = _push(h_time, h_seq, h_code, size, seq, now, u * 64 + vi[u, _V_PHASE])
-                seq += 1
+                ring[(r_head + r_count) % r_cap] = u * 64 + vi[u, _V_PHASE]
+                r_count += 1
     st[_S_SIZE], st[_S_SEQ], st[_S_VISITS], st[_S_TLS] = size, seq, visits, tls_hs
     st[_S_NEXT_ROOT], st[_S_FREE] = next_root, v_free
-    ft[0] = last_time
+    st[_S_RING_HEAD], st[_S_RING_COUNT] = r_head, r_count
+    ft[0], ft[1] = last_time, now
     return full
 
 
@@ -818,7 +797,8 @@ def run_window(
     for s in range(n_stations):
         for m in range(first_server[s], first_server[s] + servers[s]):
             station_of[m] = s
-    held = np.zeros(n_servers, np.bool_)
+    idle = np.empty(n_servers, np.int64)  # per station, a stack of its idle servers
+    n_idle = np.zeros(n_stations, np.int64)
     q_head = np.full(n_stations, -1, np.int64)
     q_tail = np.full(n_stations, -1, np.int64)
     # per call
@@ -838,11 +818,13 @@ def run_window(
     vsec = np.empty((cap, 2))
     vi[:, _V_NEXT] = np.arange(1, cap + 1)
     vi[cap - 1, _V_NEXT] = -1
-    # the heap: each call waits on one thing at a time; each held server has one event
+    # the heap (and the ring of events due now): each call waits on one thing at a time,
+    # each held server has one event
     h_cap = n_calls + 2 * n_servers + 16
     h_time = np.empty(h_cap)
     h_seq = np.empty(h_cap, np.int64)
     h_code = np.empty(h_cap, np.int64)
+    ring = np.empty(h_cap, np.int64)  # events due now, in the order they arose
     size = 0
     seq = 0
     t_first = root_start[0] if (n_roots > 0 and not closed) else window_end
@@ -858,15 +840,18 @@ def run_window(
                     t_first = t
                 size = _push(h_time, h_seq, h_code, size, seq, t, root_call[r] * 64 + _START)
                 seq += 1
-    for m in range(n_servers):
-        if free_at[m] > t_first:
-            held[m] = True
+    for m in range(n_servers - 1, -1, -1):  # the lowest-numbered server on top
+        if free_at[m] > t_first:  # still busy with the previous window's visits
             size = _push(h_time, h_seq, h_code, size, seq, free_at[m], -(m + 1))
             seq += 1
+        else:
+            s = station_of[m]
+            idle[first_server[s] + n_idle[s]] = m
+            n_idle[s] += 1
     next_root = 0 if not closed else n_roots
-    st = np.zeros(6, np.int64)
+    st = np.zeros(8, np.int64)
     st[_S_SIZE], st[_S_SEQ], st[_S_NEXT_ROOT], st[_S_FREE] = size, seq, next_root, 0
-    ft = np.zeros(1)
+    ft = np.zeros(2)  # the last event's time; now
     while _events(
         parent,
         first_kid,
@@ -930,7 +915,8 @@ def run_window(
         resid_s,
         handshakes,
         station_of,
-        held,
+        idle,
+        n_idle,
         q_head,
         q_tail,
         box,
@@ -948,6 +934,7 @@ def run_window(
         h_time,
         h_seq,
         h_code,
+        ring,
         st,
         ft,
     ):
