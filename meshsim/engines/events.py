@@ -449,7 +449,7 @@ def _events(
                         box[c] = 0
                         stage = _TRANSIT if n_boxes > 0 else _APP_CONNECT
                     elif stage == _CONNECT:
-                        p = b_pool[c, j]
+                        p = b_pool[j, c]
                         if p < 0:
                             stage = _TRANSIT
                             continue
@@ -467,8 +467,8 @@ def _events(
                                 tls_hs += 1
                             # the client end handshakes on the previous box's worker
                             visit_kind = _PASS
-                            vs, vn, vc = b_station[c, j - 1], b_node[c, j - 1], b_comp[c, j - 1]
-                            vf, vd, resume = b_hs_client[c, j], 0.0, _HS1_DONE
+                            vs, vn, vc = b_station[j - 1, c], b_node[j - 1, c], b_comp[j - 1, c]
+                            vf, vd, resume = b_hs_client[j, c], 0.0, _HS1_DONE
                             stage = -1
                         elif c_ready[k] > now:  # joined an HTTP/2 connection still handshaking
                             wait_next[c] = conn_waiters[k]
@@ -478,17 +478,17 @@ def _events(
                             stage = _TRANSIT
                     elif stage == _HS1_DONE:
                         size = _push(
-                            h_time, h_seq, h_code, size, seq, now + b_delay[c, j], c * 64 + _HS2
+                            h_time, h_seq, h_code, size, seq, now + b_delay[j, c], c * 64 + _HS2
                         )
                         seq += 1
                         stage = -1
                     elif stage == _HS2:
                         visit_kind = _PASS
-                        vs, vn, vc = b_station[c, j], b_node[c, j], b_comp[c, j]
-                        vf, vd, resume = b_hs_server[c, j], 0.0, _HS2_DONE
+                        vs, vn, vc = b_station[j, c], b_node[j, c], b_comp[j, c]
+                        vf, vd, resume = b_hs_server[j, c], 0.0, _HS2_DONE
                         stage = -1
                     elif stage == _HS2_DONE:
-                        d = b_delay[c, j]
+                        d = b_delay[j, c]
                         t = now + d + (round_trips[j] - 1) * 2 * d
                         size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _HS_DONE)
                         seq += 1
@@ -504,15 +504,15 @@ def _events(
                         conn_waiters[k] = -1
                         stage = _TRANSIT if stage == _HS_DONE else _APP_TRANSIT
                     elif stage == _TRANSIT:
-                        t = now + b_delay[c, j] + hop_s[j]
+                        t = now + b_delay[j, c] + hop_s[j]
                         size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _REQ)
                         seq += 1
                         stage = -1
                     elif stage == _REQ:
                         entered[c, j] = now
                         visit_kind = _PASS
-                        vs, vn, vc = b_station[c, j], b_node[c, j], b_comp[c, j]
-                        vf, vd, resume = b_req[c, j], 0.0, _REQ_DONE
+                        vs, vn, vc = b_station[j, c], b_node[j, c], b_comp[j, c]
+                        vf, vd, resume = b_req[j, c], 0.0, _REQ_DONE
                         stage = -1
                     elif stage == _REQ_DONE:
                         if j + 1 < n_boxes:
@@ -608,12 +608,12 @@ def _events(
                             stage = _DONE
                     elif stage == _RESP:
                         visit_kind = _PASS
-                        vs, vn, vc = b_station[c, j], b_node[c, j], b_comp[c, j]
-                        vf, vd, resume = b_resp[c, j], b_def[c, j], _RESP_DONE
+                        vs, vn, vc = b_station[j, c], b_node[j, c], b_comp[j, c]
+                        vf, vd, resume = b_resp[j, c], b_def[j, c], _RESP_DONE
                         stage = -1
                     elif stage == _RESP_DONE:
-                        resid_s[b_comp[c, j]] += _overlap(entered[c, j], now, w0, w1)
-                        t = now + b_delay[c, j] + hop_s[j]
+                        resid_s[b_comp[j, c]] += _overlap(entered[c, j], now, w0, w1)
+                        t = now + b_delay[j, c] + hop_s[j]
                         size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _RESP_BACK)
                         seq += 1
                         stage = -1
@@ -621,7 +621,7 @@ def _events(
                         k = conn[c, j]
                         if k >= 0:
                             _release_conn(
-                                k, b_pool[c, j], now, p_max_req, p_head, p_seconds, c_next,
+                                k, b_pool[j, c], now, p_max_req, p_head, p_seconds, c_next,
                                 c_opened, c_last, c_requests, c_active, free, live, w0, w1,
                             )  # fmt: skip
                         if j > 0:
@@ -723,7 +723,7 @@ def run_window(
     n_kids: np.ndarray,
     kids: np.ndarray,
     parallel: np.ndarray,
-    b_station: np.ndarray,  # (N, B) worker station of each box
+    b_station: np.ndarray,  # (B, N): the worker station of box j of call c is [j, c]
     b_node: np.ndarray,
     b_comp: np.ndarray,
     b_delay: np.ndarray,  # link delay into the box (0 where no network hop)

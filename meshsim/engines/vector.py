@@ -612,8 +612,9 @@ class _VectorRun:
     # ---- one window: lay the calls out flat, then run them ---------------------------
 
     def _flatten(self, root: _Calls) -> tuple[_Window, list[_Seg], list[tuple[int, int, _Seg]]]:
-        """Number every call of the window (roots first, then each slot's calls in turn) and
-        lay their draws out as arrays; also list the pooled links with where they go."""
+        """Number every call of the window request by request (each request's calls
+        together, in the order they are made, so the event loop walks the arrays nearly in
+        order) and lay their draws out as arrays; also list the pooled links."""
         order: list[tuple[_Calls, int]] = []  # (calls, index of the parent in `order`)
         stack = [(root, -1)]
         while stack:
@@ -621,12 +622,17 @@ class _VectorRun:
             order.append((calls, up))
             here = len(order) - 1
             stack.extend((kid, here) for kid in reversed(calls.children))
-        offsets = np.cumsum([0] + [c.rows.shape[0] for c, _ in order])
+        sizes = [c.rows.shape[0] for c, _ in order]
+        offsets = np.cumsum([0, *sizes])
         n, n_boxes = int(offsets[-1]), len(self.m.boxes)
-        parent = np.full(n, -1, np.int64)
+        root_of = np.concatenate([c.rows for c, _ in order])
+        rank = np.repeat(np.arange(len(order)), sizes)
+        inv = np.empty(n, np.int64)  # where each call, numbered slot by slot, goes
+        inv[np.lexsort((rank, root_of))] = np.arange(n)
+        parent = np.empty(n, np.int64)
         kid_parent, kid_rank, kid_id = [], [], []
         box = {
-            name: np.zeros((n, n_boxes), dtype)
+            name: np.zeros((n_boxes, n), dtype)
             for name, dtype in (
                 ("station", np.int64),
                 ("node", np.int64),
@@ -655,20 +661,23 @@ class _VectorRun:
         where: list[tuple[int, int, _Seg]] = []  # (first call, box or -1 for the app, seg)
         for k, (calls, up) in enumerate(order):
             lo, hi = int(offsets[k]), int(offsets[k + 1])
+            at = inv[lo:hi]
             if up >= 0:
-                parent[lo:hi] = offsets[up] + calls.parent_pos
-                kid_parent.append(parent[lo:hi])
+                parent[at] = inv[offsets[up] + calls.parent_pos]
+                kid_parent.append(parent[at])
                 kid_rank.append(np.full(hi - lo, calls.slot.index, np.int64))
-                kid_id.append(np.arange(lo, hi))
-            parallel[lo:hi] = calls.slot.parallel
+                kid_id.append(at)
+            else:  # a request: -1 - its index
+                parent[at] = -1 - calls.rows
+            parallel[at] = calls.slot.parallel
             for j in range(n_boxes):
-                box["station"][lo:hi, j] = calls.box_station[j]
-                box["node"][lo:hi, j] = calls.box_node[j]
-                box["comp"][lo:hi, j] = calls.box_comp[j]
-                box["delay"][lo:hi, j] = calls.delay_s[j]
-                box["req"][lo:hi, j] = calls.request_s[j]
-                box["resp"][lo:hi, j] = calls.response_s[j]
-                box["def"][lo:hi, j] = calls.deferred_s[j]
+                box["station"][j, at] = calls.box_station[j]
+                box["node"][j, at] = calls.box_node[j]
+                box["comp"][j, at] = calls.box_comp[j]
+                box["delay"][j, at] = calls.delay_s[j]
+                box["req"][j, at] = calls.request_s[j]
+                box["resp"][j, at] = calls.response_s[j]
+                box["def"][j, at] = calls.deferred_s[j]
                 seg = calls.segs[j]
                 if seg is not None and seg.pos.shape[0]:
                     segs.append(seg)
@@ -676,24 +685,14 @@ class _VectorRun:
             if calls.last_seg is not None:
                 segs.append(calls.last_seg)
                 where.append((lo, -1, calls.last_seg))
-            last_delay[lo:hi] = calls.last_delay_s
-            app["comp"][lo:hi] = calls.dst
-            app["node"][lo:hi] = self.m.pod_node[calls.dst]
-            app["slot"][lo:hi] = self.m.slot_station[calls.dst]
-            app["cpu"][lo:hi] = calls.app_cpu_s
-            app["service"][lo:hi] = calls.service_s
-        # Calls numbered request by request (each request's calls together, in the order
-        # they are made): the event loop then walks the arrays nearly in order.
-        root_of = np.concatenate([c.rows for c, _ in order])
-        rank = np.repeat(np.arange(len(order)), [c.rows.shape[0] for c, _ in order])
-        perm = np.lexsort((rank, root_of))
-        inv = np.empty(n, np.int64)
-        inv[perm] = np.arange(n)
-        old_parent = parent[perm]
-        parent = np.where(old_parent >= 0, inv[np.maximum(old_parent, 0)], -1 - root_of[perm])
+            last_delay[at] = calls.last_delay_s
+            app["comp"][at] = calls.dst
+            app["node"][at] = self.m.pod_node[calls.dst]
+            app["slot"][at] = self.m.slot_station[calls.dst]
+            app["cpu"][at] = calls.app_cpu_s
+            app["service"][at] = calls.service_s
         if kid_id:
             kp, kr, ki = (np.concatenate(x) for x in (kid_parent, kid_rank, kid_id))
-            kp, ki = inv[kp], inv[ki]
             by = np.lexsort((ki, kr, kp))  # each parent's calls in the order its app makes them
             kids = ki[by]
             n_kids = np.bincount(kp, minlength=n).astype(np.int64)
@@ -701,19 +700,17 @@ class _VectorRun:
             kids = np.zeros(0, np.int64)
             n_kids = np.zeros(n, np.int64)
         first_kid = np.concatenate([[0], np.cumsum(n_kids)[:-1]]).astype(np.int64)
-        box = {k: v[perm] for k, v in box.items()}
-        app = {k: v[perm] for k, v in app.items()}
         flat = _Window(
             parent,
             first_kid,
             n_kids,
             kids,
-            parallel[perm],
+            parallel,
             box,
             last_pool,
-            last_delay[perm],
+            last_delay,
             app,
-            root_call=inv[: order[0][0].rows.shape[0]],
+            root_call=inv[: sizes[0]],
             new_index=inv,
         )
         return flat, segs, where
@@ -739,9 +736,9 @@ class _VectorRun:
             if j < 0:
                 flat.last_pool[rows] = got
             else:
-                flat.box["pool"][rows, j] = got
-                flat.box["hs_client"][rows, j] = seg.hs_client_s
-                flat.box["hs_server"][rows, j] = seg.hs_server_s
+                flat.box["pool"][j, rows] = got
+                flat.box["hs_client"][j, rows] = seg.hs_client_s
+                flat.box["hs_server"][j, rows] = seg.hs_server_s
         if self.capacity - int(self.live[0]) < keys.shape[0] + 1:
             self._grow_connections(keys.shape[0] + 1)
 
