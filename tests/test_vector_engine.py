@@ -52,6 +52,38 @@ def test_windows_carry_queues_and_pools_across_their_boundaries(
     assert split.connections_open == pytest.approx(whole.connections_open, rel=0.05)
 
 
+def test_forgetting_pools_without_connections_changes_no_figure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pools whose connections all closed are dropped between windows (memory stays flat
+    however many pools a long run touches); a pool used again starts afresh, as it would."""
+    scenario, profile = shop(duration_s=20.0)
+    mesh = scenario.mesh.model_copy(
+        update={"pool": scenario.mesh.pool.model_copy(update={"idle_timeout_s": 0.2})}
+    )
+    scenario = scenario.model_copy(update={"mesh": mesh})
+    topology = build_topology(scenario)
+    monkeypatch.setattr(vector, "_VISITS_PER_WINDOW", 10_000)
+    kept_stats, forgot_stats = vector.VectorStats(), vector.VectorStats()
+    monkeypatch.setattr(vector, "_FORGET_POOLS_FROM", 10**9)
+    kept = vector.simulate_mode(scenario, profile, topology, "sidecar", seed=1, stats=kept_stats)
+    monkeypatch.setattr(vector, "_FORGET_POOLS_FROM", 0)
+    forgot = vector.simulate_mode(
+        scenario, profile, topology, "sidecar", seed=1, stats=forgot_stats
+    )
+    assert kept_stats.pools_forgotten == 0
+    assert forgot_stats.pools_forgotten > 5
+    assert forgot.handshakes_per_s > 0
+    # the same run; only connection time is summed in another order
+    assert forgot.latency_ms == kept.latency_ms
+    assert forgot.handshakes_per_s == kept.handshakes_per_s
+    assert forgot.connections_open == pytest.approx(kept.connections_open, rel=1e-12)
+    for a, b in zip(forgot.components, kept.components, strict=True):
+        assert (a.name, a.cpu_cores, a.handshakes) == (b.name, b.cpu_cores, b.handshakes)
+        assert a.connections_open == pytest.approx(b.connections_open, rel=1e-12)
+        assert a.memory_mib == pytest.approx(b.memory_mib, rel=1e-12)
+
+
 def test_auto_picks_the_vector_engine_for_large_scenarios_only() -> None:
     small = scenario_of(base_scenario())
     assert choose_engine(small, ["none"])[0] == "des"

@@ -35,7 +35,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["ACC_FIELDS", "finish_pools", "lookup_or_insert", "run_window"]
+__all__ = ["ACC_FIELDS", "close_idle", "finish_pools", "lookup_or_insert", "run_window"]
 
 _EMPTY = np.int64(-1)
 
@@ -1003,3 +1003,41 @@ def finish_pools(
             p_seconds[p] += _overlap(c_opened[c], at, w0, w1)
             c = c_next[c]
         p_head[p] = -1
+
+
+@numba.njit(cache=True, nogil=True)
+def close_idle(
+    n_pools: int,
+    now: float,
+    p_idle: np.ndarray,
+    p_head: np.ndarray,
+    p_seconds: np.ndarray,
+    c_next: np.ndarray,
+    c_opened: np.ndarray,
+    c_expires: np.ndarray,
+    c_last: np.ndarray,
+    c_active: np.ndarray,
+    free: np.ndarray,
+    live: np.ndarray,
+    w0: float,
+    w1: float,
+) -> None:
+    """Close every connection that timed out or rotated while idle by `now`, at the moment
+    it did: what the next acquire of its pool would do, done for every pool at once (so
+    that pools left without connections can be forgotten)."""
+    for p in range(n_pools):
+        prev = -1
+        cur = p_head[p]
+        while cur >= 0:
+            following = c_next[cur]
+            if c_active[cur] == 0:
+                idle_end = c_last[cur] + p_idle[p]
+                if idle_end <= now or c_expires[cur] <= now:
+                    at = min(idle_end, max(c_expires[cur], c_last[cur]))
+                    _pool_close(
+                        cur, p, prev, at, p_head, c_next, c_opened, p_seconds, free, live, w0, w1
+                    )
+                    cur = following
+                    continue
+            prev = cur
+            cur = following

@@ -37,7 +37,13 @@ from meshsim.accounting import WindowTally, component_usages, mode_result
 from meshsim.costs import Role, app_call_cpu_s, pass_cost
 from meshsim.distributions import Constant, Distribution
 from meshsim.engines.des import child_rng
-from meshsim.engines.events import ACC_FIELDS, finish_pools, lookup_or_insert, run_window
+from meshsim.engines.events import (
+    ACC_FIELDS,
+    close_idle,
+    finish_pools,
+    lookup_or_insert,
+    run_window,
+)
 from meshsim.profile import Profile
 from meshsim.results import (
     LatencyHistogram,
@@ -56,6 +62,7 @@ _VISITS_PER_WINDOW = 2_000_000
 _RAW_LATENCIES = 2_000_000
 _FINE_BINS_PER_DECADE = 2000
 _MAX_CALL_SLOTS = 5000
+_FORGET_POOLS_FROM = 65536  # pools: forget those without connections once this many
 
 _BOXES: dict[Mode, tuple[tuple[ProxyKind, Role], ...]] = {
     "none": (),
@@ -72,6 +79,7 @@ class VectorStats:
 
     queue_visits: int = 0
     windows: int = 0
+    pools_forgotten: int = 0
 
 
 # ---- the call tree ----------------------------------------------------------------
@@ -415,7 +423,12 @@ class _VectorRun:
             "seconds": np.zeros(0),
             "origin": np.zeros(0, np.int64),
             "target": np.zeros(0, np.int64),
+            "key": np.zeros(0, np.int64),
         }
+        # pools forgotten once they had no connection left: what they added up
+        self.gone_conn_s = np.zeros(self.m.n_comp)
+        self.gone_seconds = 0.0
+        self.pools_kept = 0
         self.c: dict[str, np.ndarray] = {}
         self.free = np.full(1, -1, np.int64)
         self.live = np.zeros(1, np.int64)
@@ -485,6 +498,7 @@ class _VectorRun:
             "seconds": np.zeros(grow),
             "origin": origin[first],
             "target": target[first],
+            "key": np.concatenate([s.key for s in segs])[first],
         }
         for name, values in add.items():
             self.p[name] = np.concatenate([self.p[name], values.astype(self.p[name].dtype)])
@@ -823,6 +837,38 @@ class _VectorRun:
             if lat.shape[0]:
                 self.latency_guess = float(lat.mean())
         self._account(starts[made], ends[made])
+        self._forget_idle_pools(b)
+
+    def _forget_idle_pools(self, now: float) -> None:
+        """Drop pools whose connections have all closed by `now` (their connection time is
+        kept by component). A pool used again later starts afresh, as it would after its
+        last connection closed; only its certificate rotation phase is drawn anew. Done
+        when the pools have doubled since the last time, so it costs O(1) per pool."""
+        n = int(self.n_pools[0])
+        if n < 2 * self.pools_kept + _FORGET_POOLS_FROM:
+            return
+        p, c = self.p, self.c
+        close_idle(
+            n, now, p["idle"], p["head"], p["seconds"], c["next"], c["opened"], c["expires"],
+            c["last"], c["active"], self.free, self.live, self.w0, self.w1,
+        )  # fmt: skip
+        keep: np.ndarray = np.asarray(p["head"][:n]) >= 0
+        gone = ~keep
+        self.stats.pools_forgotten += int(gone.sum())
+        m = self.m.n_comp
+        seconds = p["seconds"][gone]
+        self.gone_conn_s += np.bincount(p["origin"][gone], weights=seconds, minlength=m)
+        self.gone_conn_s += np.bincount(p["target"][gone], weights=seconds, minlength=m)
+        self.gone_seconds += float(seconds.sum())
+        for name in p:
+            p[name] = p[name][:n][keep]
+        kept = int(keep.sum())
+        size = 1 << max(12, (4 * kept).bit_length())
+        self.table_keys = np.full(size, -1, np.int64)
+        self.table_ids = np.zeros(size, np.int64)
+        self.n_pools[0] = 0
+        lookup_or_insert(p["key"], self.table_keys, self.table_ids, self.n_pools)
+        self.pools_kept = kept
 
     def _account(self, starts: np.ndarray, ends: np.ndarray) -> None:
         w0, w1 = self.w0, self.w1
@@ -907,8 +953,10 @@ class _VectorRun:
             self.w1,
         )
         n = self.m.n_comp
-        conn_s = np.bincount(p["origin"], weights=p["seconds"], minlength=n) + np.bincount(
-            p["target"], weights=p["seconds"], minlength=n
+        conn_s = (
+            np.bincount(p["origin"], weights=p["seconds"], minlength=n)
+            + np.bincount(p["target"], weights=p["seconds"], minlength=n)
+            + self.gone_conn_s
         )
         window = self.w1 - self.w0
         tally = WindowTally(self.cpu_s, self.resid_s, conn_s, self.handshakes)
@@ -927,7 +975,7 @@ class _VectorRun:
             unfinished=self.outstanding,
             window_s=window,
             tls_handshakes=int(self.counters[ACC_FIELDS.index("tls_handshakes")]),
-            connection_seconds=float(p["seconds"].sum()),
+            connection_seconds=float(p["seconds"].sum()) + self.gone_seconds,
         )
 
 
