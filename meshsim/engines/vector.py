@@ -500,8 +500,15 @@ class _VectorRun:
             "target": target[first],
             "key": np.concatenate([s.key for s in segs])[first],
         }
+        capacity = self.p["head"].shape[0]
+        if after > capacity:  # grow by doubling: each pool is copied O(1) times
+            capacity = max(2 * capacity, after)
+            for name, arr in self.p.items():
+                grown = np.zeros(capacity, arr.dtype)
+                grown[:before] = arr[:before]
+                self.p[name] = grown
         for name, values in add.items():
-            self.p[name] = np.concatenate([self.p[name], values.astype(self.p[name].dtype)])
+            self.p[name][before:after] = values
 
     # ---- one window: draw the calls ----------------------------------------------------
 
@@ -856,18 +863,18 @@ class _VectorRun:
         gone = ~keep
         self.stats.pools_forgotten += int(gone.sum())
         m = self.m.n_comp
-        seconds = p["seconds"][gone]
-        self.gone_conn_s += np.bincount(p["origin"][gone], weights=seconds, minlength=m)
-        self.gone_conn_s += np.bincount(p["target"][gone], weights=seconds, minlength=m)
+        seconds = p["seconds"][:n][gone]
+        self.gone_conn_s += np.bincount(p["origin"][:n][gone], weights=seconds, minlength=m)
+        self.gone_conn_s += np.bincount(p["target"][:n][gone], weights=seconds, minlength=m)
         self.gone_seconds += float(seconds.sum())
-        for name in p:
-            p[name] = p[name][:n][keep]
         kept = int(keep.sum())
+        for arr in p.values():
+            arr[:kept] = arr[:n][keep]
         size = 1 << max(12, (4 * kept).bit_length())
         self.table_keys = np.full(size, -1, np.int64)
         self.table_ids = np.zeros(size, np.int64)
         self.n_pools[0] = 0
-        lookup_or_insert(p["key"], self.table_keys, self.table_ids, self.n_pools)
+        lookup_or_insert(p["key"][:kept], self.table_keys, self.table_ids, self.n_pools)
         self.pools_kept = kept
 
     def _account(self, starts: np.ndarray, ends: np.ndarray) -> None:
@@ -954,8 +961,8 @@ class _VectorRun:
         )
         n = self.m.n_comp
         conn_s = (
-            np.bincount(p["origin"], weights=p["seconds"], minlength=n)
-            + np.bincount(p["target"], weights=p["seconds"], minlength=n)
+            np.bincount(p["origin"][:n_pools], weights=p["seconds"][:n_pools], minlength=n)
+            + np.bincount(p["target"][:n_pools], weights=p["seconds"][:n_pools], minlength=n)
             + self.gone_conn_s
         )
         window = self.w1 - self.w0
@@ -975,7 +982,7 @@ class _VectorRun:
             unfinished=self.outstanding,
             window_s=window,
             tls_handshakes=int(self.counters[ACC_FIELDS.index("tls_handshakes")]),
-            connection_seconds=float(p["seconds"].sum()) + self.gone_seconds,
+            connection_seconds=float(p["seconds"][:n_pools].sum()) + self.gone_seconds,
         )
 
 
