@@ -279,7 +279,8 @@ def _events(
     b_pool: np.ndarray,
     b_hs_client: np.ndarray,
     b_hs_server: np.ndarray,
-    hop_s: np.ndarray,
+    b_hop_in: np.ndarray,
+    b_hop_out: np.ndarray,
     round_trips: np.ndarray,
     last_pool: np.ndarray,
     last_delay: np.ndarray,
@@ -351,7 +352,7 @@ def _events(
 ) -> bool:
     """The event loop of `run_window`; stops early (True) when the visit arena is full."""
     n_roots = root_start.shape[0]
-    n_boxes = hop_s.shape[0]
+    n_boxes = round_trips.shape[0]
     size, seq, visits, tls_hs = st[_S_SIZE], st[_S_SEQ], st[_S_VISITS], st[_S_TLS]
     next_root, v_free = st[_S_NEXT_ROOT], st[_S_FREE]
     r_head, r_count = st[_S_RING_HEAD], st[_S_RING_COUNT]
@@ -504,7 +505,7 @@ def _events(
                         conn_waiters[k] = -1
                         stage = _TRANSIT if stage == _HS_DONE else _APP_TRANSIT
                     elif stage == _TRANSIT:
-                        t = now + b_delay[j, c] + hop_s[j]
+                        t = now + b_delay[j, c] + b_hop_in[j, c]
                         size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _REQ)
                         seq += 1
                         stage = -1
@@ -613,7 +614,7 @@ def _events(
                         stage = -1
                     elif stage == _RESP_DONE:
                         resid_s[b_comp[j, c]] += _overlap(entered[c, j], now, w0, w1)
-                        t = now + b_delay[j, c] + hop_s[j]
+                        t = now + b_delay[j, c] + b_hop_out[j, c]
                         size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _RESP_BACK)
                         seq += 1
                         stage = -1
@@ -733,7 +734,8 @@ def run_window(
     b_pool: np.ndarray,  # pool of the link into the box; -1 where not pooled
     b_hs_client: np.ndarray,
     b_hs_server: np.ndarray,
-    hop_s: np.ndarray,  # (B,)
+    b_hop_in: np.ndarray,  # hop latency into the box with the request
+    b_hop_out: np.ndarray,  # and out of it with the response
     round_trips: np.ndarray,  # (B,) of the link into the box
     last_pool: np.ndarray,  # (N,) the plain TCP pool into the app (no mesh); -1 otherwise
     last_delay: np.ndarray,
@@ -790,7 +792,7 @@ def run_window(
     start of every candidate request a user made (inf for those not made)."""
     n_calls = parent.shape[0]
     n_roots = root_start.shape[0]
-    n_boxes = hop_s.shape[0]
+    n_boxes = round_trips.shape[0]
     n_servers = free_at.shape[0]
     n_stations = servers.shape[0]
     station_of = np.empty(n_servers, np.int64)
@@ -868,7 +870,8 @@ def run_window(
         b_pool,
         b_hs_client,
         b_hs_server,
-        hop_s,
+        b_hop_in,
+        b_hop_out,
         round_trips,
         last_pool,
         last_delay,

@@ -386,7 +386,6 @@ class _VectorRun:
         self.handshakes = np.zeros(n, np.int64)
         self.counters = np.zeros(len(ACC_FIELDS))
         self.free_at = np.zeros(int(self.m.servers.sum()))
-        self.hop_s = np.array([b.hop_s for b in self.m.boxes])
         # the link into box j is opened with the previous box's protocol
         self.round_trips = np.array(
             [self.m.boxes[j - 1].round_trips if j else 0.0 for j in range(len(self.m.boxes))]
@@ -665,6 +664,8 @@ class _VectorRun:
                 ("pool", np.int64),
                 ("hs_client", np.float64),
                 ("hs_server", np.float64),
+                ("hop_in", np.float64),
+                ("hop_out", np.float64),
             )
         }
         box["pool"][:] = -1
@@ -699,6 +700,9 @@ class _VectorRun:
                 box["req"][j, at] = calls.request_s[j]
                 box["resp"][j, at] = calls.response_s[j]
                 box["def"][j, at] = calls.deferred_s[j]
+                spec = self.m.boxes[j]
+                box["hop_in"][j, at] = spec.hop_s
+                box["hop_out"][j, at] = spec.hop_s
                 seg = calls.segs[j]
                 if seg is not None and seg.pos.shape[0]:
                     segs.append(seg)
@@ -825,7 +829,7 @@ class _VectorRun:
             flat.parent, flat.first_kid, flat.n_kids, flat.kids, flat.parallel,
             box["station"], box["node"], box["comp"], box["delay"], box["req"], box["resp"],
             box["def"], box["pool"], box["hs_client"], box["hs_server"],
-            self.hop_s, self.round_trips, flat.last_pool, flat.last_delay,
+            box["hop_in"], box["hop_out"], self.round_trips, flat.last_pool, flat.last_delay,
             self.profile.app.connect_round_trips.value,
             app["comp"], app["node"], app["slot"], app["cpu"], app["service"],
             starts, flat.root_call, closed, self.per_user, think, self.user_next, b,
