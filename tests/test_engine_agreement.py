@@ -252,8 +252,8 @@ def test_engines_agree_on_bundled_scenario_over_a_long_run(path: Path) -> None:
     assert compare(long, profile, scenario.seed, quick=False, connections=False) == {}
 
 
-SEEDS = 5
-SEED_ENTRY_REQUESTS = 5_000
+SEEDS = 20
+SEED_ENTRY_REQUESTS = 2_000
 
 
 def _mean_and_error(values: list[float]) -> tuple[float, float]:
