@@ -203,12 +203,29 @@ def test_latency_parameters_are_fitted_to_percentiles(
     truth: Profile, istio_profile: Profile
 ) -> None:
     start = with_values(truth, {"sidecar.hop_latency_us": 10.0})
-    points = _points(truth, [50, 200], [256, 16384], ["sidecar"])
+    # the no-mesh points pin the app's own latency, which the truth does not have
+    points = _points(truth, [50, 200], [256, 16384], ["none", "sidecar"])
     fit = fit_profile(points, start, engine="vector", stages=("latency",))
     (stage,) = fit.stages
     assert stage.rms_after < stage.rms_before / 3
     hop = _estimate(fit, "sidecar.hop_latency_us")
     assert hop.value == pytest.approx(TRUTH["sidecar.hop_latency_us"], rel=0.25)
+    visit = _estimate(fit, "app.visit_latency_us")
+    assert (visit.status, visit.value) == ("poorly determined", 0.0)
+    assert visit.note.endswith("holds the prior: kept")
+
+
+def test_the_app_stack_latency_and_its_tail_are_fitted_to_percentiles(
+    truth: Profile, istio_profile: Profile
+) -> None:
+    stack = {"app.visit_latency_us": 1500.0, "app.visit_latency_cv": 1.5}
+    points = _points(with_values(truth, stack), [50, 200], [256, 16384], ["none"])
+    fit = fit_profile(points, truth, engine="vector", stages=("latency",))
+    for path, want in stack.items():
+        e = _estimate(fit, path)
+        assert e.status == "fitted", path
+        assert e.value == pytest.approx(want, rel=0.2), path
+        assert abs(e.value - want) <= 2 * (e.ci95 or 0.0), path
 
 
 def test_fitted_profile_names_the_dataset_everywhere(

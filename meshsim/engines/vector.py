@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from meshsim.accounting import WindowTally, component_usages, mode_result
-from meshsim.costs import Role, app_call_cpu_s, pass_cost
+from meshsim.costs import KIB, Role, app_call_cpu_s, pass_cost
 from meshsim.distributions import Constant, Distribution
 from meshsim.engines.des import child_rng
 from meshsim.engines.kernels import (
@@ -196,6 +196,7 @@ class _BoxSpec:
     round_trips: float
     hs_client_s: float
     hs_server_s: float
+    hop_per_kib_s: float
 
 
 @dataclass
@@ -284,6 +285,7 @@ def _build_model(scenario: Scenario, profile: Profile, topology: Topology, mode:
                 cost.handshake_round_trips.value,
                 cost.cpu.handshake_us.client.value * 1e-6,
                 cost.cpu.handshake_us.server.value * 1e-6,
+                cost.hop_latency_per_kib_us.value * 1e-6,
             )
         )
     return _Model(
@@ -908,6 +910,11 @@ class _VectorRun:
             self.profile, slot.request_bytes, slot.response_bytes
         )
         service = _sample(workload.service_time, rng, n)
+        app = self.profile.app
+        if app.visit_latency_us.value > 0:  # the app stack's own latency, outside its CPU
+            service += (
+                app.visit_latency_us.value * 1e-6 * _unit_mean(rng, app.visit_latency_cv.value, n)
+            )
         calls = _Calls(
             slot,
             rows,
@@ -1011,7 +1018,8 @@ class _VectorRun:
             if seg is not None and seg.pos.shape[0]:
                 t = self._connect(calls, j, seg, t)
                 self.segs.append((seg, calls.scale))
-            t = t + calls.delay_s[j] + spec.hop_s
+            hop_s = spec.hop_s + spec.hop_per_kib_s * calls.slot.request_bytes / KIB
+            t = t + calls.delay_s[j] + hop_s
             entered.append(t)
             t = self._worker_burst(
                 (idx, "req", j),
@@ -1039,7 +1047,9 @@ class _VectorRun:
                 calls.deferred_s[j],
             )
             self.inflight.append((calls.box_comp[j], entered[j], t))
-            t = t + calls.delay_s[j] + self.m.boxes[j].hop_s
+            spec = self.m.boxes[j]
+            hop_s = spec.hop_s + spec.hop_per_kib_s * calls.slot.response_bytes / KIB
+            t = t + calls.delay_s[j] + hop_s
             seg = calls.segs[j]
             if seg is not None and seg.pos.shape[0]:
                 seg.released = t[seg.pos]
