@@ -22,8 +22,9 @@ from pathlib import Path
 
 import yaml
 
-from meshsim.calibrate.dataset import save_measured
+from meshsim.calibrate.dataset import measured_network, save_measured
 from meshsim.loader import load_scenario
+from meshsim.results import load_run
 from meshsim.testbed.runner import measure_local
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,8 +54,11 @@ def main() -> None:
     if not (args.reuse and summary.is_file()):
         run = measure_local(scenario, prior, say=lambda s: print(s, file=sys.stderr))
         summary = save_measured(measured_dir, scenario, run)
-    # the scenario as measured, with the calibrated profile: what `meshsim run` simulates
-    doc = yaml.safe_load((measured_dir / "scenario.yaml").read_text())
+    # the scenario as the scenario file states it (the app's memory is a fact of the app,
+    # not of one run), on the links measured in that run, with the calibrated profile:
+    # what `meshsim run` simulates, built as the calibration builds its points
+    as_run = measured_network(scenario, load_run(summary))
+    doc = as_run.model_dump(mode="json", exclude_none=True)
     doc["profile"] = args.profile
     as_measured = out / f"{scenario.name}.yaml"
     as_measured.write_text(

@@ -70,13 +70,17 @@ def component_usages(
                 kind=kind,
                 node=nodes[pod.node].name,
                 # the load generator's own CPU is not part of the cluster's bill
-                cpu_cores=float(tally.cpu_s[i]) / window_s if workload else 0.0,
+                cpu_cores=float(tally.cpu_s[i]) / window_s + app.idle_millicores.value / 1000.0
+                if workload
+                else 0.0,
                 memory_mib=float(memory),
                 handshakes=int(tally.handshakes[i]),
                 connections_open=float(conns),
             )
         )
     n_pods = len(topology.pods)
+    # a sidecar serves what its pod serves: the load generator's serves nothing
+    client_pod = topology.client.name
     for proxy in proxies:
         i = n_pods + proxy.index
         cost = profile.proxy(proxy.kind)
@@ -87,7 +91,13 @@ def component_usages(
                 kind=proxy.kind,
                 node=nodes[proxy.node].name,
                 cpu_cores=float(tally.cpu_s[i]) / window_s + cost.idle_millicores.value / 1000.0,
-                memory_mib=proxy_memory_mib(cost, proxy, float(conns), float(in_flight)),
+                memory_mib=proxy_memory_mib(
+                    cost,
+                    proxy,
+                    float(conns),
+                    float(in_flight),
+                    serving=not (proxy.kind == "sidecar" and proxy.key == client_pod),
+                ),
                 handshakes=int(tally.handshakes[i]),
                 connections_open=float(conns),
             )

@@ -62,7 +62,11 @@ def app_call_cpu_s(profile: Profile, request_bytes: int, response_bytes: int) ->
     ) * US
 
 
-def proxy_memory_mib(cost: ProxyCost, proxy: Proxy, connections: float, inflight: float) -> float:
+def proxy_memory_mib(
+    cost: ProxyCost, proxy: Proxy, connections: float, inflight: float, *, serving: bool = True
+) -> float:
+    """Base, configuration scope, connections, requests in flight, and the memory of
+    accepting mTLS where the proxy serves inbound traffic."""
     mem = cost.memory
     kib = (
         mem.per_service_kib.value * proxy.scope_services
@@ -70,7 +74,7 @@ def proxy_memory_mib(cost: ProxyCost, proxy: Proxy, connections: float, inflight
         + mem.per_connection_kib.value * connections
         + mem.per_inflight_kib.value * inflight
     )
-    return mem.base_mib.value + kib / KIB
+    return mem.base_mib.value + (mem.serving_mib.value if serving else 0.0) + kib / KIB
 
 
 def usd_per_month(price: Price, cpu_cores: float, memory_mib: float) -> float:

@@ -64,6 +64,11 @@ class MemoryCost(_Model):
     per_endpoint_kib: Sourced = Field(description="Per endpoint (pod) in its configuration.")
     per_connection_kib: Sourced
     per_inflight_kib: Sourced = Field(description="Per request in flight through the proxy.")
+    serving_mib: Sourced = Field(
+        description="Memory of accepting mTLS (TLS server context, session cache), paid by a "
+        "proxy that serves inbound traffic: every proxy but the sidecar of a pod that serves "
+        "nothing (the load generator's)."
+    )
 
 
 class ProxyCost(_Model):
@@ -82,6 +87,10 @@ class ProxyCost(_Model):
     hop_latency_us: Sourced = Field(
         description="Latency added per pass outside CPU: interception, socket copies."
     )
+    hop_latency_per_kib_us: Sourced = Field(
+        description="Latency added per pass per KiB of the payload it carries, outside CPU: "
+        "buffers handed from process to process, each waiting to be scheduled."
+    )
     handshake_round_trips: Sourced = Field(description="Round trips to open one connection.")
     memory: MemoryCost
     idle_millicores: Sourced = Field(description="CPU used with no traffic (xDS, stats).")
@@ -95,6 +104,16 @@ class AppCost(_Model):
     per_connection_kib: Sourced
     per_inflight_kib: Sourced
     connect_round_trips: Sourced = Field(description="Round trips to open a plain TCP connection.")
+    idle_millicores: Sourced = Field(
+        description="CPU of one app pod with no traffic (its runtime: event loop, timers)."
+    )
+    visit_latency_us: Sourced = Field(
+        description="Mean latency of one visit to an app outside its CPU (the HTTP stack, "
+        "event loop and host scheduler), added to the scenario's service time."
+    )
+    visit_latency_cv: Sourced = Field(
+        description="Coefficient of variation of that latency (lognormal): its tail."
+    )
 
 
 class Profile(_Model):

@@ -37,11 +37,13 @@ from .builders import base_scenario, write_yaml
 
 TRUTH = {
     "app.per_request_us": 400.0,
+    "app.idle_millicores": 12.0,
     "sidecar.cpu.per_request_us.outbound": 300.0,
     "sidecar.cpu.per_request_us.inbound": 200.0,
     "sidecar.cpu.per_kib_us": 20.0,
     "sidecar.idle_millicores": 8.0,
     "sidecar.memory.base_mib": 9.0,
+    "sidecar.memory.serving_mib": 3.0,
     "sidecar.hop_latency_us": 60.0,
     "ztunnel.cpu.per_request_us.outbound": 80.0,
     "ztunnel.cpu.per_kib_us": 4.0,
@@ -121,7 +123,9 @@ def _estimate(fit: FitResult, path: str) -> Any:
         "ztunnel.cpu.per_request_us.outbound",
         "ztunnel.cpu.per_kib_us",
         "sidecar.memory.base_mib",
+        "sidecar.memory.serving_mib",
         "ztunnel.memory.base_mib",
+        "app.idle_millicores",
     ],
 )
 def test_fit_recovers_known_parameters(full_fit: FitResult, path: str) -> None:
@@ -132,7 +136,9 @@ def test_fit_recovers_known_parameters(full_fit: FitResult, path: str) -> None:
     # the interval is not wider than the estimate, and the truth is within twice it (a 95%
     # interval may miss one of eight parameters; twice the interval should not)
     assert e.ci95 <= abs(e.value)
-    assert abs(e.value - TRUTH[path]) <= 2 * e.ci95
+    # (memory figures barely vary between seeds: an interval of a few bytes may miss by a few
+    # more, so misses below 0.1% are not counted)
+    assert abs(e.value - TRUTH[path]) <= max(2 * e.ci95, 1e-3 * TRUTH[path])
     assert get_value(full_fit.profile, path) == e.value
 
 
@@ -158,6 +164,12 @@ def test_what_the_grid_cannot_pin_down_is_reported(
     # neither is silently set: both keep the prior's value
     prior = get_value(istio_profile, "sidecar.memory.per_service_kib")
     assert svc.value == prior and get_value(full_fit.profile, svc.parameter.path) == prior
+    # every ztunnel serves: what serving costs cannot be told from its base
+    serving = _estimate(full_fit, "ztunnel.memory.serving_mib")
+    assert (serving.status, serving.note) == (
+        "not identifiable",
+        "its effect is a combination of ztunnel.memory.base_mib",
+    )
 
 
 def test_one_payload_size_cannot_split_per_request_from_per_kib(
@@ -203,12 +215,29 @@ def test_latency_parameters_are_fitted_to_percentiles(
     truth: Profile, istio_profile: Profile
 ) -> None:
     start = with_values(truth, {"sidecar.hop_latency_us": 10.0})
-    points = _points(truth, [50, 200], [256, 16384], ["sidecar"])
+    # the no-mesh points pin the app's own latency, which the truth does not have
+    points = _points(truth, [50, 200], [256, 16384], ["none", "sidecar"])
     fit = fit_profile(points, start, engine="vector", stages=("latency",))
     (stage,) = fit.stages
     assert stage.rms_after < stage.rms_before / 3
     hop = _estimate(fit, "sidecar.hop_latency_us")
     assert hop.value == pytest.approx(TRUTH["sidecar.hop_latency_us"], rel=0.25)
+    visit = _estimate(fit, "app.visit_latency_us")
+    assert (visit.status, visit.value) == ("poorly determined", 0.0)
+    assert visit.note.endswith("holds the prior: kept")
+
+
+def test_the_app_stack_latency_and_its_tail_are_fitted_to_percentiles(
+    truth: Profile, istio_profile: Profile
+) -> None:
+    stack = {"app.visit_latency_us": 1500.0, "app.visit_latency_cv": 1.5}
+    points = _points(with_values(truth, stack), [50, 200], [256, 16384], ["none"])
+    fit = fit_profile(points, truth, engine="vector", stages=("latency",))
+    for path, want in stack.items():
+        e = _estimate(fit, path)
+        assert e.status == "fitted", path
+        assert e.value == pytest.approx(want, rel=0.2), path
+        assert abs(e.value - want) <= 2 * (e.ci95 or 0.0), path
 
 
 def test_fitted_profile_names_the_dataset_everywhere(

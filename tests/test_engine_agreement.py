@@ -26,7 +26,7 @@ import pytest
 from meshsim.distributions import Constant, Distribution, Lognormal
 from meshsim.engines.des import simulate_mode as simulate_des
 from meshsim.engines.vector import simulate_mode as simulate_vector
-from meshsim.loader import load_scenario
+from meshsim.loader import load_profile, load_scenario
 from meshsim.profile import Profile
 from meshsim.results import ModeResult
 from meshsim.scenario import Scenario
@@ -288,3 +288,15 @@ def test_connections_and_handshakes_agree_on_average_over_seeds(path: Path) -> N
             if abs(a - b) > bound:
                 problems.append(f"{mode} {figure}: vector {a:.2f}, DES {b:.2f} (bound {bound:.2f})")
     assert problems == []
+
+
+def test_engines_agree_with_the_calibrated_app_stack_terms() -> None:
+    """The local testbed's fitted profile uses every app-stack term (idle CPU, latency per
+    app visit, memory of serving mTLS, latency per KiB): both engines charge them alike.
+    Its visit latency is steadied like the app times (narrow spread around its mean)."""
+    scenario, _ = load_scenario(ROOT / "scenarios" / "testbed-chain.yaml")
+    doc = steady_profile(load_profile(ROOT / "profiles" / "local-haproxy.yaml")).model_dump()
+    assert doc["app"]["visit_latency_us"]["value"] > 0
+    doc["app"]["visit_latency_cv"] = {"value": SMOOTHING_CV, "source": "test: steadied"}
+    profile = Profile.model_validate(doc)
+    assert compare(steadied(scenario), profile, scenario.seed) == {}

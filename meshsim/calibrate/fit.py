@@ -2,9 +2,11 @@
 
 DESIGN.md section 6. The fit runs in three stages, each on the figures that carry its
 parameters: CPU (per request, per KiB, per handshake, idle) against the CPU of every
-component, then memory (base, per service, endpoint, connection, request in flight)
-against their memory, then the latency-side parameters (hop latency, deferred
-fraction, variability) against the p50/p90/p99 latencies. Each stage minimises with
+component, then memory (base, per service, endpoint, connection, request in flight,
+serving) against their memory, then the latency-side parameters (the app stack's
+latency per visit and its spread; hop latency, deferred fraction, variability of each
+proxy kind) against the p50/p90/p99 latencies: the no-mesh points' percentiles, and
+the mesh points' percentiles over their no-mesh point's, both simulated. Each stage minimises with
 `scipy.optimize.least_squares`, the residuals computed by the simulator itself
 (common random numbers: one seed per point), so that a fitted profile reproduces the
 measurements through exactly the model that will later use it.
@@ -216,19 +218,26 @@ class _Stage:
         self.points = [
             i for i, pt in enumerate(model.points) if any(p.matters_for(pt.mode) for p in params)
         ]
-        self.baselines: dict[int, tuple[ModeResult, ModeResult]] = {}
-        if stage == "latency":  # a no-mesh run has no latency parameter: simulate it once
+        # A mesh point's latency is fitted as what the mesh adds over its setting's no-mesh
+        # point, both simulated under the same candidate values (the app's own latency
+        # parameters move both alike).
+        self.baselines: dict[int, int] = {}
+        if stage == "latency":
+            where = {id(pt): j for j, pt in enumerate(model.points)}
             for i in self.points:
                 base = model.points[i].baseline
-                if base is not None:
-                    sim = simulate(base.scenario, model.profile, modes=[base.mode], seed=base.seed,
-                                   engine=model.engine)  # fmt: skip
-                    self.baselines[i] = (base.measured, sim.modes[base.mode])
-        self.sizes = [len(self._residuals(i, model.points[i].measured)) for i in self.points]
+                if base is not None and id(base) in where:
+                    self.baselines[i] = where[id(base)]
+        self.sizes = [len(self._residuals(i, model.points[i].measured, None)) for i in self.points]
 
-    def _residuals(self, i: int, simulated: ModeResult) -> list[float]:
+    def _residuals(self, i: int, simulated: ModeResult, base: ModeResult | None) -> list[float]:
         pt = self.model.points[i]
-        return stage_residuals(self.stage, pt.measured, simulated, self.baselines.get(i))
+        j = self.baselines.get(i)
+        if j is None:
+            return stage_residuals(self.stage, pt.measured, simulated)
+        measured_base = self.model.points[j].measured
+        pair = (measured_base, base if base is not None else measured_base)
+        return stage_residuals(self.stage, pt.measured, simulated, pair)
 
     def values(self, x: np.ndarray, free: Sequence[Parameter]) -> dict[str, float]:
         out = dict(self.fixed)
@@ -237,7 +246,9 @@ class _Stage:
 
     def point_residuals(self, i: int, values: dict[str, float]) -> np.ndarray:
         sim = self.model.result(i, values, self.params)
-        return np.asarray(self._residuals(i, sim), dtype=float)
+        j = self.baselines.get(i)
+        base = self.model.result(j, values, self.params) if j is not None else None
+        return np.asarray(self._residuals(i, sim, base), dtype=float)
 
     def residuals(self, x: np.ndarray, free: Sequence[Parameter]) -> np.ndarray:
         values = self.values(x, free)
@@ -261,6 +272,10 @@ class _Stage:
                     jac[row : row + n, j] = (self.point_residuals(i, moved) - base[k]) / step
                 row += n
         return jac
+
+
+def _start(p: Parameter, prior: float) -> float:
+    return p.start if prior == 0 and p.start is not None else prior
 
 
 def _scale(p: Parameter, value: float) -> float:
@@ -396,8 +411,8 @@ def _fit_stage(model: _Model, stage: Stage, profile: Profile, say: Say) -> tuple
     params = parameters_for(stage, modes)
     prior = {p.path: get_value(profile, p.path) for p in params}
     model.use(profile)
-    fit = _Stage(model, stage, params, prior)
-    x0 = np.array([prior[p.path] for p in params])
+    x0 = np.array([_start(p, prior[p.path]) for p in params])
+    fit = _Stage(model, stage, params, {p.path: float(v) for p, v in zip(params, x0, strict=True)})
     scales = np.array([_scale(p, v) for p, v in zip(params, x0, strict=True)])
     r0 = fit.residuals(x0, params)
     jac0 = fit.jacobian(x0, params)
@@ -481,6 +496,10 @@ def fit_profile(
     """Fit the prior profile's parameters to measured points, stage by stage."""
     if not points:
         raise ValueError("no measured points to fit")
+    # a point's no-mesh baseline is measured data too: fit it alongside
+    listed = {id(pt) for pt in points}
+    extra = {id(pt.baseline): pt.baseline for pt in points if pt.baseline is not None}
+    points = [*points, *(b for k, b in extra.items() if k not in listed)]
     model = _Model(points, prior, engine)
     profile = prior
     fits = []

@@ -43,6 +43,9 @@ class Parameter:
     unit: str
     typical: float  # a plausible magnitude: finite-difference steps and scales start here
     upper: float = float("inf")
+    # Where the prior is 0, the fit starts here instead: a term the prior leaves out (an
+    # app-stack latency) would otherwise hide the effect of its spread from the fit.
+    start: float | None = None
 
     @property
     def kind(self) -> str:
@@ -65,7 +68,9 @@ def _proxy_parameters(kind: str) -> list[Parameter]:
         Parameter(f"{kind}.memory.per_endpoint_kib", "memory", "KiB", 10.0),
         Parameter(f"{kind}.memory.per_connection_kib", "memory", "KiB", 32.0),
         Parameter(f"{kind}.memory.per_inflight_kib", "memory", "KiB", 16.0),
+        Parameter(f"{kind}.memory.serving_mib", "memory", "MiB", 5.0),
         Parameter(f"{kind}.hop_latency_us", "latency", "us", 20.0),
+        Parameter(f"{kind}.hop_latency_per_kib_us", "latency", "us", 2.0),
         Parameter(f"{kind}.cpu.deferred_fraction", "latency", "fraction", 0.3, upper=1.0),
         Parameter(f"{kind}.cpu.cv", "latency", "ratio", 0.5, upper=5.0),
     ]
@@ -74,8 +79,11 @@ def _proxy_parameters(kind: str) -> list[Parameter]:
 PARAMETERS: tuple[Parameter, ...] = (
     Parameter("app.per_request_us", "cpu", "us", 100.0),
     Parameter("app.per_kib_us", "cpu", "us", 5.0),
+    Parameter("app.idle_millicores", "cpu", "millicores", 5.0),
     Parameter("app.per_connection_kib", "memory", "KiB", 16.0),
     Parameter("app.per_inflight_kib", "memory", "KiB", 8.0),
+    Parameter("app.visit_latency_us", "latency", "us", 1000.0, start=1000.0),
+    Parameter("app.visit_latency_cv", "latency", "ratio", 0.5, upper=5.0, start=0.5),
     *_proxy_parameters("sidecar"),
     *_proxy_parameters("ztunnel"),
     *_proxy_parameters("waypoint"),

@@ -97,6 +97,7 @@ class _Box:
     workers: list[simpy.Resource]
     pinned: bool
     hop_s: float
+    hop_per_byte_s: float
     mult: Draws | float
     pick: Draws
 
@@ -185,6 +186,15 @@ class _Simulation:
                     Draws(rng.random),
                 )
             )
+        app = profile.app
+        self.visit_s = app.visit_latency_us.value * 1e-6
+        # own streams, so that a profile without visit latency draws exactly as before
+        self.visit_mult = [
+            unit_mean_multiplier(app.visit_latency_cv.value, child_rng(seed, f"visit/{p.name}"))
+            if self.visit_s > 0
+            else 1.0
+            for p in topology.pods
+        ]
         self.plans: dict[tuple[int, int], _Plan] = {}
         self.latencies: list[float] = []
         self.outstanding = 0
@@ -209,6 +219,7 @@ class _Simulation:
             workers,
             pinned,
             cost.hop_latency_us.value * 1e-6,
+            cost.hop_latency_per_kib_us.value * 1e-6 / 1024,
             unit_mean_multiplier(cost.cpu.cv.value, rng),
             Draws(rng.random),
         )
@@ -416,7 +427,7 @@ class _Simulation:
                 held[i] = yield from self._connect(
                     seg, owner, prev, workers[i - 1], box, workers[i]
                 )
-            yield env.timeout(seg.delay_s + box.hop_s)
+            yield env.timeout(seg.delay_s + box.hop_s + box.hop_per_byte_s * request_bytes)
             entered[i] = env.now
             yield from self._work(box, workers[i], costs[i].request_s * draw(box.mult))
         last = segments[-1]
@@ -433,7 +444,7 @@ class _Simulation:
                 box, workers[i], costs[i].response_s * mult, costs[i].deferred_s * mult
             )
             self._in_flight(box.comp, entered[i], env.now)
-            yield env.timeout(segments[i].delay_s + box.hop_s)
+            yield env.timeout(segments[i].delay_s + box.hop_s + box.hop_per_byte_s * response_bytes)
             self._release(held[i])
 
     def _release(self, held: tuple[ConnectionPool, Connection] | None) -> None:
@@ -468,6 +479,8 @@ class _Simulation:
         if cpu > 0:
             yield from self._burst(pod.node, pod.index, cpu)
         wait = draw(service_time)
+        if self.visit_s > 0:
+            wait += self.visit_s * draw(self.visit_mult[pod.index])
         if wait > 0:
             yield env.timeout(wait)
         if workload.fanout == "sequential" or len(calls) < 2:

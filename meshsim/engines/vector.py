@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from meshsim.accounting import WindowTally, component_usages, mode_result
-from meshsim.costs import Role, app_call_cpu_s, pass_cost
+from meshsim.costs import KIB, Role, app_call_cpu_s, pass_cost
 from meshsim.distributions import Constant, Distribution
 from meshsim.engines.des import child_rng
 from meshsim.engines.events import (
@@ -173,6 +173,7 @@ class _BoxSpec:
     round_trips: float
     hs_client_s: float
     hs_server_s: float
+    hop_per_kib_s: float
 
 
 @dataclass
@@ -261,6 +262,7 @@ def _build_model(scenario: Scenario, profile: Profile, topology: Topology, mode:
                 cost.handshake_round_trips.value,
                 cost.cpu.handshake_us.client.value * 1e-6,
                 cost.cpu.handshake_us.server.value * 1e-6,
+                cost.hop_latency_per_kib_us.value * 1e-6,
             )
         )
     return _Model(
@@ -596,6 +598,11 @@ class _VectorRun:
             self.profile, slot.request_bytes, slot.response_bytes
         )
         service = _sample(workload.service_time, rng, n)
+        app = self.profile.app
+        if app.visit_latency_us.value > 0:  # the app stack's own latency, outside its CPU
+            service += (
+                app.visit_latency_us.value * 1e-6 * _unit_mean(rng, app.visit_latency_cv.value, n)
+            )
         calls = _Calls(
             slot,
             rows,
@@ -626,8 +633,6 @@ class _VectorRun:
             )
             calls.children.append(self._draw_calls(kid, rows[present], present, dst[present], rng))
         return calls
-
-    # ---- one sweep: propagate times -----------------------------------------------------
 
     # ---- one window: lay the calls out flat, then run them ---------------------------
 
@@ -701,8 +706,12 @@ class _VectorRun:
                 box["resp"][j, at] = calls.response_s[j]
                 box["def"][j, at] = calls.deferred_s[j]
                 spec = self.m.boxes[j]
-                box["hop_in"][j, at] = spec.hop_s
-                box["hop_out"][j, at] = spec.hop_s
+                box["hop_in"][j, at] = (
+                    spec.hop_s + spec.hop_per_kib_s * calls.slot.request_bytes / KIB
+                )
+                box["hop_out"][j, at] = (
+                    spec.hop_s + spec.hop_per_kib_s * calls.slot.response_bytes / KIB
+                )
                 seg = calls.segs[j]
                 if seg is not None and seg.pos.shape[0]:
                     segs.append(seg)
