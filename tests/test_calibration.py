@@ -437,3 +437,25 @@ def test_handshake_cpu_is_fitted_when_connections_open_in_the_window(
         e = _estimate(fit, f"sidecar.cpu.handshake_us.{side}")
         assert e.status == "fitted"
         assert e.value == pytest.approx(value, rel=0.1)
+
+
+def test_a_handful_of_handshakes_in_the_window_does_not_fit_their_cpu(
+    istio_profile: Profile,
+) -> None:
+    """A connection now and then (every 100th request reconnects) puts a few handshakes in
+    each window: their CPU is under the resolution CPU is judged at, so it is not fitted."""
+    points = []
+    for rate in (50, 150):
+        doc = _two_pods()
+        doc["traffic"]["open_loop"]["rate_rps"] = rate
+        doc["mesh"] = {"modes": ["sidecar"], "pool": {"max_requests_per_connection": 100}}
+        scenario = Scenario.model_validate(doc)
+        measured = simulate(scenario, istio_profile, seed=MEASURE_SEED, engine="vector")
+        assert sum(c.handshakes for c in measured.modes["sidecar"].components) > 0
+        points.append(FitPoint(f"{rate}", "sidecar", scenario, measured.modes["sidecar"], FIT_SEED))
+    fit = fit_profile(points, istio_profile, engine="vector", stages=("cpu",))
+    for side in ("client", "server"):
+        e = _estimate(fit, f"sidecar.cpu.handshake_us.{side}")
+        assert e.status == "not identifiable"
+        assert e.note.startswith("too few handshakes inside the measurement windows")
+        assert e.value == get_value(istio_profile, f"sidecar.cpu.handshake_us.{side}")

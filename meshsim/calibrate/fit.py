@@ -390,20 +390,38 @@ def _estimate(param: Parameter, prior: float, value: float, ci95: float | None) 
 
 def _handshakes_unseen(
     model: _Model, params: Sequence[Parameter], values: dict[str, float]
-) -> list[int]:
-    """Handshake parameters of kinds whose proxies complete no handshake inside any
-    simulated measurement window (or none inside any measured one)."""
+) -> dict[int, str]:
+    """Handshake parameters the windows cannot show, and why: their kind's proxies complete
+    no handshake inside any simulated measurement window (or none inside any measured one),
+    or so few inside every measured window that, at the prior's cost, their CPU stays under
+    the resolution CPU is judged at (CPU_FLOOR_CORES). A handful of connections opened
+    when requests happen to overlap is an event count, not a cost the figures carry."""
     seen_sim: set[str] = set()
     seen_meas: set[str] = set()
+    most: dict[str, float] = {}  # the most handshakes per second a measured window saw
     for i, pt in enumerate(model.points):
         sim = model.result(i, values, params)
         seen_sim |= {c.kind for c in sim.components if c.handshakes > 0}
         seen_meas |= {c.kind for c in pt.measured.components if c.handshakes > 0}
-    return [
-        j
-        for j, p in enumerate(params)
-        if ".handshake_us." in p.path and not (p.kind in seen_sim and p.kind in seen_meas)
-    ]
+        window = max(pt.measured.window_s, 1e-9)
+        for c in pt.measured.components:
+            most[c.kind] = max(most.get(c.kind, 0.0), c.handshakes / window)
+    out: dict[int, str] = {}
+    for j, p in enumerate(params):
+        if ".handshake_us." not in p.path:
+            continue
+        if not (p.kind in seen_sim and p.kind in seen_meas):
+            out[j] = "no handshake completes inside a measurement window (simulated and measured)"
+            continue
+        cores = most.get(p.kind, 0.0) * values[p.path] * 1e-6
+        if cores < CPU_FLOOR_CORES:
+            out[j] = (
+                f"too few handshakes inside the measurement windows (at most "
+                f"{most[p.kind]:.2g} per second in one proxy): their CPU, "
+                f"{cores * 1e3:.2g} millicores at the prior, is under the "
+                f"{CPU_FLOOR_CORES * 1e3:g}-millicore resolution"
+            )
+    return out
 
 
 def _fit_stage(model: _Model, stage: Stage, profile: Profile, say: Say) -> tuple[Profile, StageFit]:
@@ -422,8 +440,8 @@ def _fit_stage(model: _Model, stage: Stage, profile: Profile, say: Say) -> tuple
         # start; a fit to that edge effect would be an artefact, not a measurement.
         jac0[:, j] = 0.0
     kept, why = _identifiable(jac0, params, scales)
-    for j in unseen:
-        why[j] = "no handshake completes inside a measurement window (simulated and measured)"
+    for j, note in unseen.items():
+        why[j] = note
     free = [params[j] for j in kept]
     fit.fixed = {p.path: prior[p.path] for j, p in enumerate(params) if j not in kept}
     say(
