@@ -81,8 +81,6 @@ _HOLD = 2  # hold an app slot until the call releases it
 _V_CALL, _V_KIND, _V_STATION, _V_NODE, _V_COMP, _V_WORKER, _V_CORE = range(7)
 _V_NEXT, _V_PHASE, _V_RESUME = 7, 8, 9  # next: the free list, and station queues
 _V_FIRST, _V_SECOND = 0, 1
-# the event loop's scalar state, kept in `st` between calls
-_S_SIZE, _S_SEQ, _S_VISITS, _S_TLS, _S_NEXT_ROOT, _S_FREE, _S_RING_HEAD, _S_RING_COUNT = range(8)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -263,33 +261,35 @@ def _release_conn(
 
 
 @numba.njit(cache=True, nogil=True)
-def _events(
+def run_window(
+    # the calls of this window; a request's call has parent -1 - (the request's index)
     parent: np.ndarray,
     first_kid: np.ndarray,
     n_kids: np.ndarray,
     kids: np.ndarray,
     parallel: np.ndarray,
-    b_station: np.ndarray,
+    b_station: np.ndarray,  # (B, N): the worker station of box j of call c is [j, c]
     b_node: np.ndarray,
     b_comp: np.ndarray,
-    b_delay: np.ndarray,
+    b_delay: np.ndarray,  # link delay into the box (0 where no network hop)
     b_req: np.ndarray,
     b_resp: np.ndarray,
     b_def: np.ndarray,
-    b_pool: np.ndarray,
+    b_pool: np.ndarray,  # pool of the link into the box; -1 where not pooled
     b_hs_client: np.ndarray,
     b_hs_server: np.ndarray,
-    b_hop_in: np.ndarray,
-    b_hop_out: np.ndarray,
-    round_trips: np.ndarray,
-    last_pool: np.ndarray,
+    b_hop_in: np.ndarray,  # hop latency into the box with the request
+    b_hop_out: np.ndarray,  # and out of it with the response
+    round_trips: np.ndarray,  # (B,) of the link into the box
+    last_pool: np.ndarray,  # (N,) the plain TCP pool into the app (no mesh); -1 otherwise
     last_delay: np.ndarray,
     last_round_trips: float,
     app_comp: np.ndarray,
     app_node: np.ndarray,
-    app_slot: np.ndarray,
+    app_slot: np.ndarray,  # slot station of the app; -1 without a concurrency limit
     app_cpu: np.ndarray,
     service: np.ndarray,
+    # the requests: open loop (sorted starts) or closed loop (users x candidates)
     root_start: np.ndarray,
     root_call: np.ndarray,
     closed: bool,
@@ -297,9 +297,11 @@ def _events(
     think: np.ndarray,
     user_next: np.ndarray,
     window_end: float,
+    # queues
     first_server: np.ndarray,
     servers: np.ndarray,
     free_at: np.ndarray,
+    # pools
     pool_origin: np.ndarray,
     pool_target: np.ndarray,
     pool_tls: np.ndarray,
@@ -320,61 +322,100 @@ def _events(
     c_ready: np.ndarray,
     free: np.ndarray,
     live: np.ndarray,
+    # accounting
     w0: float,
     w1: float,
     cutoff: float,
     cpu_s: np.ndarray,
     resid_s: np.ndarray,
     handshakes: np.ndarray,
-    station_of: np.ndarray,
-    idle: np.ndarray,
-    n_idle: np.ndarray,
-    q_head: np.ndarray,
-    q_tail: np.ndarray,
-    box: np.ndarray,
-    entered: np.ndarray,
-    conn: np.ndarray,
-    app_start: np.ndarray,
-    slot_server: np.ndarray,
-    kid_next: np.ndarray,
-    kid_left: np.ndarray,
-    wait_next: np.ndarray,
-    conn_waiters: np.ndarray,
-    root_end: np.ndarray,
-    vi: np.ndarray,
-    vsec: np.ndarray,
-    h_time: np.ndarray,
-    h_seq: np.ndarray,
-    h_code: np.ndarray,
-    ring: np.ndarray,
-    st: np.ndarray,
-    ft: np.ndarray,
-) -> bool:
-    """The event loop of `run_window`; stops early (True) when the visit arena is full."""
+    counters: np.ndarray,
+) -> np.ndarray:
+    """Run one window's calls to completion; returns when each root call ended (inf when
+    the run's cut-off came first). For a closed loop, `root_start` is written with the
+    start of every candidate request a user made (inf for those not made)."""
+    n_calls = parent.shape[0]
     n_roots = root_start.shape[0]
     n_boxes = round_trips.shape[0]
-    size, seq, visits, tls_hs = st[_S_SIZE], st[_S_SEQ], st[_S_VISITS], st[_S_TLS]
-    next_root, v_free = st[_S_NEXT_ROOT], st[_S_FREE]
-    r_head, r_count = st[_S_RING_HEAD], st[_S_RING_COUNT]
+    n_servers = free_at.shape[0]
+    n_stations = servers.shape[0]
+    station_of = np.empty(n_servers, np.int64)
+    for s in range(n_stations):
+        for m in range(first_server[s], first_server[s] + servers[s]):
+            station_of[m] = s
+    idle = np.empty(n_servers, np.int64)  # per station, a stack of its idle servers
+    n_idle = np.zeros(n_stations, np.int64)
+    q_head = np.full(n_stations, -1, np.int64)
+    q_tail = np.full(n_stations, -1, np.int64)
+    # per call
+    box = np.zeros(n_calls, np.int64)
+    entered = np.zeros((n_calls, max(n_boxes, 1)))
+    conn = np.full((n_calls, n_boxes + 1), -1, np.int64)
+    app_start = np.zeros(n_calls)
+    slot_server = np.full(n_calls, -1, np.int64)
+    kid_next = np.zeros(n_calls, np.int64)
+    kid_left = np.zeros(n_calls, np.int64)
+    wait_next = np.full(n_calls, -1, np.int64)  # calls waiting for the same young connection
+    conn_waiters = np.full(c_next.shape[0], -1, np.int64)
+    root_end = np.full(n_roots, math.inf)
+    # Visits live in an arena with a free list. A live visit either holds up its call (one
+    # per call at most) or is a deferred burst after the call went on, which holds a worker
+    # (one per server at most): the arena never needs more slots than calls and servers.
+    # Slots are taken in order as needed, so pages never used are never touched.
+    cap = n_calls + n_servers + 1
+    vi = np.empty((cap, 10), np.int64)
+    vsec = np.empty((cap, 2))
+    v_free = -1
+    v_top = 0
+    # the heap (and the ring of events due now): each call waits on one thing at a time,
+    # each held server has one event
+    h_cap = n_calls + 2 * n_servers + 16
+    h_time = np.empty(h_cap)
+    h_seq = np.empty(h_cap, np.int64)
+    h_code = np.empty(h_cap, np.int64)
+    ring = np.empty(h_cap, np.int64)  # events due now, in the order they arose
+    size = 0
+    seq = 0
+    t_first = root_start[0] if (n_roots > 0 and not closed) else window_end
+    if closed:
+        for u in range(user_next.shape[0]):
+            r = u * per_user
+            root_start[r : r + per_user] = math.inf
+            t = user_next[u]
+            if t < window_end and t < w1:
+                root_start[r] = t
+                user_next[u] = math.inf
+                if t < t_first:
+                    t_first = t
+                size = _push(h_time, h_seq, h_code, size, seq, t, root_call[r] * 64 + _START)
+                seq += 1
+    for m in range(n_servers - 1, -1, -1):  # the lowest-numbered server on top
+        if free_at[m] > t_first:  # still busy with the previous window's visits
+            size = _push(h_time, h_seq, h_code, size, seq, free_at[m], -(m + 1))
+            seq += 1
+        else:
+            s = station_of[m]
+            idle[first_server[s] + n_idle[s]] = m
+            n_idle[s] += 1
+    next_root = 0 if not closed else n_roots
+    visits = 0
+    tls_hs = 0
+    r_head, r_count = 0, 0
     r_cap = ring.shape[0]
-    last_time, now = ft[0], ft[1]
-    full = False
+    last_time, now = 0.0, 0.0
     while True:
-        if v_free < 0:  # no room for a visit: the caller grows the arena and calls again
-            full = True
-            break
         if r_count > 0:  # what happens at this moment, first come first served
             code = ring[r_head]
             r_head = (r_head + 1) % r_cap
             r_count -= 1
         elif size > 0 and (next_root >= n_roots or h_time[0] <= root_start[next_root]):
-            now = h_time[0]
+            now = float(h_time[0])
             code = h_code[0]
             if now > cutoff:
                 break
             size = _pop(h_time, h_seq, h_code, size)
         elif next_root < n_roots:
-            now = root_start[next_root]
+            now = float(root_start[next_root])
             code = root_call[next_root] * 64 + _START
             next_root += 1
         else:
@@ -660,9 +701,13 @@ def _events(
                             c = up
                             stage = _APP_END
                 if visit_kind >= 0:
-                    # a new visit: take an arena slot, growing the arena when full
-                    v = v_free
-                    v_free = vi[v, _V_NEXT]
+                    # a new visit: a freed slot of the arena, else the next never used
+                    if v_free >= 0:
+                        v = v_free
+                        v_free = vi[v, _V_NEXT]
+                    else:
+                        v = v_top
+                        v_top += 1
                     vi[v, _V_CALL], vi[v, _V_KIND], vi[v, _V_COMP] = c, visit_kind, vc
                     vi[v, _V_STATION], vi[v, _V_NODE] = vs, vn
                     vsec[v, _V_FIRST], vsec[v, _V_SECOND], vi[v, _V_RESUME] = vf, vd, resume
@@ -709,248 +754,10 @@ def _events(
                     vi[u, _V_CORE] = m
                 ring[(r_head + r_count) % r_cap] = u * 64 + vi[u, _V_PHASE]
                 r_count += 1
-    st[_S_SIZE], st[_S_SEQ], st[_S_VISITS], st[_S_TLS] = size, seq, visits, tls_hs
-    st[_S_NEXT_ROOT], st[_S_FREE] = next_root, v_free
-    st[_S_RING_HEAD], st[_S_RING_COUNT] = r_head, r_count
-    ft[0], ft[1] = last_time, now
-    return full
-
-
-@numba.njit(cache=True, nogil=True)
-def run_window(
-    # the calls of this window; a request's call has parent -1 - (the request's index)
-    parent: np.ndarray,
-    first_kid: np.ndarray,
-    n_kids: np.ndarray,
-    kids: np.ndarray,
-    parallel: np.ndarray,
-    b_station: np.ndarray,  # (B, N): the worker station of box j of call c is [j, c]
-    b_node: np.ndarray,
-    b_comp: np.ndarray,
-    b_delay: np.ndarray,  # link delay into the box (0 where no network hop)
-    b_req: np.ndarray,
-    b_resp: np.ndarray,
-    b_def: np.ndarray,
-    b_pool: np.ndarray,  # pool of the link into the box; -1 where not pooled
-    b_hs_client: np.ndarray,
-    b_hs_server: np.ndarray,
-    b_hop_in: np.ndarray,  # hop latency into the box with the request
-    b_hop_out: np.ndarray,  # and out of it with the response
-    round_trips: np.ndarray,  # (B,) of the link into the box
-    last_pool: np.ndarray,  # (N,) the plain TCP pool into the app (no mesh); -1 otherwise
-    last_delay: np.ndarray,
-    last_round_trips: float,
-    app_comp: np.ndarray,
-    app_node: np.ndarray,
-    app_slot: np.ndarray,  # slot station of the app; -1 without a concurrency limit
-    app_cpu: np.ndarray,
-    service: np.ndarray,
-    # the requests: open loop (sorted starts) or closed loop (users x candidates)
-    root_start: np.ndarray,
-    root_call: np.ndarray,
-    closed: bool,
-    per_user: int,
-    think: np.ndarray,
-    user_next: np.ndarray,
-    window_end: float,
-    # queues
-    first_server: np.ndarray,
-    servers: np.ndarray,
-    free_at: np.ndarray,
-    # pools
-    pool_origin: np.ndarray,
-    pool_target: np.ndarray,
-    pool_tls: np.ndarray,
-    p_mux: np.ndarray,
-    p_max_streams: np.ndarray,
-    p_idle: np.ndarray,
-    p_max_req: np.ndarray,
-    p_life: np.ndarray,
-    p_phase: np.ndarray,
-    p_head: np.ndarray,
-    p_seconds: np.ndarray,
-    c_next: np.ndarray,
-    c_opened: np.ndarray,
-    c_expires: np.ndarray,
-    c_last: np.ndarray,
-    c_requests: np.ndarray,
-    c_active: np.ndarray,
-    c_ready: np.ndarray,
-    free: np.ndarray,
-    live: np.ndarray,
-    # accounting
-    w0: float,
-    w1: float,
-    cutoff: float,
-    cpu_s: np.ndarray,
-    resid_s: np.ndarray,
-    handshakes: np.ndarray,
-    counters: np.ndarray,
-) -> np.ndarray:
-    """Run one window's calls to completion; returns when each root call ended (inf when
-    the run's cut-off came first). For a closed loop, `root_start` is written with the
-    start of every candidate request a user made (inf for those not made)."""
-    n_calls = parent.shape[0]
-    n_roots = root_start.shape[0]
-    n_boxes = round_trips.shape[0]
-    n_servers = free_at.shape[0]
-    n_stations = servers.shape[0]
-    station_of = np.empty(n_servers, np.int64)
-    for s in range(n_stations):
-        for m in range(first_server[s], first_server[s] + servers[s]):
-            station_of[m] = s
-    idle = np.empty(n_servers, np.int64)  # per station, a stack of its idle servers
-    n_idle = np.zeros(n_stations, np.int64)
-    q_head = np.full(n_stations, -1, np.int64)
-    q_tail = np.full(n_stations, -1, np.int64)
-    # per call
-    box = np.zeros(n_calls, np.int64)
-    entered = np.zeros((n_calls, max(n_boxes, 1)))
-    conn = np.full((n_calls, n_boxes + 1), -1, np.int64)
-    app_start = np.zeros(n_calls)
-    slot_server = np.full(n_calls, -1, np.int64)
-    kid_next = np.zeros(n_calls, np.int64)
-    kid_left = np.zeros(n_calls, np.int64)
-    wait_next = np.full(n_calls, -1, np.int64)  # calls waiting for the same young connection
-    conn_waiters = np.full(c_next.shape[0], -1, np.int64)
-    root_end = np.full(n_roots, math.inf)
-    # visits: an arena with a free list, grown (between calls of the loop) when full
-    cap = 1024
-    vi = np.empty((cap, 10), np.int64)
-    vsec = np.empty((cap, 2))
-    vi[:, _V_NEXT] = np.arange(1, cap + 1)
-    vi[cap - 1, _V_NEXT] = -1
-    # the heap (and the ring of events due now): each call waits on one thing at a time,
-    # each held server has one event
-    h_cap = n_calls + 2 * n_servers + 16
-    h_time = np.empty(h_cap)
-    h_seq = np.empty(h_cap, np.int64)
-    h_code = np.empty(h_cap, np.int64)
-    ring = np.empty(h_cap, np.int64)  # events due now, in the order they arose
-    size = 0
-    seq = 0
-    t_first = root_start[0] if (n_roots > 0 and not closed) else window_end
-    if closed:
-        for u in range(user_next.shape[0]):
-            r = u * per_user
-            root_start[r : r + per_user] = math.inf
-            t = user_next[u]
-            if t < window_end and t < w1:
-                root_start[r] = t
-                user_next[u] = math.inf
-                if t < t_first:
-                    t_first = t
-                size = _push(h_time, h_seq, h_code, size, seq, t, root_call[r] * 64 + _START)
-                seq += 1
-    for m in range(n_servers - 1, -1, -1):  # the lowest-numbered server on top
-        if free_at[m] > t_first:  # still busy with the previous window's visits
-            size = _push(h_time, h_seq, h_code, size, seq, free_at[m], -(m + 1))
-            seq += 1
-        else:
-            s = station_of[m]
-            idle[first_server[s] + n_idle[s]] = m
-            n_idle[s] += 1
-    next_root = 0 if not closed else n_roots
-    st = np.zeros(8, np.int64)
-    st[_S_SIZE], st[_S_SEQ], st[_S_NEXT_ROOT], st[_S_FREE] = size, seq, next_root, 0
-    ft = np.zeros(2)  # the last event's time; now
-    while _events(
-        parent,
-        first_kid,
-        n_kids,
-        kids,
-        parallel,
-        b_station,
-        b_node,
-        b_comp,
-        b_delay,
-        b_req,
-        b_resp,
-        b_def,
-        b_pool,
-        b_hs_client,
-        b_hs_server,
-        b_hop_in,
-        b_hop_out,
-        round_trips,
-        last_pool,
-        last_delay,
-        last_round_trips,
-        app_comp,
-        app_node,
-        app_slot,
-        app_cpu,
-        service,
-        root_start,
-        root_call,
-        closed,
-        per_user,
-        think,
-        user_next,
-        window_end,
-        first_server,
-        servers,
-        free_at,
-        pool_origin,
-        pool_target,
-        pool_tls,
-        p_mux,
-        p_max_streams,
-        p_idle,
-        p_max_req,
-        p_life,
-        p_phase,
-        p_head,
-        p_seconds,
-        c_next,
-        c_opened,
-        c_expires,
-        c_last,
-        c_requests,
-        c_active,
-        c_ready,
-        free,
-        live,
-        w0,
-        w1,
-        cutoff,
-        cpu_s,
-        resid_s,
-        handshakes,
-        station_of,
-        idle,
-        n_idle,
-        q_head,
-        q_tail,
-        box,
-        entered,
-        conn,
-        app_start,
-        slot_server,
-        kid_next,
-        kid_left,
-        wait_next,
-        conn_waiters,
-        root_end,
-        vi,
-        vsec,
-        h_time,
-        h_seq,
-        h_code,
-        ring,
-        st,
-        ft,
-    ):
-        old = vi.shape[0]
-        vi = np.concatenate((vi, np.empty((old, 10), np.int64)))
-        vsec = np.concatenate((vsec, np.empty((old, 2))))
-        vi[old:, _V_NEXT] = np.arange(old + 1, 2 * old + 1)
-        vi[2 * old - 1, _V_NEXT] = -1
-        st[_S_FREE] = old
-    counters[0] += st[_S_TLS]
-    counters[1] += st[_S_VISITS]
-    if ft[0] > counters[2]:
-        counters[2] = ft[0]
+    counters[0] += tls_hs
+    counters[1] += visits
+    if last_time > counters[2]:
+        counters[2] = last_time
     return root_end
 
 
