@@ -163,6 +163,42 @@ def _pool_close(
 
 
 @numba.njit(cache=True, nogil=True)
+def _expire(
+    p: int,
+    now: float,
+    p_idle: np.ndarray,
+    p_head: np.ndarray,
+    p_seconds: np.ndarray,
+    c_next: np.ndarray,
+    c_opened: np.ndarray,
+    c_expires: np.ndarray,
+    c_last: np.ndarray,
+    c_active: np.ndarray,
+    free: np.ndarray,
+    live: np.ndarray,
+    w0: float,
+    w1: float,
+) -> None:
+    """Close pool p's connections that timed out or rotated while idle by `now`, at the
+    moment they did."""
+    prev = -1
+    cur = p_head[p]
+    while cur >= 0:
+        following = c_next[cur]
+        if c_active[cur] == 0:
+            idle_end = c_last[cur] + p_idle[p]
+            if idle_end <= now or c_expires[cur] <= now:
+                at = min(idle_end, max(c_expires[cur], c_last[cur]))
+                _pool_close(
+                    cur, p, prev, at, p_head, c_next, c_opened, p_seconds, free, live, w0, w1
+                )
+                cur = following
+                continue
+        prev = cur
+        cur = following
+
+
+@numba.njit(cache=True, nogil=True)
 def _acquire(
     p: int,
     now: float,
@@ -188,22 +224,10 @@ def _acquire(
 ) -> tuple[int, bool]:
     """A connection of pool p at `now`: (connection, opened). A new one is not ready
     (c_ready = inf) until its handshake completes."""
-    # close what timed out or rotated while idle, at the moment it happened
-    prev = -1
-    cur = p_head[p]
-    while cur >= 0:
-        following = c_next[cur]
-        if c_active[cur] == 0:
-            idle_end = c_last[cur] + p_idle[p]
-            if idle_end <= now or c_expires[cur] <= now:
-                at = min(idle_end, max(c_expires[cur], c_last[cur]))
-                _pool_close(
-                    cur, p, prev, at, p_head, c_next, c_opened, p_seconds, free, live, w0, w1
-                )
-                cur = following
-                continue
-        prev = cur
-        cur = following
+    _expire(
+        p, now, p_idle, p_head, p_seconds, c_next, c_opened, c_expires, c_last, c_active,
+        free, live, w0, w1,
+    )  # fmt: skip
     cur = p_head[p]  # most recently opened first
     while cur >= 0:
         used_up = 0 < p_max_req[p] <= c_requests[cur]
@@ -832,22 +856,10 @@ def close_idle(
     w0: float,
     w1: float,
 ) -> None:
-    """Close every connection that timed out or rotated while idle by `now`, at the moment
-    it did: what the next acquire of its pool would do, done for every pool at once (so
+    """`_expire` for every pool at once: what the next acquire of each would do first (so
     that pools left without connections can be forgotten)."""
     for p in range(n_pools):
-        prev = -1
-        cur = p_head[p]
-        while cur >= 0:
-            following = c_next[cur]
-            if c_active[cur] == 0:
-                idle_end = c_last[cur] + p_idle[p]
-                if idle_end <= now or c_expires[cur] <= now:
-                    at = min(idle_end, max(c_expires[cur], c_last[cur]))
-                    _pool_close(
-                        cur, p, prev, at, p_head, c_next, c_opened, p_seconds, free, live, w0, w1
-                    )
-                    cur = following
-                    continue
-            prev = cur
-            cur = following
+        _expire(
+            p, now, p_idle, p_head, p_seconds, c_next, c_opened, c_expires, c_last, c_active,
+            free, live, w0, w1,
+        )  # fmt: skip
