@@ -324,6 +324,7 @@ def run_window(
     # queues
     first_server: np.ndarray,
     servers: np.ndarray,
+    station_of: np.ndarray,  # the station of each server
     free_at: np.ndarray,
     # pools
     pool_origin: np.ndarray,
@@ -363,10 +364,6 @@ def run_window(
     n_boxes = round_trips.shape[0]
     n_servers = free_at.shape[0]
     n_stations = servers.shape[0]
-    station_of = np.empty(n_servers, np.int64)
-    for s in range(n_stations):
-        for m in range(first_server[s], first_server[s] + servers[s]):
-            station_of[m] = s
     idle = np.empty(n_servers, np.int64)  # per station, a stack of its idle servers
     n_idle = np.zeros(n_stations, np.int64)
     q_head = np.full(n_stations, -1, np.int64)

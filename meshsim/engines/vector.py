@@ -195,6 +195,7 @@ class _Model:
     slot_station: np.ndarray  # by pod; -1 when the app has no concurrency limit
     first_server: np.ndarray
     servers: np.ndarray
+    station_of: np.ndarray  # by server
     service_pods: dict[str, np.ndarray]
     service_index: dict[str, int]
     n_owner: int
@@ -281,6 +282,7 @@ def _build_model(scenario: Scenario, profile: Profile, topology: Topology, mode:
         slot_station,
         first_server,
         server_counts,
+        np.repeat(np.arange(server_counts.shape[0]), server_counts),
         {s: np.array(topology.services[s], np.int64) for s in services},
         service_index,
         max(len(identities), max(workers_of_kind.values(), default=1), 1),
@@ -842,7 +844,7 @@ class _VectorRun:
             self.profile.app.connect_round_trips.value,
             app["comp"], app["node"], app["slot"], app["cpu"], app["service"],
             starts, flat.root_call, closed, self.per_user, think, self.user_next, b,
-            self.m.first_server, self.m.servers, self.free_at,
+            self.m.first_server, self.m.servers, self.m.station_of, self.free_at,
             p["origin"], p["target"], p["tls"], p["mux"], p["max_streams"], p["idle"],
             p["max_req"], p["life"], p["phase"], p["head"], p["seconds"],
             c["next"], c["opened"], c["expires"], c["last"], c["requests"], c["active"],
