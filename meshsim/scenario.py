@@ -124,6 +124,12 @@ class Workload(_Model):
     concurrency: int | None = Field(
         default=None, gt=0, description="Requests served at once per pod; none = unbounded."
     )
+    sidecar_concurrency: int | None = Field(
+        default=None,
+        gt=0,
+        description="Envoy worker threads of this workload's sidecars (Istio's "
+        "proxy.istio.io/config concurrency); default: mesh.sidecar_concurrency.",
+    )
     calls: list[Call] = Field(default_factory=list)
     fanout: Literal["sequential", "parallel"] = "sequential"
 
@@ -151,6 +157,11 @@ class LoadClient(_Model):
     namespace: Name = "load"
     service_account: Name = "loadgen"
     node: Name | None = Field(default=None, description="Node to run on; default: first node.")
+    sidecar_concurrency: int | None = Field(
+        default=None,
+        gt=0,
+        description="Envoy worker threads of its sidecar; default: mesh.sidecar_concurrency.",
+    )
 
     @property
     def identity(self) -> str:

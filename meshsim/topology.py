@@ -101,12 +101,15 @@ class Topology:
             out.append(Proxy(len(out), name, kind, node, count, svc, ep, key))
 
         if mode == "sidecar":
+            own = {w.name: w.sidecar_concurrency for w in scenario.workloads}
+            own[CLIENT] = scenario.traffic.client.sidecar_concurrency
             for pod in self.pods:
+                workers = own[pod.workload]
                 add(
                     "sidecar",
                     f"{pod.name}.sidecar",
                     pod.node,
-                    mesh.sidecar_concurrency,
+                    workers if workers is not None else mesh.sidecar_concurrency,
                     n_services,
                     n_endpoints,
                     pod.name,
