@@ -193,7 +193,7 @@ def random_scenario(rng: np.random.Generator, index: int) -> dict[str, Any]:
             workload["concurrency"] = int(rng.integers(2, 8))
         workloads.append(workload)
     rate = float(rng.choice([50, 100, 200]))
-    return {
+    doc: dict[str, Any] = {
         "name": f"random-{index}",
         "profile": "istio-1.24",
         "seed": index,
@@ -222,6 +222,12 @@ def random_scenario(rng: np.random.Generator, index: int) -> dict[str, Any]:
             "pool": {"idle_timeout_s": float(rng.choice([1, 5, 3600]))},
         },
     }
+    # sidecars of their own worker threads (drawn last: the draws above stay as they were)
+    for workload in workloads:
+        if rng.random() < 0.5:
+            workload["sidecar_concurrency"] = int(rng.integers(1, 5))
+    doc["traffic"]["client"] = {"sidecar_concurrency": int(rng.integers(1, 5))}
+    return doc
 
 
 @pytest.mark.parametrize("index", range(4))

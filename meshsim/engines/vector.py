@@ -166,7 +166,6 @@ class _BoxSpec:
     kind: ProxyKind
     role: Role
     pinned: bool
-    workers: int
     hop_s: float
     cv: float
     http2: bool
@@ -192,6 +191,7 @@ class _Model:
     comp_of_box: dict[str, np.ndarray]  # "sidecar" by pod, "ztunnel" by node, "waypoint" by svc
     comp_node: np.ndarray
     worker_base: np.ndarray  # first worker station of a proxy component
+    comp_workers: np.ndarray  # worker threads of a proxy component (0 for pods)
     slot_station: np.ndarray  # by pod; -1 when the app has no concurrency limit
     first_server: np.ndarray
     servers: np.ndarray
@@ -217,7 +217,7 @@ def _build_model(scenario: Scenario, profile: Profile, topology: Topology, mode:
     comp_node = np.concatenate([pod_node, np.array([p.node for p in proxies], np.int64)])
     servers = [n.cores for n in nodes]  # stations 0..N-1: node cores
     worker_base = np.full(n_comp, -1, np.int64)
-    workers_of_kind: dict[str, int] = {}
+    comp_workers = np.zeros(n_comp, np.int64)
     sidecar = np.full(n_pods, -1, np.int64)
     ztunnel = np.full(len(nodes), -1, np.int64)
     waypoint = np.full(len(services), -1, np.int64)
@@ -226,7 +226,7 @@ def _build_model(scenario: Scenario, profile: Profile, topology: Topology, mode:
     for proxy in proxies:
         comp = n_pods + proxy.index
         worker_base[comp] = len(servers)
-        workers_of_kind[proxy.kind] = proxy.workers
+        comp_workers[comp] = proxy.workers
         if profile.proxy(proxy.kind).worker_model == "pinned":
             servers.extend([1] * proxy.workers)
         else:
@@ -256,7 +256,6 @@ def _build_model(scenario: Scenario, profile: Profile, topology: Topology, mode:
                 kind,
                 role,
                 cost.worker_model == "pinned",
-                workers_of_kind[kind],
                 cost.hop_latency_us.value * 1e-6,
                 cost.cpu.cv.value,
                 cost.protocol == "http2",
@@ -279,13 +278,14 @@ def _build_model(scenario: Scenario, profile: Profile, topology: Topology, mode:
         {"sidecar": sidecar, "ztunnel": ztunnel, "waypoint": waypoint},
         comp_node,
         worker_base,
+        comp_workers,
         slot_station,
         first_server,
         server_counts,
         np.repeat(np.arange(server_counts.shape[0]), server_counts),
         {s: np.array(topology.services[s], np.int64) for s in services},
         service_index,
-        max(len(identities), max(workers_of_kind.values(), default=1), 1),
+        max(len(identities), int(comp_workers.max(initial=1)), 1),
     )
 
 
@@ -537,8 +537,9 @@ class _VectorRun:
                 svc = m.service_index[slot.service]
                 comps.append(np.full(n, m.comp_of_box["waypoint"][svc], np.int64))
         workers: list[np.ndarray] = [
-            np.asarray(rng.integers(0, spec.workers, n)) if spec.pinned else np.zeros(n, np.int64)
-            for spec in m.boxes
+            # each proxy its own worker threads (sidecars may differ by workload)
+            rng.integers(0, m.comp_workers[c]) if spec.pinned else np.zeros(n, np.int64)
+            for spec, c in zip(m.boxes, comps, strict=True)
         ]
         nodes = [m.comp_node[c] for c in comps]
         stations = [m.worker_base[c] + w for c, w in zip(comps, workers, strict=True)]
