@@ -35,7 +35,17 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["ACC_FIELDS", "close_idle", "finish_pools", "lookup_or_insert", "run_window"]
+__all__ = [
+    "ACC_FIELDS",
+    "BOX_FIELDS",
+    "CALL_FIELDS",
+    "call_columns",
+    "close_idle",
+    "finish_pools",
+    "layout_calls",
+    "lookup_or_insert",
+    "run_window",
+]
 
 _EMPTY = np.int64(-1)
 
@@ -81,6 +91,56 @@ _HOLD = 2  # hold an app slot until the call releases it
 _V_CALL, _V_KIND, _V_STATION, _V_NODE, _V_COMP, _V_WORKER, _V_CORE = range(7)
 _V_NEXT, _V_PHASE, _V_RESUME = 7, 8, 9  # next: the free list, and station queues
 _V_FIRST, _V_SECOND = 0, 1
+
+# A call's row in `calls` (float64; indices and ids are whole numbers): its own fields,
+# then BOX_FIELDS for each box it passes, so that what one call reads sits in a few cache
+# lines however many calls are in flight.
+CALL_FIELDS = (
+    "parent",  # the calling call, or -1 - (the request's index) for a request's call
+    "first_kid",  # where its calls start in `kids`
+    "n_kids",
+    "parallel",  # 1: its calls are made all at once and joined
+    "last_pool",  # the plain TCP pool into the app (no mesh); -1 otherwise
+    "last_delay",  # link delay into the app (no mesh)
+    "app_comp",
+    "app_node",
+    "app_slot",  # slot station of the app; -1 without a concurrency limit
+    "app_cpu",
+    "service",
+)
+BOX_FIELDS = (
+    "station",  # the worker station
+    "node",
+    "comp",
+    "delay",  # link delay into the box (0 where no network hop)
+    "req",  # CPU of the request pass
+    "resp",  # CPU of the response pass, on the latency path
+    "def",  # and after the response has left
+    "pool",  # pool of the link into the box; -1 where not pooled
+    "hs_client",  # handshake CPU of the client end (the previous box) and the server end
+    "hs_server",
+    "hop_in",  # hop latency into the box with the request
+    "hop_out",  # and out of it with the response
+)
+(
+    _F_PARENT, _F_FIRST_KID, _F_N_KIDS, _F_PARALLEL, _F_LAST_POOL, _F_LAST_DELAY,
+    _F_APP_COMP, _F_APP_NODE, _F_APP_SLOT, _F_APP_CPU, _F_SERVICE,
+) = range(len(CALL_FIELDS))  # fmt: skip
+(
+    _B_STATION, _B_NODE, _B_COMP, _B_DELAY, _B_REQ, _B_RESP, _B_DEF, _B_POOL,
+    _B_HS_CLIENT, _B_HS_SERVER, _B_HOP_IN, _B_HOP_OUT,
+) = range(len(BOX_FIELDS))  # fmt: skip
+_BOX0 = len(CALL_FIELDS)
+_BF = len(BOX_FIELDS)
+# What a call has reached, its row in the loop's own state: these, then per box the time
+# the request entered it and the connection into it.
+_S_BOX, _S_APP_START, _S_SLOT, _S_KID_NEXT, _S_KID_LEFT, _S_WAIT, _S_CONN_APP = range(7)
+_S_BOXES = 7
+
+
+def call_columns(n_boxes: int) -> int:
+    """The width of a call's row with this many boxes."""
+    return _BOX0 + n_boxes * _BF
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -286,33 +346,13 @@ def _release_conn(
 
 @numba.njit(cache=True, nogil=True)
 def run_window(
-    # the calls of this window; a request's call has parent -1 - (the request's index)
-    parent: np.ndarray,
-    first_kid: np.ndarray,
-    n_kids: np.ndarray,
+    # the calls of this window, a row each (CALL_FIELDS, then BOX_FIELDS for each box); a
+    # request's call has parent -1 - (the request's index)
+    calls: np.ndarray,
+    n_boxes: int,
     kids: np.ndarray,
-    parallel: np.ndarray,
-    b_station: np.ndarray,  # (B, N): the worker station of box j of call c is [j, c]
-    b_node: np.ndarray,
-    b_comp: np.ndarray,
-    b_delay: np.ndarray,  # link delay into the box (0 where no network hop)
-    b_req: np.ndarray,
-    b_resp: np.ndarray,
-    b_def: np.ndarray,
-    b_pool: np.ndarray,  # pool of the link into the box; -1 where not pooled
-    b_hs_client: np.ndarray,
-    b_hs_server: np.ndarray,
-    b_hop_in: np.ndarray,  # hop latency into the box with the request
-    b_hop_out: np.ndarray,  # and out of it with the response
     round_trips: np.ndarray,  # (B,) of the link into the box
-    last_pool: np.ndarray,  # (N,) the plain TCP pool into the app (no mesh); -1 otherwise
-    last_delay: np.ndarray,
     last_round_trips: float,
-    app_comp: np.ndarray,
-    app_node: np.ndarray,
-    app_slot: np.ndarray,  # slot station of the app; -1 without a concurrency limit
-    app_cpu: np.ndarray,
-    service: np.ndarray,
     # the requests: open loop (sorted starts) or closed loop (users x candidates)
     root_start: np.ndarray,
     root_call: np.ndarray,
@@ -359,24 +399,21 @@ def run_window(
     """Run one window's calls to completion; returns when each root call ended (inf when
     the run's cut-off came first). For a closed loop, `root_start` is written with the
     start of every candidate request a user made (inf for those not made)."""
-    n_calls = parent.shape[0]
+    n_calls = calls.shape[0]
     n_roots = root_start.shape[0]
-    n_boxes = round_trips.shape[0]
     n_servers = free_at.shape[0]
     n_stations = servers.shape[0]
     idle = np.empty(n_servers, np.int64)  # per station, a stack of its idle servers
     n_idle = np.zeros(n_stations, np.int64)
     q_head = np.full(n_stations, -1, np.int64)
     q_tail = np.full(n_stations, -1, np.int64)
-    # per call
-    box = np.zeros(n_calls, np.int64)
-    entered = np.zeros((n_calls, max(n_boxes, 1)))
-    conn = np.full((n_calls, n_boxes + 1), -1, np.int64)
-    app_start = np.zeros(n_calls)
-    slot_server = np.full(n_calls, -1, np.int64)
-    kid_next = np.zeros(n_calls, np.int64)
-    kid_left = np.zeros(n_calls, np.int64)
-    wait_next = np.full(n_calls, -1, np.int64)  # calls waiting for the same young connection
+    # what each call has reached, a row each
+    st = np.zeros((n_calls, _S_BOXES + 2 * n_boxes))
+    st[:, _S_SLOT] = -1.0
+    st[:, _S_WAIT] = -1.0
+    st[:, _S_CONN_APP] = -1.0
+    for j in range(n_boxes):
+        st[:, _S_BOXES + 2 * j + 1] = -1.0
     conn_waiters = np.full(c_next.shape[0], -1, np.int64)
     root_end = np.full(n_roots, math.inf)
     # Visits live in an arena with a free list. A live visit either holds up its call (one
@@ -458,7 +495,7 @@ def run_window(
                 kind = vi[v, _V_KIND]
                 if ev == _GRANT_WORKER:
                     if kind == _HOLD:
-                        slot_server[vi[v, _V_CALL]] = vi[v, _V_WORKER]
+                        st[vi[v, _V_CALL], _S_SLOT] = vi[v, _V_WORKER]
                         ring[(r_head + r_count) % r_cap] = vi[v, _V_CALL] * 64 + vi[v, _V_RESUME]
                         r_count += 1
                         vi[v, _V_NEXT] = v_free
@@ -507,12 +544,14 @@ def run_window(
                 vs, vn, vc, resume = -1, -1, -1, 0
                 vf, vd = 0.0, 0.0
                 while stage >= 0:
-                    j = box[c]
+                    j = int(st[c, _S_BOX])
+                    bj = _BOX0 + j * _BF  # this box's fields in the call's row
+                    sj = _S_BOXES + 2 * j
                     if stage == _START:
-                        box[c] = 0
+                        st[c, _S_BOX] = 0
                         stage = _TRANSIT if n_boxes > 0 else _APP_CONNECT
                     elif stage == _CONNECT:
-                        p = b_pool[j, c]
+                        p = int(calls[c, bj + _B_POOL])
                         if p < 0:
                             stage = _TRANSIT
                             continue
@@ -521,7 +560,7 @@ def run_window(
                             p_head, p_seconds, c_next, c_opened, c_expires, c_last, c_requests,
                             c_active, c_ready, free, live, w0, w1,
                         )  # fmt: skip
-                        conn[c, j] = k
+                        st[c, sj + 1] = k
                         if new:
                             conn_waiters[k] = -1
                             if w0 <= now < w1 and pool_tls[p]:
@@ -530,61 +569,79 @@ def run_window(
                                 tls_hs += 1
                             # the client end handshakes on the previous box's worker
                             visit_kind = _PASS
-                            vs, vn, vc = b_station[j - 1, c], b_node[j - 1, c], b_comp[j - 1, c]
-                            vf, vd, resume = b_hs_client[j, c], 0.0, _HS1_DONE
+                            vs, vn, vc = (
+                                int(calls[c, bj - _BF + _B_STATION]),
+                                int(calls[c, bj - _BF + _B_NODE]),
+                                int(calls[c, bj - _BF + _B_COMP]),
+                            )
+                            vf, vd, resume = calls[c, bj + _B_HS_CLIENT], 0.0, _HS1_DONE
                             stage = -1
                         elif c_ready[k] > now:  # joined an HTTP/2 connection still handshaking
-                            wait_next[c] = conn_waiters[k]
+                            st[c, _S_WAIT] = conn_waiters[k]
                             conn_waiters[k] = c
                             stage = -1
                         else:
                             stage = _TRANSIT
                     elif stage == _HS1_DONE:
                         size = _push(
-                            h_time, h_seq, h_code, size, seq, now + b_delay[j, c], c * 64 + _HS2
+                            h_time,
+                            h_seq,
+                            h_code,
+                            size,
+                            seq,
+                            now + calls[c, bj + _B_DELAY],
+                            c * 64 + _HS2,
                         )
                         seq += 1
                         stage = -1
                     elif stage == _HS2:
                         visit_kind = _PASS
-                        vs, vn, vc = b_station[j, c], b_node[j, c], b_comp[j, c]
-                        vf, vd, resume = b_hs_server[j, c], 0.0, _HS2_DONE
+                        vs, vn, vc = (
+                            int(calls[c, bj + _B_STATION]),
+                            int(calls[c, bj + _B_NODE]),
+                            int(calls[c, bj + _B_COMP]),
+                        )
+                        vf, vd, resume = calls[c, bj + _B_HS_SERVER], 0.0, _HS2_DONE
                         stage = -1
                     elif stage == _HS2_DONE:
-                        d = b_delay[j, c]
+                        d = calls[c, bj + _B_DELAY]
                         t = now + d + (round_trips[j] - 1) * 2 * d
                         size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _HS_DONE)
                         seq += 1
                         stage = -1
                     elif stage in (_HS_DONE, _APP_HS_DONE):
-                        k = conn[c, j] if stage == _HS_DONE else conn[c, n_boxes]
+                        k = int(st[c, sj + 1]) if stage == _HS_DONE else int(st[c, _S_CONN_APP])
                         c_ready[k] = now
                         w = conn_waiters[k]
                         while w >= 0:
                             ring[(r_head + r_count) % r_cap] = w * 64 + _TRANSIT
                             r_count += 1
-                            w = wait_next[w]
+                            w = int(st[w, _S_WAIT])
                         conn_waiters[k] = -1
                         stage = _TRANSIT if stage == _HS_DONE else _APP_TRANSIT
                     elif stage == _TRANSIT:
-                        t = now + b_delay[j, c] + b_hop_in[j, c]
+                        t = now + calls[c, bj + _B_DELAY] + calls[c, bj + _B_HOP_IN]
                         size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _REQ)
                         seq += 1
                         stage = -1
                     elif stage == _REQ:
-                        entered[c, j] = now
+                        st[c, sj] = now
                         visit_kind = _PASS
-                        vs, vn, vc = b_station[j, c], b_node[j, c], b_comp[j, c]
-                        vf, vd, resume = b_req[j, c], 0.0, _REQ_DONE
+                        vs, vn, vc = (
+                            int(calls[c, bj + _B_STATION]),
+                            int(calls[c, bj + _B_NODE]),
+                            int(calls[c, bj + _B_COMP]),
+                        )
+                        vf, vd, resume = calls[c, bj + _B_REQ], 0.0, _REQ_DONE
                         stage = -1
                     elif stage == _REQ_DONE:
                         if j + 1 < n_boxes:
-                            box[c] = j + 1
+                            st[c, _S_BOX] = j + 1
                             stage = _CONNECT
                         else:
                             stage = _APP_CONNECT
                     elif stage == _APP_CONNECT:
-                        p = last_pool[c]
+                        p = int(calls[c, _F_LAST_POOL])
                         if p < 0:
                             stage = _APP_TRANSIT
                             continue
@@ -593,108 +650,118 @@ def run_window(
                             p_head, p_seconds, c_next, c_opened, c_expires, c_last, c_requests,
                             c_active, c_ready, free, live, w0, w1,
                         )  # fmt: skip
-                        conn[c, n_boxes] = k
+                        st[c, _S_CONN_APP] = k
                         if new:
                             conn_waiters[k] = -1
-                            t = now + last_round_trips * 2 * last_delay[c]
+                            t = now + last_round_trips * 2 * calls[c, _F_LAST_DELAY]
                             size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _APP_HS_DONE)
                             seq += 1
                             stage = -1
                         else:
                             stage = _APP_TRANSIT
                     elif stage == _APP_TRANSIT:
-                        t = now + last_delay[c]
+                        t = now + calls[c, _F_LAST_DELAY]
                         size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _APP)
                         seq += 1
                         stage = -1
                     elif stage == _APP:
-                        app_start[c] = now
-                        if app_slot[c] >= 0:
+                        st[c, _S_APP_START] = now
+                        if int(calls[c, _F_APP_SLOT]) >= 0:
                             visit_kind = _HOLD
-                            vs, vn, vc = app_slot[c], -1, app_comp[c]
+                            vs, vn, vc = int(calls[c, _F_APP_SLOT]), -1, int(calls[c, _F_APP_COMP])
                             vf, vd, resume = 0.0, 0.0, _APP_CPU
                             stage = -1
                         else:
                             stage = _APP_CPU
                     elif stage == _APP_CPU:
-                        if app_cpu[c] > 0:
+                        if calls[c, _F_APP_CPU] > 0:
                             visit_kind = _CORE
-                            vs, vn, vc = -1, app_node[c], app_comp[c]
-                            vf, vd, resume = app_cpu[c], 0.0, _SERVICE
+                            vs, vn, vc = -1, int(calls[c, _F_APP_NODE]), int(calls[c, _F_APP_COMP])
+                            vf, vd, resume = calls[c, _F_APP_CPU], 0.0, _SERVICE
                             stage = -1
                         else:
                             stage = _SERVICE
                     elif stage == _SERVICE:
-                        if service[c] > 0:
-                            t = now + service[c]
+                        if calls[c, _F_SERVICE] > 0:
+                            t = now + calls[c, _F_SERVICE]
                             size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _KIDS)
                             seq += 1
                             stage = -1
                         else:
                             stage = _KIDS
                     elif stage == _KIDS:
-                        nk = n_kids[c]
+                        nk = int(calls[c, _F_N_KIDS])
                         if nk == 0:
                             stage = _APP_END
-                        elif parallel[c]:
-                            kid_left[c] = nk
-                            for q in range(first_kid[c], first_kid[c] + nk):
+                        elif calls[c, _F_PARALLEL] != 0:
+                            st[c, _S_KID_LEFT] = nk
+                            for q in range(
+                                int(calls[c, _F_FIRST_KID]), int(calls[c, _F_FIRST_KID]) + nk
+                            ):
                                 ring[(r_head + r_count) % r_cap] = kids[q] * 64 + _START
                                 r_count += 1
                             stage = -1
                         else:
-                            kid_next[c] = 1
-                            q = kids[first_kid[c]]
+                            st[c, _S_KID_NEXT] = 1
+                            q = kids[int(calls[c, _F_FIRST_KID])]
                             ring[(r_head + r_count) % r_cap] = q * 64 + _START
                             r_count += 1
                             stage = -1
                     elif stage == _APP_END:
-                        if slot_server[c] >= 0:
-                            release = slot_server[c]
-                            slot_server[c] = -1
-                        resid_s[app_comp[c]] += _overlap(app_start[c], now, w0, w1)
-                        t = now + last_delay[c]
+                        if int(st[c, _S_SLOT]) >= 0:
+                            release = int(st[c, _S_SLOT])
+                            st[c, _S_SLOT] = -1
+                        resid_s[int(calls[c, _F_APP_COMP])] += _overlap(
+                            st[c, _S_APP_START], now, w0, w1
+                        )
+                        t = now + calls[c, _F_LAST_DELAY]
                         size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _APP_BACK)
                         seq += 1
                         stage = -1
                     elif stage == _APP_BACK:
-                        k = conn[c, n_boxes]
+                        k = int(st[c, _S_CONN_APP])
                         if k >= 0:
                             _release_conn(
-                                k, last_pool[c], now, p_max_req, p_head, p_seconds, c_next,
-                                c_opened, c_last, c_requests, c_active, free, live, w0, w1,
+                                k, int(calls[c, _F_LAST_POOL]), now, p_max_req, p_head,
+                                p_seconds, c_next, c_opened, c_last, c_requests, c_active, free,
+                                live, w0, w1,
                             )  # fmt: skip
                         if n_boxes > 0:
-                            box[c] = n_boxes - 1
+                            st[c, _S_BOX] = n_boxes - 1
                             stage = _RESP
                         else:
                             stage = _DONE
                     elif stage == _RESP:
                         visit_kind = _PASS
-                        vs, vn, vc = b_station[j, c], b_node[j, c], b_comp[j, c]
-                        vf, vd, resume = b_resp[j, c], b_def[j, c], _RESP_DONE
+                        vs, vn, vc = (
+                            int(calls[c, bj + _B_STATION]),
+                            int(calls[c, bj + _B_NODE]),
+                            int(calls[c, bj + _B_COMP]),
+                        )
+                        vf, vd, resume = calls[c, bj + _B_RESP], calls[c, bj + _B_DEF], _RESP_DONE
                         stage = -1
                     elif stage == _RESP_DONE:
-                        resid_s[b_comp[j, c]] += _overlap(entered[c, j], now, w0, w1)
-                        t = now + b_delay[j, c] + b_hop_out[j, c]
+                        resid_s[int(calls[c, bj + _B_COMP])] += _overlap(st[c, sj], now, w0, w1)
+                        t = now + calls[c, bj + _B_DELAY] + calls[c, bj + _B_HOP_OUT]
                         size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _RESP_BACK)
                         seq += 1
                         stage = -1
                     elif stage == _RESP_BACK:
-                        k = conn[c, j]
+                        k = int(st[c, sj + 1])
                         if k >= 0:
                             _release_conn(
-                                k, b_pool[j, c], now, p_max_req, p_head, p_seconds, c_next,
-                                c_opened, c_last, c_requests, c_active, free, live, w0, w1,
+                                k, int(calls[c, bj + _B_POOL]), now, p_max_req, p_head,
+                                p_seconds, c_next, c_opened, c_last, c_requests, c_active, free,
+                                live, w0, w1,
                             )  # fmt: skip
                         if j > 0:
-                            box[c] = j - 1
+                            st[c, _S_BOX] = j - 1
                             stage = _RESP
                         else:
                             stage = _DONE
                     else:  # _DONE
                         stage = -1
-                        up = parent[c]
+                        up = int(calls[c, _F_PARENT])
                         if up < 0:  # a request: parent is -1 - its index
                             r = -1 - up
                             root_end[r] = now
@@ -708,14 +775,14 @@ def run_window(
                                     seq += 1
                                 else:
                                     user_next[u] = nxt
-                        elif parallel[up]:
-                            kid_left[up] -= 1
-                            if kid_left[up] == 0:
+                        elif calls[up, _F_PARALLEL] != 0:
+                            st[up, _S_KID_LEFT] -= 1
+                            if int(st[up, _S_KID_LEFT]) == 0:
                                 c = up
                                 stage = _APP_END
-                        elif kid_next[up] < n_kids[up]:
-                            q = kids[first_kid[up] + kid_next[up]]
-                            kid_next[up] += 1
+                        elif int(st[up, _S_KID_NEXT]) < int(calls[up, _F_N_KIDS]):
+                            q = kids[int(calls[up, _F_FIRST_KID]) + int(st[up, _S_KID_NEXT])]
+                            st[up, _S_KID_NEXT] += 1
                             ring[(r_head + r_count) % r_cap] = q * 64 + _START
                             r_count += 1
                         else:
@@ -780,6 +847,24 @@ def run_window(
     if last_time > counters[2]:
         counters[2] = last_time
     return root_end
+
+
+@numba.njit(cache=True, nogil=True)
+def layout_calls(
+    columns: np.ndarray, new_index: np.ndarray, first_kid: np.ndarray, n_kids: np.ndarray
+) -> np.ndarray:
+    """The rows of `run_window` from columns drawn slot by slot: column i of `columns`
+    (fields x calls) becomes row new_index[i]; first_kid and n_kids are by row already."""
+    n_fields, n = columns.shape
+    out = np.empty((n, n_fields))
+    for i in range(n):
+        r = new_index[i]
+        for f in range(n_fields):
+            out[r, f] = columns[f, i]
+    for r in range(n):
+        out[r, _F_FIRST_KID] = first_kid[r]
+        out[r, _F_N_KIDS] = n_kids[r]
+    return out
 
 
 # ---- pool state between windows -------------------------------------------------

@@ -6,11 +6,13 @@ How it works (DESIGN.md section 4):
   at once, slot by slot: which calls are made, the pod each goes to, proxy workers, CPU
   multipliers, app times, link delays, and the pool of every pooled hop. No Python runs
   per request.
-- The window's calls are laid out flat, request by request, and `events.run_window`
-  (numba) runs them through every queue in one pass, in time order: node cores, proxy
-  workers and app slots as FIFO stations, connection pools decided at the moment of each
-  acquire, handshakes on both ends, fan-out and joins. CPU, residency and connection
-  time inside the measurement window are summed as it goes. This is the DES engine's
+- The window's calls are laid out as one row per call (its own fields, then each box's),
+  numbered request by request (`events.layout_calls`, numba), so that what the loop reads
+  of one call sits in a few cache lines however many calls are in flight. Then
+  `events.run_window` (numba) runs them through every queue in one pass, in time order:
+  node cores, proxy workers and app slots as FIFO stations, connection pools decided at
+  the moment of each acquire, handshakes on both ends, fan-out and joins. CPU, residency
+  and connection time inside the measurement window are summed as it goes. This is the DES engine's
   model event for event; the two differ only in their random streams.
 - Queue and pool state carry from window to window, so memory depends on the window,
   not on the simulated duration.
@@ -39,8 +41,12 @@ from meshsim.distributions import Constant, Distribution
 from meshsim.engines.des import child_rng
 from meshsim.engines.events import (
     ACC_FIELDS,
+    BOX_FIELDS,
+    CALL_FIELDS,
+    call_columns,
     close_idle,
     finish_pools,
+    layout_calls,
     lookup_or_insert,
     run_window,
 )
@@ -351,19 +357,19 @@ class _Calls:
 
 @dataclass
 class _Window:
-    """One window's calls as flat arrays, in the layout of `events.run_window`."""
+    """One window's calls as columns drawn slot by slot (CALL_FIELDS, then BOX_FIELDS per
+    box, x calls), with where each goes in the rows of `events.run_window`."""
 
-    parent: np.ndarray
-    first_kid: np.ndarray
+    columns: np.ndarray
+    new_index: np.ndarray  # the row of each call numbered slot by slot
+    first_kid: np.ndarray  # by row
     n_kids: np.ndarray
     kids: np.ndarray
-    parallel: np.ndarray
-    box: dict[str, np.ndarray]
-    last_pool: np.ndarray
-    last_delay: np.ndarray
-    app: dict[str, np.ndarray]
-    root_call: np.ndarray  # the call of each request
-    new_index: np.ndarray  # where the call numbered slot by slot went
+    root_call: np.ndarray  # the row of each request's call
+
+
+_CALL = {name: i for i, name in enumerate(CALL_FIELDS)}
+_BOX = {name: len(CALL_FIELDS) + i for i, name in enumerate(BOX_FIELDS)}  # box 0's columns
 
 
 class _VectorRun:
@@ -641,8 +647,8 @@ class _VectorRun:
 
     def _flatten(self, root: _Calls) -> tuple[_Window, list[_Seg], list[tuple[int, int, _Seg]]]:
         """Number every call of the window request by request (each request's calls
-        together, in the order they are made, so the event loop walks the arrays nearly in
-        order) and lay their draws out as arrays; also list the pooled links."""
+        together, in the order they are made, so the event loop walks its rows nearly in
+        order) and lay their draws out as columns; also list the pooled links."""
         order: list[tuple[_Calls, int]] = []  # (calls, index of the parent in `order`)
         stack = [(root, -1)]
         while stack:
@@ -657,62 +663,44 @@ class _VectorRun:
         rank = np.repeat(np.arange(len(order)), sizes)
         inv = np.empty(n, np.int64)  # where each call, numbered slot by slot, goes
         inv[np.lexsort((rank, root_of))] = np.arange(n)
-        parent = np.empty(n, np.int64)
+        col = np.empty((call_columns(n_boxes), n))
         kid_parent, kid_rank, kid_id = [], [], []
-        box = {
-            name: np.zeros((n_boxes, n), dtype)
-            for name, dtype in (
-                ("station", np.int64),
-                ("node", np.int64),
-                ("comp", np.int64),
-                ("delay", np.float64),
-                ("req", np.float64),
-                ("resp", np.float64),
-                ("def", np.float64),
-                ("pool", np.int64),
-                ("hs_client", np.float64),
-                ("hs_server", np.float64),
-                ("hop_in", np.float64),
-                ("hop_out", np.float64),
-            )
-        }
-        box["pool"][:] = -1
-        last_pool = np.full(n, -1, np.int64)
-        last_delay = np.zeros(n)
-        app = {
-            "comp": np.zeros(n, np.int64),
-            "node": np.zeros(n, np.int64),
-            "slot": np.zeros(n, np.int64),
-            "cpu": np.zeros(n),
-            "service": np.zeros(n),
-        }
-        parallel = np.zeros(n, np.bool_)
         segs: list[_Seg] = []
         where: list[tuple[int, int, _Seg]] = []  # (first call, box or -1 for the app, seg)
         for k, (calls, up) in enumerate(order):
             lo, hi = int(offsets[k]), int(offsets[k + 1])
-            at = inv[lo:hi]
             if up >= 0:
-                parent[at] = inv[offsets[up] + calls.parent_pos]
-                kid_parent.append(parent[at])
+                parent = inv[offsets[up] + calls.parent_pos]
+                col[_CALL["parent"], lo:hi] = parent
+                kid_parent.append(parent)
                 kid_rank.append(np.full(hi - lo, calls.slot.index, np.int64))
-                kid_id.append(at)
+                kid_id.append(inv[lo:hi])
             else:  # a request: -1 - its index
-                parent[at] = -1 - calls.rows
-            parallel[at] = calls.slot.parallel
-            for j in range(n_boxes):
-                box["station"][j, at] = calls.box_station[j]
-                box["node"][j, at] = calls.box_node[j]
-                box["comp"][j, at] = calls.box_comp[j]
-                box["delay"][j, at] = calls.delay_s[j]
-                box["req"][j, at] = calls.request_s[j]
-                box["resp"][j, at] = calls.response_s[j]
-                box["def"][j, at] = calls.deferred_s[j]
-                spec = self.m.boxes[j]
-                box["hop_in"][j, at] = (
+                col[_CALL["parent"], lo:hi] = -1 - calls.rows
+            col[_CALL["parallel"], lo:hi] = calls.slot.parallel
+            col[_CALL["last_pool"], lo:hi] = -1
+            col[_CALL["last_delay"], lo:hi] = calls.last_delay_s
+            col[_CALL["app_comp"], lo:hi] = calls.dst
+            col[_CALL["app_node"], lo:hi] = self.m.pod_node[calls.dst]
+            col[_CALL["app_slot"], lo:hi] = self.m.slot_station[calls.dst]
+            col[_CALL["app_cpu"], lo:hi] = calls.app_cpu_s
+            col[_CALL["service"], lo:hi] = calls.service_s
+            for j, spec in enumerate(self.m.boxes):
+                b = j * len(BOX_FIELDS)
+                col[b + _BOX["station"], lo:hi] = calls.box_station[j]
+                col[b + _BOX["node"], lo:hi] = calls.box_node[j]
+                col[b + _BOX["comp"], lo:hi] = calls.box_comp[j]
+                col[b + _BOX["delay"], lo:hi] = calls.delay_s[j]
+                col[b + _BOX["req"], lo:hi] = calls.request_s[j]
+                col[b + _BOX["resp"], lo:hi] = calls.response_s[j]
+                col[b + _BOX["def"], lo:hi] = calls.deferred_s[j]
+                col[b + _BOX["pool"], lo:hi] = -1
+                col[b + _BOX["hs_client"], lo:hi] = 0.0
+                col[b + _BOX["hs_server"], lo:hi] = 0.0
+                col[b + _BOX["hop_in"], lo:hi] = (
                     spec.hop_s + spec.hop_per_kib_s * calls.slot.request_bytes / KIB
                 )
-                box["hop_out"][j, at] = (
+                col[b + _BOX["hop_out"], lo:hi] = (
                     spec.hop_s + spec.hop_per_kib_s * calls.slot.response_bytes / KIB
                 )
                 seg = calls.segs[j]
@@ -722,12 +710,6 @@ class _VectorRun:
             if calls.last_seg is not None:
                 segs.append(calls.last_seg)
                 where.append((lo, -1, calls.last_seg))
-            last_delay[at] = calls.last_delay_s
-            app["comp"][at] = calls.dst
-            app["node"][at] = self.m.pod_node[calls.dst]
-            app["slot"][at] = self.m.slot_station[calls.dst]
-            app["cpu"][at] = calls.app_cpu_s
-            app["service"][at] = calls.service_s
         if kid_id:
             kp, kr, ki = (np.concatenate(x) for x in (kid_parent, kid_rank, kid_id))
             by = np.lexsort((ki, kr, kp))  # each parent's calls in the order its app makes them
@@ -737,19 +719,7 @@ class _VectorRun:
             kids = np.zeros(0, np.int64)
             n_kids = np.zeros(n, np.int64)
         first_kid = np.concatenate([[0], np.cumsum(n_kids)[:-1]]).astype(np.int64)
-        flat = _Window(
-            parent,
-            first_kid,
-            n_kids,
-            kids,
-            parallel,
-            box,
-            last_pool,
-            last_delay,
-            app,
-            root_call=inv[: sizes[0]],
-            new_index=inv,
-        )
+        flat = _Window(col, inv, first_kid, n_kids, kids, root_call=inv[: sizes[0]])
         return flat, segs, where
 
     def _assign_pools(
@@ -766,16 +736,18 @@ class _VectorRun:
         if after > before:
             self._new_pools(segs, ids, before, after)
         offset = 0
+        col = flat.columns
         for lo, j, seg in where:
-            rows = flat.new_index[lo + seg.pos]
+            at = lo + seg.pos
             got = ids[offset : offset + seg.pos.shape[0]]
             offset += seg.pos.shape[0]
             if j < 0:
-                flat.last_pool[rows] = got
+                col[_CALL["last_pool"], at] = got
             else:
-                flat.box["pool"][j, rows] = got
-                flat.box["hs_client"][j, rows] = seg.hs_client_s
-                flat.box["hs_server"][j, rows] = seg.hs_server_s
+                b = j * len(BOX_FIELDS)
+                col[b + _BOX["pool"], at] = got
+                col[b + _BOX["hs_client"], at] = seg.hs_client_s
+                col[b + _BOX["hs_server"], at] = seg.hs_server_s
         if self.capacity - int(self.live[0]) < keys.shape[0] + 1:
             self._grow_connections(keys.shape[0] + 1)
 
@@ -836,14 +808,12 @@ class _VectorRun:
         root = self._draw_calls(self.slots[0], np.arange(n), np.arange(n), client, rng)
         flat, segs, where = self._flatten(root)
         self._assign_pools(flat, segs, where)
-        p, c, box, app = self.p, self.c, flat.box, flat.app
+        rows = layout_calls(flat.columns, flat.new_index, flat.first_kid, flat.n_kids)
+        del flat.columns
+        p, c = self.p, self.c
         ends = run_window(
-            flat.parent, flat.first_kid, flat.n_kids, flat.kids, flat.parallel,
-            box["station"], box["node"], box["comp"], box["delay"], box["req"], box["resp"],
-            box["def"], box["pool"], box["hs_client"], box["hs_server"],
-            box["hop_in"], box["hop_out"], self.round_trips, flat.last_pool, flat.last_delay,
+            rows, len(self.m.boxes), flat.kids, self.round_trips,
             self.profile.app.connect_round_trips.value,
-            app["comp"], app["node"], app["slot"], app["cpu"], app["service"],
             starts, flat.root_call, closed, self.per_user, think, self.user_next, b,
             self.m.first_server, self.m.servers, self.m.station_of, self.free_at,
             p["origin"], p["target"], p["tls"], p["mux"], p["max_streams"], p["idle"],
