@@ -45,6 +45,7 @@ __all__ = [
     "layout_calls",
     "lookup_or_insert",
     "run_window",
+    "work_sizes",
 ]
 
 _EMPTY = np.int64(-1)
@@ -141,6 +142,22 @@ _S_BOXES = 7
 def call_columns(n_boxes: int) -> int:
     """The width of a call's row with this many boxes."""
     return _BOX0 + n_boxes * _BF
+
+
+def work_sizes(n_calls: int, n_boxes: int, n_servers: int) -> dict[str, tuple[int, ...]]:
+    """Shapes of `run_window`'s work arrays (the caller allocates them, to reuse them from
+    window to window: a page touched for the first time costs a fault)."""
+    visits = n_calls + n_servers + 1
+    events = n_calls + 2 * n_servers + 16
+    return {
+        "st": (n_calls, _S_BOXES + 2 * n_boxes),
+        "vi": (visits, 10),
+        "vsec": (visits, 2),
+        "h_time": (events,),
+        "h_seq": (events,),
+        "h_code": (events,),
+        "ring": (events,),
+    }
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -395,11 +412,18 @@ def run_window(
     resid_s: np.ndarray,
     handshakes: np.ndarray,
     counters: np.ndarray,
+    # work arrays, any contents, of the sizes `work_sizes` gives
+    st: np.ndarray,
+    vi: np.ndarray,
+    vsec: np.ndarray,
+    h_time: np.ndarray,
+    h_seq: np.ndarray,
+    h_code: np.ndarray,
+    ring: np.ndarray,
 ) -> np.ndarray:
     """Run one window's calls to completion; returns when each root call ended (inf when
     the run's cut-off came first). For a closed loop, `root_start` is written with the
     start of every candidate request a user made (inf for those not made)."""
-    n_calls = calls.shape[0]
     n_roots = root_start.shape[0]
     n_servers = free_at.shape[0]
     n_stations = servers.shape[0]
@@ -408,7 +432,7 @@ def run_window(
     q_head = np.full(n_stations, -1, np.int64)
     q_tail = np.full(n_stations, -1, np.int64)
     # what each call has reached, a row each
-    st = np.zeros((n_calls, _S_BOXES + 2 * n_boxes))
+    st[:] = 0.0
     st[:, _S_SLOT] = -1.0
     st[:, _S_WAIT] = -1.0
     st[:, _S_CONN_APP] = -1.0
@@ -419,19 +443,11 @@ def run_window(
     # Visits live in an arena with a free list. A live visit either holds up its call (one
     # per call at most) or is a deferred burst after the call went on, which holds a worker
     # (one per server at most): the arena never needs more slots than calls and servers.
-    # Slots are taken in order as needed, so pages never used are never touched.
-    cap = n_calls + n_servers + 1
-    vi = np.empty((cap, 10), np.int64)
-    vsec = np.empty((cap, 2))
+    # Slots are taken in order as needed.
     v_free = -1
     v_top = 0
-    # the heap (and the ring of events due now): each call waits on one thing at a time,
-    # each held server has one event
-    h_cap = n_calls + 2 * n_servers + 16
-    h_time = np.empty(h_cap)
-    h_seq = np.empty(h_cap, np.int64)
-    h_code = np.empty(h_cap, np.int64)
-    ring = np.empty(h_cap, np.int64)  # events due now, in the order they arose
+    # the heap (and the ring of events due now, in the order they arose): each call waits
+    # on one thing at a time, each held server has one event
     size = 0
     seq = 0
     t_first = root_start[0] if (n_roots > 0 and not closed) else window_end
@@ -851,12 +867,16 @@ def run_window(
 
 @numba.njit(cache=True, nogil=True)
 def layout_calls(
-    columns: np.ndarray, new_index: np.ndarray, first_kid: np.ndarray, n_kids: np.ndarray
-) -> np.ndarray:
-    """The rows of `run_window` from columns drawn slot by slot: column i of `columns`
-    (fields x calls) becomes row new_index[i]; first_kid and n_kids are by row already."""
+    columns: np.ndarray,
+    new_index: np.ndarray,
+    first_kid: np.ndarray,
+    n_kids: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """The rows of `run_window` (into `out`, calls x fields) from columns drawn slot by
+    slot: column i of `columns` (fields x calls) becomes row new_index[i]; first_kid and
+    n_kids are by row already."""
     n_fields, n = columns.shape
-    out = np.empty((n, n_fields))
     for i in range(n):
         r = new_index[i]
         for f in range(n_fields):
@@ -864,7 +884,6 @@ def layout_calls(
     for r in range(n):
         out[r, _F_FIRST_KID] = first_kid[r]
         out[r, _F_N_KIDS] = n_kids[r]
-    return out
 
 
 # ---- pool state between windows -------------------------------------------------

@@ -49,6 +49,7 @@ from meshsim.engines.events import (
     layout_calls,
     lookup_or_insert,
     run_window,
+    work_sizes,
 )
 from meshsim.profile import Profile
 from meshsim.results import (
@@ -368,8 +369,26 @@ class _Window:
     root_call: np.ndarray  # the row of each request's call
 
 
+class _Scratch:
+    """Work arrays kept from window to window. Allocated by numpy, which asks the kernel
+    for huge pages, and reused: every fresh 4 KiB page costs a fault on first touch, and
+    a window's rows and the event loop's work arrays run to tens of MB."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: type = np.float64) -> np.ndarray:
+        size = math.prod(shape)
+        buf = self.buffers.get(name)
+        if buf is None or buf.shape[0] < size or buf.dtype != dtype:
+            buf = np.empty(size + size // 4, dtype)
+            self.buffers[name] = buf
+        return buf[:size].reshape(shape)
+
+
 _CALL = {name: i for i, name in enumerate(CALL_FIELDS)}
 _BOX = {name: len(CALL_FIELDS) + i for i, name in enumerate(BOX_FIELDS)}  # box 0's columns
+_WORK_DTYPES = {"vi": np.int64, "h_seq": np.int64, "h_code": np.int64, "ring": np.int64}
 
 
 class _VectorRun:
@@ -413,6 +432,7 @@ class _VectorRun:
         self.hist = np.zeros(len(LatencyHistogram.edges_us()) - 1, np.int64)
         self.end_s = self.w1
         self.pending = np.zeros(0)
+        self.scratch = _Scratch()
 
     # ---- pools ---------------------------------------------------------------------
 
@@ -663,7 +683,7 @@ class _VectorRun:
         rank = np.repeat(np.arange(len(order)), sizes)
         inv = np.empty(n, np.int64)  # where each call, numbered slot by slot, goes
         inv[np.lexsort((rank, root_of))] = np.arange(n)
-        col = np.empty((call_columns(n_boxes), n))
+        col = self.scratch.get("columns", (call_columns(n_boxes), n))
         kid_parent, kid_rank, kid_id = [], [], []
         segs: list[_Seg] = []
         where: list[tuple[int, int, _Seg]] = []  # (first call, box or -1 for the app, seg)
@@ -808,8 +828,14 @@ class _VectorRun:
         root = self._draw_calls(self.slots[0], np.arange(n), np.arange(n), client, rng)
         flat, segs, where = self._flatten(root)
         self._assign_pools(flat, segs, where)
-        rows = layout_calls(flat.columns, flat.new_index, flat.first_kid, flat.n_kids)
-        del flat.columns
+        n_calls, n_boxes = flat.new_index.shape[0], len(self.m.boxes)
+        rows = self.scratch.get("rows", (n_calls, call_columns(n_boxes)))
+        layout_calls(flat.columns, flat.new_index, flat.first_kid, flat.n_kids, rows)
+        sizes = work_sizes(n_calls, n_boxes, self.free_at.shape[0])
+        work = {
+            name: self.scratch.get(name, shape, _WORK_DTYPES.get(name, np.float64))
+            for name, shape in sizes.items()
+        }
         p, c = self.p, self.c
         ends = run_window(
             rows, len(self.m.boxes), flat.kids, self.round_trips,
@@ -821,7 +847,8 @@ class _VectorRun:
             c["next"], c["opened"], c["expires"], c["last"], c["requests"], c["active"],
             c["ready"], self.free, self.live,
             self.w0, self.w1, 2 * self.w1, self.cpu_s, self.resid_s, self.handshakes,
-            self.counters,
+            self.counters, work["st"], work["vi"], work["vsec"], work["h_time"], work["h_seq"],
+            work["h_code"], work["ring"],
         )  # fmt: skip
         made = np.isfinite(starts)
         if closed:
