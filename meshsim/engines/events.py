@@ -156,7 +156,7 @@ def work_sizes(n_calls: int, n_boxes: int, n_servers: int) -> dict[str, tuple[in
         "h_time": (events,),
         "h_seq": (events,),
         "h_code": (events,),
-        "ring": (events,),
+        "ring": (1 << (events - 1).bit_length(),),
     }
 
 
@@ -475,12 +475,12 @@ def run_window(
     visits = 0
     tls_hs = 0
     r_head, r_count = 0, 0
-    r_cap = ring.shape[0]
+    r_mask = ring.shape[0] - 1  # a power of two: positions wrap with a mask
     last_time, now = 0.0, 0.0
     while True:
         if r_count > 0:  # what happens at this moment, first come first served
             code = ring[r_head]
-            r_head = (r_head + 1) % r_cap
+            r_head = (r_head + 1) & r_mask
             r_count -= 1
         elif size > 0 and (next_root >= n_roots or h_time[0] <= root_start[next_root]):
             now = float(h_time[0])
@@ -512,14 +512,14 @@ def run_window(
                 if ev == _GRANT_WORKER:
                     if kind == _HOLD:
                         st[vi[v, _V_CALL], _S_SLOT] = vi[v, _V_WORKER]
-                        ring[(r_head + r_count) % r_cap] = vi[v, _V_CALL] * 64 + vi[v, _V_RESUME]
+                        ring[(r_head + r_count) & r_mask] = vi[v, _V_CALL] * 64 + vi[v, _V_RESUME]
                         r_count += 1
                         vi[v, _V_NEXT] = v_free
                         v_free = v
                     elif vsec[v, _V_FIRST] > 0:
                         ask, phase = vi[v, _V_NODE], _GRANT_CORE1
                     else:
-                        ring[(r_head + r_count) % r_cap] = vi[v, _V_CALL] * 64 + vi[v, _V_RESUME]
+                        ring[(r_head + r_count) & r_mask] = vi[v, _V_CALL] * 64 + vi[v, _V_RESUME]
                         r_count += 1
                         if vsec[v, _V_SECOND] > 0:
                             ask, phase = vi[v, _V_NODE], _GRANT_CORE2
@@ -535,7 +535,7 @@ def run_window(
                     seq += 1
                 elif ev == _CORE1_DONE:
                     release = vi[v, _V_CORE]
-                    ring[(r_head + r_count) % r_cap] = vi[v, _V_CALL] * 64 + vi[v, _V_RESUME]
+                    ring[(r_head + r_count) & r_mask] = vi[v, _V_CALL] * 64 + vi[v, _V_RESUME]
                     r_count += 1
                     if kind == _PASS:
                         if vsec[v, _V_SECOND] > 0:
@@ -630,7 +630,7 @@ def run_window(
                         c_ready[k] = now
                         w = conn_waiters[k]
                         while w >= 0:
-                            ring[(r_head + r_count) % r_cap] = w * 64 + _TRANSIT
+                            ring[(r_head + r_count) & r_mask] = w * 64 + _TRANSIT
                             r_count += 1
                             w = int(st[w, _S_WAIT])
                         conn_waiters[k] = -1
@@ -714,13 +714,13 @@ def run_window(
                             for q in range(
                                 int(calls[c, _F_FIRST_KID]), int(calls[c, _F_FIRST_KID]) + nk
                             ):
-                                ring[(r_head + r_count) % r_cap] = kids[q] * 64 + _START
+                                ring[(r_head + r_count) & r_mask] = kids[q] * 64 + _START
                                 r_count += 1
                             stage = -1
                         else:
                             st[c, _S_KID_NEXT] = 1
                             q = kids[int(calls[c, _F_FIRST_KID])]
-                            ring[(r_head + r_count) % r_cap] = q * 64 + _START
+                            ring[(r_head + r_count) & r_mask] = q * 64 + _START
                             r_count += 1
                             stage = -1
                     elif stage == _APP_END:
@@ -799,7 +799,7 @@ def run_window(
                         elif int(st[up, _S_KID_NEXT]) < int(calls[up, _F_N_KIDS]):
                             q = kids[int(calls[up, _F_FIRST_KID]) + int(st[up, _S_KID_NEXT])]
                             st[up, _S_KID_NEXT] += 1
-                            ring[(r_head + r_count) % r_cap] = q * 64 + _START
+                            ring[(r_head + r_count) & r_mask] = q * 64 + _START
                             r_count += 1
                         else:
                             c = up
@@ -829,7 +829,7 @@ def run_window(
                         vi[v, _V_WORKER] = granted
                     else:
                         vi[v, _V_CORE] = granted
-                    ring[(r_head + r_count) % r_cap] = v * 64 + phase
+                    ring[(r_head + r_count) & r_mask] = v * 64 + phase
                     r_count += 1
                 else:
                     vi[v, _V_PHASE] = phase
@@ -856,7 +856,7 @@ def run_window(
                     vi[u, _V_WORKER] = m
                 else:
                     vi[u, _V_CORE] = m
-                ring[(r_head + r_count) % r_cap] = u * 64 + vi[u, _V_PHASE]
+                ring[(r_head + r_count) & r_mask] = u * 64 + vi[u, _V_PHASE]
                 r_count += 1
     counters[0] += tls_hs
     counters[1] += visits
