@@ -563,9 +563,56 @@ def run_window(
                     j = int(st[c, _S_BOX])
                     bj = _BOX0 + j * _BF  # this box's fields in the call's row
                     sj = _S_BOXES + 2 * j
-                    if stage == _START:
-                        st[c, _S_BOX] = 0
-                        stage = _TRANSIT if n_boxes > 0 else _APP_CONNECT
+                    # the commonest steps first
+                    if stage == _REQ:
+                        st[c, sj] = now
+                        visit_kind = _PASS
+                        vs, vn, vc = (
+                            int(calls[c, bj + _B_STATION]),
+                            int(calls[c, bj + _B_NODE]),
+                            int(calls[c, bj + _B_COMP]),
+                        )
+                        vf, vd, resume = calls[c, bj + _B_REQ], 0.0, _REQ_DONE
+                        stage = -1
+                    elif stage == _REQ_DONE:
+                        if j + 1 < n_boxes:
+                            st[c, _S_BOX] = j + 1
+                            stage = _CONNECT
+                        else:
+                            stage = _APP_CONNECT
+                    elif stage == _RESP:
+                        visit_kind = _PASS
+                        vs, vn, vc = (
+                            int(calls[c, bj + _B_STATION]),
+                            int(calls[c, bj + _B_NODE]),
+                            int(calls[c, bj + _B_COMP]),
+                        )
+                        vf, vd, resume = calls[c, bj + _B_RESP], calls[c, bj + _B_DEF], _RESP_DONE
+                        stage = -1
+                    elif stage == _RESP_DONE:
+                        resid_s[int(calls[c, bj + _B_COMP])] += _overlap(st[c, sj], now, w0, w1)
+                        t = now + calls[c, bj + _B_DELAY] + calls[c, bj + _B_HOP_OUT]
+                        size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _RESP_BACK)
+                        seq += 1
+                        stage = -1
+                    elif stage == _RESP_BACK:
+                        k = int(st[c, sj + 1])
+                        if k >= 0:
+                            _release_conn(
+                                k, int(calls[c, bj + _B_POOL]), now, p_max_req, p_head,
+                                p_seconds, c_next, c_opened, c_last, c_requests, c_active, free,
+                                live, w0, w1,
+                            )  # fmt: skip
+                        if j > 0:
+                            st[c, _S_BOX] = j - 1
+                            stage = _RESP
+                        else:
+                            stage = _DONE
+                    elif stage == _TRANSIT:
+                        t = now + calls[c, bj + _B_DELAY] + calls[c, bj + _B_HOP_IN]
+                        size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _REQ)
+                        seq += 1
+                        stage = -1
                     elif stage == _CONNECT:
                         p = int(calls[c, bj + _B_POOL])
                         if p < 0:
@@ -598,64 +645,9 @@ def run_window(
                             stage = -1
                         else:
                             stage = _TRANSIT
-                    elif stage == _HS1_DONE:
-                        size = _push(
-                            h_time,
-                            h_seq,
-                            h_code,
-                            size,
-                            seq,
-                            now + calls[c, bj + _B_DELAY],
-                            c * 64 + _HS2,
-                        )
-                        seq += 1
-                        stage = -1
-                    elif stage == _HS2:
-                        visit_kind = _PASS
-                        vs, vn, vc = (
-                            int(calls[c, bj + _B_STATION]),
-                            int(calls[c, bj + _B_NODE]),
-                            int(calls[c, bj + _B_COMP]),
-                        )
-                        vf, vd, resume = calls[c, bj + _B_HS_SERVER], 0.0, _HS2_DONE
-                        stage = -1
-                    elif stage == _HS2_DONE:
-                        d = calls[c, bj + _B_DELAY]
-                        t = now + d + (round_trips[j] - 1) * 2 * d
-                        size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _HS_DONE)
-                        seq += 1
-                        stage = -1
-                    elif stage in (_HS_DONE, _APP_HS_DONE):
-                        k = int(st[c, sj + 1]) if stage == _HS_DONE else int(st[c, _S_CONN_APP])
-                        c_ready[k] = now
-                        w = conn_waiters[k]
-                        while w >= 0:
-                            ring[(r_head + r_count) & r_mask] = w * 64 + _TRANSIT
-                            r_count += 1
-                            w = int(st[w, _S_WAIT])
-                        conn_waiters[k] = -1
-                        stage = _TRANSIT if stage == _HS_DONE else _APP_TRANSIT
-                    elif stage == _TRANSIT:
-                        t = now + calls[c, bj + _B_DELAY] + calls[c, bj + _B_HOP_IN]
-                        size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _REQ)
-                        seq += 1
-                        stage = -1
-                    elif stage == _REQ:
-                        st[c, sj] = now
-                        visit_kind = _PASS
-                        vs, vn, vc = (
-                            int(calls[c, bj + _B_STATION]),
-                            int(calls[c, bj + _B_NODE]),
-                            int(calls[c, bj + _B_COMP]),
-                        )
-                        vf, vd, resume = calls[c, bj + _B_REQ], 0.0, _REQ_DONE
-                        stage = -1
-                    elif stage == _REQ_DONE:
-                        if j + 1 < n_boxes:
-                            st[c, _S_BOX] = j + 1
-                            stage = _CONNECT
-                        else:
-                            stage = _APP_CONNECT
+                    elif stage == _START:
+                        st[c, _S_BOX] = 0
+                        stage = _TRANSIT if n_boxes > 0 else _APP_CONNECT
                     elif stage == _APP_CONNECT:
                         p = int(calls[c, _F_LAST_POOL])
                         if p < 0:
@@ -747,34 +739,43 @@ def run_window(
                             stage = _RESP
                         else:
                             stage = _DONE
-                    elif stage == _RESP:
+                    elif stage == _HS1_DONE:
+                        size = _push(
+                            h_time,
+                            h_seq,
+                            h_code,
+                            size,
+                            seq,
+                            now + calls[c, bj + _B_DELAY],
+                            c * 64 + _HS2,
+                        )
+                        seq += 1
+                        stage = -1
+                    elif stage == _HS2:
                         visit_kind = _PASS
                         vs, vn, vc = (
                             int(calls[c, bj + _B_STATION]),
                             int(calls[c, bj + _B_NODE]),
                             int(calls[c, bj + _B_COMP]),
                         )
-                        vf, vd, resume = calls[c, bj + _B_RESP], calls[c, bj + _B_DEF], _RESP_DONE
+                        vf, vd, resume = calls[c, bj + _B_HS_SERVER], 0.0, _HS2_DONE
                         stage = -1
-                    elif stage == _RESP_DONE:
-                        resid_s[int(calls[c, bj + _B_COMP])] += _overlap(st[c, sj], now, w0, w1)
-                        t = now + calls[c, bj + _B_DELAY] + calls[c, bj + _B_HOP_OUT]
-                        size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _RESP_BACK)
+                    elif stage == _HS2_DONE:
+                        d = calls[c, bj + _B_DELAY]
+                        t = now + d + (round_trips[j] - 1) * 2 * d
+                        size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _HS_DONE)
                         seq += 1
                         stage = -1
-                    elif stage == _RESP_BACK:
-                        k = int(st[c, sj + 1])
-                        if k >= 0:
-                            _release_conn(
-                                k, int(calls[c, bj + _B_POOL]), now, p_max_req, p_head,
-                                p_seconds, c_next, c_opened, c_last, c_requests, c_active, free,
-                                live, w0, w1,
-                            )  # fmt: skip
-                        if j > 0:
-                            st[c, _S_BOX] = j - 1
-                            stage = _RESP
-                        else:
-                            stage = _DONE
+                    elif stage in (_HS_DONE, _APP_HS_DONE):
+                        k = int(st[c, sj + 1]) if stage == _HS_DONE else int(st[c, _S_CONN_APP])
+                        c_ready[k] = now
+                        w = conn_waiters[k]
+                        while w >= 0:
+                            ring[(r_head + r_count) & r_mask] = w * 64 + _TRANSIT
+                            r_count += 1
+                            w = int(st[w, _S_WAIT])
+                        conn_waiters[k] = -1
+                        stage = _TRANSIT if stage == _HS_DONE else _APP_TRANSIT
                     else:  # _DONE
                         stage = -1
                         up = int(calls[c, _F_PARENT])
