@@ -243,7 +243,7 @@ def _pool_close(
 def _expire(
     p: int,
     now: float,
-    p_idle: np.ndarray,
+    idle_s: float,
     p_head: np.ndarray,
     p_seconds: np.ndarray,
     c_next: np.ndarray,
@@ -263,7 +263,7 @@ def _expire(
     while cur >= 0:
         following = c_next[cur]
         if c_active[cur] == 0:
-            idle_end = c_last[cur] + p_idle[p]
+            idle_end = c_last[cur] + idle_s
             if idle_end <= now or c_expires[cur] <= now:
                 at = min(idle_end, max(c_expires[cur], c_last[cur]))
                 _pool_close(
@@ -280,10 +280,11 @@ def _acquire(
     p: int,
     now: float,
     p_mux: np.ndarray,
-    p_max_streams: np.ndarray,
-    p_idle: np.ndarray,
-    p_max_req: np.ndarray,
-    p_life: np.ndarray,
+    p_tls: np.ndarray,
+    max_streams: int,
+    idle_s: float,
+    max_req: int,
+    life_s: float,
     p_phase: np.ndarray,
     p_head: np.ndarray,
     p_seconds: np.ndarray,
@@ -302,15 +303,15 @@ def _acquire(
     """A connection of pool p at `now`: (connection, opened). A new one is not ready
     (c_ready = inf) until its handshake completes."""
     _expire(
-        p, now, p_idle, p_head, p_seconds, c_next, c_opened, c_expires, c_last, c_active,
+        p, now, idle_s, p_head, p_seconds, c_next, c_opened, c_expires, c_last, c_active,
         free, live, w0, w1,
     )  # fmt: skip
     cur = p_head[p]  # most recently opened first
     while cur >= 0:
-        used_up = 0 < p_max_req[p] <= c_requests[cur]
+        used_up = 0 < max_req <= c_requests[cur]
         if c_expires[cur] > now and not used_up:
             idle = c_active[cur] == 0 and (p_mux[p] or c_last[cur] <= now)
-            if idle or (p_mux[p] and c_active[cur] < p_max_streams[p]):
+            if idle or (p_mux[p] and c_active[cur] < max_streams):
                 c_active[cur] += 1
                 c_requests[cur] += 1
                 c_last[cur] = now
@@ -319,7 +320,7 @@ def _acquire(
     c = free[0]
     free[0] = c_next[c]
     live[0] += 1
-    period = p_life[p]
+    period = life_s if p_tls[p] else math.inf  # certificates rotate; plain TCP does not
     phase = p_phase[p]
     c_opened[c] = now
     c_expires[c] = phase + (math.floor((now - phase) / period) + 1) * period
@@ -337,7 +338,7 @@ def _release_conn(
     c: int,
     p: int,
     now: float,
-    p_max_req: np.ndarray,
+    max_req: int,
     p_head: np.ndarray,
     p_seconds: np.ndarray,
     c_next: np.ndarray,
@@ -352,7 +353,7 @@ def _release_conn(
 ) -> None:
     c_active[c] -= 1
     c_last[c] = now
-    if c_active[c] == 0 and 0 < p_max_req[p] <= c_requests[c]:
+    if c_active[c] == 0 and 0 < max_req <= c_requests[c]:
         prev = -1
         cur = p_head[p]
         while cur != c:
@@ -388,10 +389,10 @@ def run_window(
     pool_target: np.ndarray,
     pool_tls: np.ndarray,
     p_mux: np.ndarray,
-    p_max_streams: np.ndarray,
-    p_idle: np.ndarray,
-    p_max_req: np.ndarray,
-    p_life: np.ndarray,
+    max_streams: int,  # the mesh's pool settings
+    idle_s: float,
+    max_req: int,  # 0: no limit
+    life_s: float,  # certificate lifetime (TLS pools rotate at their phase)
     p_phase: np.ndarray,
     p_head: np.ndarray,
     p_seconds: np.ndarray,
@@ -402,6 +403,7 @@ def run_window(
     c_requests: np.ndarray,
     c_active: np.ndarray,
     c_ready: np.ndarray,
+    c_waiters: np.ndarray,  # the first call waiting for a connection still handshaking
     free: np.ndarray,
     live: np.ndarray,
     # accounting
@@ -438,7 +440,6 @@ def run_window(
     st[:, _S_CONN_APP] = -1.0
     for j in range(n_boxes):
         st[:, _S_BOXES + 2 * j + 1] = -1.0
-    conn_waiters = np.full(c_next.shape[0], -1, np.int64)
     root_end = np.full(n_roots, math.inf)
     # Visits live in an arena with a free list. A live visit either holds up its call (one
     # per call at most) or is a deferred burst after the call went on, which holds a worker
@@ -599,7 +600,7 @@ def run_window(
                         k = int(st[c, sj + 1])
                         if k >= 0:
                             _release_conn(
-                                k, int(calls[c, bj + _B_POOL]), now, p_max_req, p_head,
+                                k, int(calls[c, bj + _B_POOL]), now, max_req, p_head,
                                 p_seconds, c_next, c_opened, c_last, c_requests, c_active, free,
                                 live, w0, w1,
                             )  # fmt: skip
@@ -619,13 +620,13 @@ def run_window(
                             stage = _TRANSIT
                             continue
                         k, new = _acquire(
-                            p, now, p_mux, p_max_streams, p_idle, p_max_req, p_life, p_phase,
+                            p, now, p_mux, pool_tls, max_streams, idle_s, max_req, life_s, p_phase,
                             p_head, p_seconds, c_next, c_opened, c_expires, c_last, c_requests,
                             c_active, c_ready, free, live, w0, w1,
                         )  # fmt: skip
                         st[c, sj + 1] = k
                         if new:
-                            conn_waiters[k] = -1
+                            c_waiters[k] = -1
                             if w0 <= now < w1 and pool_tls[p]:
                                 handshakes[pool_origin[p]] += 1
                                 handshakes[pool_target[p]] += 1
@@ -640,8 +641,8 @@ def run_window(
                             vf, vd, resume = calls[c, bj + _B_HS_CLIENT], 0.0, _HS1_DONE
                             stage = -1
                         elif c_ready[k] > now:  # joined an HTTP/2 connection still handshaking
-                            st[c, _S_WAIT] = conn_waiters[k]
-                            conn_waiters[k] = c
+                            st[c, _S_WAIT] = c_waiters[k]
+                            c_waiters[k] = c
                             stage = -1
                         else:
                             stage = _TRANSIT
@@ -654,13 +655,13 @@ def run_window(
                             stage = _APP_TRANSIT
                             continue
                         k, new = _acquire(
-                            p, now, p_mux, p_max_streams, p_idle, p_max_req, p_life, p_phase,
+                            p, now, p_mux, pool_tls, max_streams, idle_s, max_req, life_s, p_phase,
                             p_head, p_seconds, c_next, c_opened, c_expires, c_last, c_requests,
                             c_active, c_ready, free, live, w0, w1,
                         )  # fmt: skip
                         st[c, _S_CONN_APP] = k
                         if new:
-                            conn_waiters[k] = -1
+                            c_waiters[k] = -1
                             t = now + last_round_trips * 2 * calls[c, _F_LAST_DELAY]
                             size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _APP_HS_DONE)
                             seq += 1
@@ -730,7 +731,7 @@ def run_window(
                         k = int(st[c, _S_CONN_APP])
                         if k >= 0:
                             _release_conn(
-                                k, int(calls[c, _F_LAST_POOL]), now, p_max_req, p_head,
+                                k, int(calls[c, _F_LAST_POOL]), now, max_req, p_head,
                                 p_seconds, c_next, c_opened, c_last, c_requests, c_active, free,
                                 live, w0, w1,
                             )  # fmt: skip
@@ -769,12 +770,12 @@ def run_window(
                     elif stage in (_HS_DONE, _APP_HS_DONE):
                         k = int(st[c, sj + 1]) if stage == _HS_DONE else int(st[c, _S_CONN_APP])
                         c_ready[k] = now
-                        w = conn_waiters[k]
+                        w = c_waiters[k]
                         while w >= 0:
                             ring[(r_head + r_count) & r_mask] = w * 64 + _TRANSIT
                             r_count += 1
                             w = int(st[w, _S_WAIT])
-                        conn_waiters[k] = -1
+                        c_waiters[k] = -1
                         stage = _TRANSIT if stage == _HS_DONE else _APP_TRANSIT
                     else:  # _DONE
                         stage = -1
@@ -918,7 +919,7 @@ def lookup_or_insert(
 def finish_pools(
     n_pools: int,
     end: float,
-    p_idle_s: np.ndarray,
+    idle_s: float,
     p_head: np.ndarray,
     p_seconds: np.ndarray,
     c_next: np.ndarray,
@@ -935,7 +936,7 @@ def finish_pools(
         while c >= 0:
             at = end
             if c_active[c] == 0:
-                at = min(end, c_last[c] + p_idle_s[p], max(c_expires[c], c_last[c]))
+                at = min(end, c_last[c] + idle_s, max(c_expires[c], c_last[c]))
             p_seconds[p] += _overlap(c_opened[c], at, w0, w1)
             c = c_next[c]
         p_head[p] = -1
@@ -945,7 +946,7 @@ def finish_pools(
 def close_idle(
     n_pools: int,
     now: float,
-    p_idle: np.ndarray,
+    idle_s: float,
     p_head: np.ndarray,
     p_seconds: np.ndarray,
     c_next: np.ndarray,
@@ -962,6 +963,6 @@ def close_idle(
     that pools left without connections can be forgotten)."""
     for p in range(n_pools):
         _expire(
-            p, now, p_idle, p_head, p_seconds, c_next, c_opened, c_expires, c_last, c_active,
+            p, now, idle_s, p_head, p_seconds, c_next, c_opened, c_expires, c_last, c_active,
             free, live, w0, w1,
         )  # fmt: skip

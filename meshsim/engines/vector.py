@@ -438,20 +438,18 @@ class _VectorRun:
 
     def _init_pools(self) -> None:
         self.table_keys = np.full(1 << 12, -1, np.int64)
-        self.table_ids = np.zeros(1 << 12, np.int64)
+        self.table_ids = np.zeros(1 << 12, np.int32)
         self.n_pools = np.zeros(1, np.int64)
         self.p = {
+            # the mesh's pool settings (idle timeout, limits, certificate lifetime) are the
+            # same for every pool; ids of connections and components fit in 32 bits
             "mux": np.zeros(0, np.bool_),
             "tls": np.zeros(0, np.bool_),
-            "max_streams": np.zeros(0, np.int64),
-            "idle": np.zeros(0),
-            "max_req": np.zeros(0, np.int64),
-            "life": np.zeros(0),
             "phase": np.zeros(0),
-            "head": np.zeros(0, np.int64),
+            "head": np.zeros(0, np.int32),
             "seconds": np.zeros(0),
-            "origin": np.zeros(0, np.int64),
-            "target": np.zeros(0, np.int64),
+            "origin": np.zeros(0, np.int32),
+            "target": np.zeros(0, np.int32),
             "key": np.zeros(0, np.int64),
         }
         # pools forgotten once they had no connection left: what they added up
@@ -468,13 +466,14 @@ class _VectorRun:
         n_old = 0 if old is None else old.shape[0]
         n_new = max(2 * n_old, n_old + extra)
         fields = {
-            "next": np.int64,
+            "next": np.int32,
             "opened": np.float64,
             "expires": np.float64,
             "last": np.float64,
-            "requests": np.int64,
-            "active": np.int64,
+            "requests": np.int32,
+            "active": np.int32,
             "ready": np.float64,
+            "waiters": np.int32,
         }
         for name, dtype in fields.items():
             arr = np.zeros(n_new, dtype)
@@ -494,14 +493,13 @@ class _VectorRun:
             old_keys, old_ids = self.table_keys[used], self.table_ids[used]
             size = self.table_keys.shape[0] * 4
             self.table_keys = np.full(size, -1, np.int64)
-            self.table_ids = np.zeros(size, np.int64)
+            self.table_ids = np.zeros(size, np.int32)
             count = np.zeros(1, np.int64)
             lookup_or_insert(old_keys[np.argsort(old_ids)], self.table_keys, self.table_ids, count)
         return lookup_or_insert(keys, self.table_keys, self.table_ids, self.n_pools)
 
     def _new_pools(self, segs: list[_Seg], ids: np.ndarray, before: int, after: int) -> None:
-        mesh = self.scenario.mesh
-        lifetime = mesh.cert_lifetime_h * 3600.0
+        lifetime = self.scenario.mesh.cert_lifetime_h * 3600.0
         grow = after - before
         first = np.full(grow, -1, np.int64)  # first acquisition index of each new pool
         new_ids = ids - before
@@ -514,14 +512,9 @@ class _VectorRun:
         target = np.concatenate([s.target for s in segs])
         new_tls = tls[first]
         phase = np.where(new_tls, self.pool_rng.uniform(0, lifetime, grow), 0.0)
-        max_req = mesh.pool.max_requests_per_connection or 0
         add = {
             "mux": mux[first],
             "tls": new_tls,
-            "max_streams": np.full(grow, mesh.pool.max_streams_per_connection, np.int64),
-            "idle": np.full(grow, mesh.pool.idle_timeout_s),
-            "max_req": np.full(grow, max_req, np.int64),
-            "life": np.where(new_tls, lifetime, np.inf),
             "phase": phase,
             "head": np.full(grow, -1, np.int64),
             "seconds": np.zeros(grow),
@@ -836,16 +829,17 @@ class _VectorRun:
             name: self.scratch.get(name, shape, _WORK_DTYPES.get(name, np.float64))
             for name, shape in sizes.items()
         }
-        p, c = self.p, self.c
+        p, c, pool = self.p, self.c, self.scenario.mesh.pool
         ends = run_window(
             rows, len(self.m.boxes), flat.kids, self.round_trips,
             self.profile.app.connect_round_trips.value,
             starts, flat.root_call, closed, self.per_user, think, self.user_next, b,
             self.m.first_server, self.m.servers, self.m.station_of, self.free_at,
-            p["origin"], p["target"], p["tls"], p["mux"], p["max_streams"], p["idle"],
-            p["max_req"], p["life"], p["phase"], p["head"], p["seconds"],
+            p["origin"], p["target"], p["tls"], p["mux"], pool.max_streams_per_connection,
+            pool.idle_timeout_s, pool.max_requests_per_connection or 0,
+            self.scenario.mesh.cert_lifetime_h * 3600.0, p["phase"], p["head"], p["seconds"],
             c["next"], c["opened"], c["expires"], c["last"], c["requests"], c["active"],
-            c["ready"], self.free, self.live,
+            c["ready"], c["waiters"], self.free, self.live,
             self.w0, self.w1, 2 * self.w1, self.cpu_s, self.resid_s, self.handshakes,
             self.counters, work["st"], work["vi"], work["vsec"], work["h_time"], work["h_seq"],
             work["h_code"], work["ring"],
@@ -869,7 +863,8 @@ class _VectorRun:
             return
         p, c = self.p, self.c
         close_idle(
-            n, now, p["idle"], p["head"], p["seconds"], c["next"], c["opened"], c["expires"],
+            n, now, self.scenario.mesh.pool.idle_timeout_s, p["head"], p["seconds"], c["next"],
+            c["opened"], c["expires"],
             c["last"], c["active"], self.free, self.live, self.w0, self.w1,
         )  # fmt: skip
         keep: np.ndarray = np.asarray(p["head"][:n]) >= 0
@@ -885,7 +880,7 @@ class _VectorRun:
             arr[:kept] = arr[:n][keep]
         size = 1 << max(12, (4 * kept).bit_length())
         self.table_keys = np.full(size, -1, np.int64)
-        self.table_ids = np.zeros(size, np.int64)
+        self.table_ids = np.zeros(size, np.int32)
         self.n_pools[0] = 0
         lookup_or_insert(p["key"][:kept], self.table_keys, self.table_ids, self.n_pools)
         self.pools_kept = kept
@@ -961,7 +956,7 @@ class _VectorRun:
         finish_pools(
             n_pools,
             self.end_s,
-            p["idle"],
+            self.scenario.mesh.pool.idle_timeout_s,
             p["head"],
             p["seconds"],
             c["next"],
