@@ -464,7 +464,7 @@ class _VectorRun:
     def _grow_connections(self, extra: int) -> None:
         old = self.c.get("next")
         n_old = 0 if old is None else old.shape[0]
-        n_new = max(2 * n_old, n_old + extra)
+        n_new = max(n_old + n_old // 2, n_old + extra)  # by half: millions are held
         fields = {
             "next": np.int32,
             "opened": np.float64,
@@ -491,7 +491,7 @@ class _VectorRun:
         while 2 * (int(self.n_pools[0]) + keys.shape[0]) > self.table_keys.shape[0]:
             used = self.table_keys >= 0
             old_keys, old_ids = self.table_keys[used], self.table_ids[used]
-            size = self.table_keys.shape[0] * 4
+            size = self.table_keys.shape[0] * 2
             self.table_keys = np.full(size, -1, np.int64)
             self.table_ids = np.zeros(size, np.int32)
             count = np.zeros(1, np.int64)
@@ -523,8 +523,8 @@ class _VectorRun:
             "key": np.concatenate([s.key for s in segs])[first],
         }
         capacity = self.p["head"].shape[0]
-        if after > capacity:  # grow by doubling: each pool is copied O(1) times
-            capacity = max(2 * capacity, after)
+        if after > capacity:  # grow by half: each pool is copied O(1) times
+            capacity = max(capacity + capacity // 2, after)
             for name, arr in self.p.items():
                 grown = np.zeros(capacity, arr.dtype)
                 grown[:before] = arr[:before]
@@ -857,9 +857,9 @@ class _VectorRun:
         """Drop pools whose connections have all closed by `now` (their connection time is
         kept by component). A pool used again later starts afresh, as it would after its
         last connection closed; only its certificate rotation phase is drawn anew. Done
-        when the pools have doubled since the last time, so it costs O(1) per pool."""
+        when the pools have grown by half since the last time, so it costs O(1) per pool."""
         n = int(self.n_pools[0])
-        if n < 2 * self.pools_kept + _FORGET_POOLS_FROM:
+        if n < self.pools_kept + self.pools_kept // 2 + _FORGET_POOLS_FROM:
             return
         p, c = self.p, self.c
         close_idle(
@@ -878,7 +878,7 @@ class _VectorRun:
         kept = int(keep.sum())
         for arr in p.values():
             arr[:kept] = arr[:n][keep]
-        size = 1 << max(12, (4 * kept).bit_length())
+        size = 1 << max(12, (3 * kept).bit_length())  # under half full until the next time
         self.table_keys = np.full(size, -1, np.int64)
         self.table_ids = np.zeros(size, np.int32)
         self.n_pools[0] = 0
