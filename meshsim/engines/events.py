@@ -868,24 +868,13 @@ def run_window(
 
 
 @numba.njit(cache=True, nogil=True)
-def layout_calls(
-    columns: np.ndarray,
-    new_index: np.ndarray,
-    first_kid: np.ndarray,
-    n_kids: np.ndarray,
-    out: np.ndarray,
-) -> None:
-    """The rows of `run_window` (into `out`, calls x fields) from columns drawn slot by
-    slot: column i of `columns` (fields x calls) becomes row new_index[i]; first_kid and
-    n_kids are by row already."""
+def layout_calls(columns: np.ndarray, out: np.ndarray) -> None:
+    """The rows of `run_window` (calls x fields, into `out`) from the columns the calls
+    were drawn in (fields x calls)."""
     n_fields, n = columns.shape
     for i in range(n):
-        r = new_index[i]
         for f in range(n_fields):
-            out[r, f] = columns[f, i]
-    for r in range(n):
-        out[r, _F_FIRST_KID] = first_kid[r]
-        out[r, _F_N_KIDS] = n_kids[r]
+            out[i, f] = columns[f, i]
 
 
 # ---- pool state between windows -------------------------------------------------

@@ -6,9 +6,9 @@ How it works (DESIGN.md section 4):
   at once, slot by slot: which calls are made, the pod each goes to, proxy workers, CPU
   multipliers, app times, link delays, and the pool of every pooled hop. No Python runs
   per request.
-- The window's calls are laid out as one row per call (its own fields, then each box's),
-  numbered request by request (`events.layout_calls`, numba), so that what the loop reads
-  of one call sits in a few cache lines however many calls are in flight. Then
+- The window's calls are laid out as one row per call (its own fields, then each box's;
+  `events.layout_calls`, numba), so that what the loop reads of one call sits in a few
+  cache lines however many calls are in flight. Then
   `events.run_window` (numba) runs them through every queue in one pass, in time order:
   node cores, proxy workers and app slots as FIFO stations, connection pools decided at
   the moment of each acquire, handshakes on both ends, fan-out and joins. CPU, residency
@@ -358,15 +358,12 @@ class _Calls:
 
 @dataclass
 class _Window:
-    """One window's calls as columns drawn slot by slot (CALL_FIELDS, then BOX_FIELDS per
-    box, x calls), with where each goes in the rows of `events.run_window`."""
+    """One window's calls as columns (CALL_FIELDS, then BOX_FIELDS per box, x calls),
+    numbered slot by slot, as `events.run_window` numbers them."""
 
     columns: np.ndarray
-    new_index: np.ndarray  # the row of each call numbered slot by slot
-    first_kid: np.ndarray  # by row
-    n_kids: np.ndarray
     kids: np.ndarray
-    root_call: np.ndarray  # the row of each request's call
+    root_call: np.ndarray  # the call of each request
 
 
 class _Scratch:
@@ -659,9 +656,10 @@ class _VectorRun:
     # ---- one window: lay the calls out flat, then run them ---------------------------
 
     def _flatten(self, root: _Calls) -> tuple[_Window, list[_Seg], list[tuple[int, int, _Seg]]]:
-        """Number every call of the window request by request (each request's calls
-        together, in the order they are made, so the event loop walks its rows nearly in
-        order) and lay their draws out as columns; also list the pooled links."""
+        """Number every call of the window slot by slot (a slot's calls in request order)
+        and lay their draws out as columns; also list the pooled links. How calls are
+        numbered changes nothing in the results: the loop orders events by time, then by
+        the order they arose."""
         order: list[tuple[_Calls, int]] = []  # (calls, index of the parent in `order`)
         stack = [(root, -1)]
         while stack:
@@ -672,10 +670,6 @@ class _VectorRun:
         sizes = [c.rows.shape[0] for c, _ in order]
         offsets = np.cumsum([0, *sizes])
         n, n_boxes = int(offsets[-1]), len(self.m.boxes)
-        root_of = np.concatenate([c.rows for c, _ in order])
-        rank = np.repeat(np.arange(len(order)), sizes)
-        inv = np.empty(n, np.int64)  # where each call, numbered slot by slot, goes
-        inv[np.lexsort((rank, root_of))] = np.arange(n)
         col = self.scratch.get("columns", (call_columns(n_boxes), n))
         kid_parent, kid_rank, kid_id = [], [], []
         segs: list[_Seg] = []
@@ -683,11 +677,11 @@ class _VectorRun:
         for k, (calls, up) in enumerate(order):
             lo, hi = int(offsets[k]), int(offsets[k + 1])
             if up >= 0:
-                parent = inv[offsets[up] + calls.parent_pos]
+                parent = offsets[up] + calls.parent_pos
                 col[_CALL["parent"], lo:hi] = parent
                 kid_parent.append(parent)
                 kid_rank.append(np.full(hi - lo, calls.slot.index, np.int64))
-                kid_id.append(inv[lo:hi])
+                kid_id.append(np.arange(lo, hi))
             else:  # a request: -1 - its index
                 col[_CALL["parent"], lo:hi] = -1 - calls.rows
             col[_CALL["parallel"], lo:hi] = calls.slot.parallel
@@ -731,9 +725,9 @@ class _VectorRun:
         else:
             kids = np.zeros(0, np.int64)
             n_kids = np.zeros(n, np.int64)
-        first_kid = np.concatenate([[0], np.cumsum(n_kids)[:-1]]).astype(np.int64)
-        flat = _Window(col, inv, first_kid, n_kids, kids, root_call=inv[: sizes[0]])
-        return flat, segs, where
+        col[_CALL["first_kid"]] = np.concatenate([[0], np.cumsum(n_kids)[:-1]])
+        col[_CALL["n_kids"]] = n_kids
+        return _Window(col, kids, root_call=np.arange(sizes[0])), segs, where
 
     def _assign_pools(
         self, flat: _Window, segs: list[_Seg], where: list[tuple[int, int, _Seg]]
@@ -821,9 +815,9 @@ class _VectorRun:
         root = self._draw_calls(self.slots[0], np.arange(n), np.arange(n), client, rng)
         flat, segs, where = self._flatten(root)
         self._assign_pools(flat, segs, where)
-        n_calls, n_boxes = flat.new_index.shape[0], len(self.m.boxes)
+        n_calls, n_boxes = flat.columns.shape[1], len(self.m.boxes)
         rows = self.scratch.get("rows", (n_calls, call_columns(n_boxes)))
-        layout_calls(flat.columns, flat.new_index, flat.first_kid, flat.n_kids, rows)
+        layout_calls(flat.columns, rows)
         sizes = work_sizes(n_calls, n_boxes, self.free_at.shape[0])
         work = {
             name: self.scratch.get(name, shape, _WORK_DTYPES.get(name, np.float64))
