@@ -308,7 +308,10 @@ def _unit_mean(rng: np.random.Generator, cv: float, size: int) -> np.ndarray:
     if cv <= 0:
         return np.ones(size)
     sigma2 = math.log1p(cv * cv)
-    return rng.lognormal(-sigma2 / 2, math.sqrt(sigma2), size)
+    x = rng.standard_normal(size)  # what rng.lognormal draws, with numpy's vector exp
+    x *= math.sqrt(sigma2)
+    x -= sigma2 / 2
+    return np.exp(x, out=x)
 
 
 def _sample(dist: Distribution, rng: np.random.Generator, size: int) -> np.ndarray:
