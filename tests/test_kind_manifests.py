@@ -270,3 +270,28 @@ def test_apps_call_services_and_the_load_targets_the_entry_service() -> None:
         o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "loadgen-0"
     )
     assert client["spec"]["template"]["metadata"]["labels"]["app"] == CLIENT
+
+
+def test_a_workloads_own_sidecar_concurrency_goes_into_its_pods_annotation() -> None:
+    scenario, _ = microservices()
+    frontend = scenario.workloads[0]
+    workloads = [
+        frontend.model_copy(update={"sidecar_concurrency": 8}),
+        *scenario.workloads[1:],
+    ]
+    traffic = scenario.traffic.model_copy(
+        update={"client": scenario.traffic.client.model_copy(update={"sidecar_concurrency": 4})}
+    )
+    scenario = scenario.model_copy(update={"workloads": workloads, "traffic": traffic})
+    objs, _ = build(scenario, "sidecar")
+    concurrency = {
+        d["spec"]["template"]["metadata"]["labels"]["app"]: d["spec"]["template"]["metadata"][
+            "annotations"
+        ]["proxy.istio.io/config"]
+        for d in objs
+        if d["kind"] == "Deployment"
+    }
+    assert concurrency[frontend.name] == '{"concurrency": 8}'
+    assert concurrency[CLIENT] == '{"concurrency": 4}'
+    others = {w.name for w in scenario.workloads[1:]}
+    assert {concurrency[name] for name in others} == {'{"concurrency": 2}'}
