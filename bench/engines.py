@@ -3,6 +3,7 @@
     python bench/engines.py                 # bundled scenarios, reference networks, large cluster
     python bench/engines.py --skip-large    # without the 1,000-node scenario
     python bench/engines.py --large-long    # also the large cluster for 600 s (memory flatness)
+    python bench/engines.py --large-only [--large-long] [--large-modes sidecar ...]
 
 Per scenario it prints simulated requests, queue visits per second for each engine (a
 queue visit is one request for a proxy worker, a node core or an app slot; the DES
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import os
 import threading
 import time
@@ -306,20 +308,29 @@ def _erlang_c_ms(lam: float, mu: float, c: int) -> float:
     return 1e3 * (p_wait / (c * mu - lam) + 1 / mu)
 
 
-def large(long: bool) -> None:
-    print("\nLarge cluster (vector engine), every mode")
-    print(HEADER)
+def _large_run(duration: float, mode: Mode) -> EngineRun:
+    """One large-cluster run, in a process of its own (see `large`)."""
     scenario, profile = load_scenario(ROOT / "scenarios" / "large-cluster.yaml")
+    traffic = scenario.traffic.model_copy(update={"duration_s": duration})
+    sized = scenario.model_copy(update={"traffic": traffic})
+    return run_vector(sized, profile, build_topology(sized), mode)
+
+
+def large(long: bool, modes: list[str] | None) -> None:
+    """Each run in a fresh process, so that its peak RSS is its own: a process that ran
+    another mode before keeps what its allocator holds."""
+    print("\nLarge cluster (vector engine), each run in a fresh process")
+    print(HEADER)
+    scenario, _ = load_scenario(ROOT / "scenarios" / "large-cluster.yaml")
     durations = [scenario.traffic.duration_s] + ([600.0] if long else [])
-    topology = build_topology(scenario)
     peaks: dict[float, int] = {}
+    spawn = multiprocessing.get_context("spawn")
     for duration in durations:
-        traffic = scenario.traffic.model_copy(update={"duration_s": duration})
-        sized = scenario.model_copy(update={"traffic": traffic})
-        for mode in scenario.mesh.modes:
-            vec = run_vector(sized, profile, topology, mode)
+        for mode in modes or scenario.mesh.modes:
+            with spawn.Pool(1) as pool:
+                vec = pool.apply(_large_run, (duration, mode))
             peaks[duration] = max(peaks.get(duration, 0), vec.peak_rss_bytes)
-            print(row(f"large {mode} {duration:g}s ({vec.seconds:.0f}s)", None, vec))
+            print(row(f"large {mode} {duration:g}s ({vec.seconds:.0f}s)", None, vec), flush=True)
     for duration, peak in peaks.items():
         print(f"  peak RSS, {duration:g} s simulated: {mib(peak)} MiB")
     if len(peaks) == 2:
@@ -333,7 +344,14 @@ def main() -> None:
     parser.add_argument(
         "--large-long", action="store_true", help="also run the large cluster for 600 s"
     )
+    parser.add_argument("--large-only", action="store_true", help="only the 1,000-node runs")
+    parser.add_argument(
+        "--large-modes", nargs="+", metavar="MODE", help="modes of the large runs (default: all)"
+    )
     args = parser.parse_args()
+    if args.large_only:
+        large(args.large_long, args.large_modes)
+        return
     # compile (or load from cache) the vector engine's kernels before timing anything
     scenario, profile = load_scenario(ROOT / "scenarios" / "quickstart.yaml")
     short = scenario.model_copy(
@@ -343,7 +361,7 @@ def main() -> None:
     bundled()
     reference_networks()
     if not args.skip_large:
-        large(args.large_long)
+        large(args.large_long, args.large_modes)
 
 
 if __name__ == "__main__":
