@@ -92,6 +92,9 @@ _HOLD = 2  # hold an app slot until the call releases it
 _V_CALL, _V_KIND, _V_STATION, _V_NODE, _V_COMP, _V_WORKER, _V_CORE = range(7)
 _V_NEXT, _V_PHASE, _V_RESUME = 7, 8, 9  # next: the free list, and station queues
 _V_FIRST, _V_SECOND = 0, 1
+# c_waiters of a connection: ready, or handshaking with no call waiting for it yet
+_READY = -2
+_NO_WAITERS = -1
 
 # A call's row in `calls` (float64; indices and ids are whole numbers): its own fields,
 # then BOX_FIELDS for each box it passes, so that what one call reads sits in a few cache
@@ -294,14 +297,14 @@ def _acquire(
     c_last: np.ndarray,
     c_requests: np.ndarray,
     c_active: np.ndarray,
-    c_ready: np.ndarray,
+    c_waiters: np.ndarray,
     free: np.ndarray,
     live: np.ndarray,
     w0: float,
     w1: float,
 ) -> tuple[int, bool]:
-    """A connection of pool p at `now`: (connection, opened). A new one is not ready
-    (c_ready = inf) until its handshake completes."""
+    """A connection of pool p at `now`: (connection, opened). A new one is handshaking
+    (c_waiters = _NO_WAITERS, not _READY) until its handshake completes."""
     _expire(
         p, now, idle_s, p_head, p_seconds, c_next, c_opened, c_expires, c_last, c_active,
         free, live, w0, w1,
@@ -327,7 +330,7 @@ def _acquire(
     c_last[c] = now
     c_requests[c] = 1
     c_active[c] = 1
-    c_ready[c] = math.inf
+    c_waiters[c] = _NO_WAITERS
     c_next[c] = p_head[p]
     p_head[p] = c
     return c, True
@@ -402,8 +405,9 @@ def run_window(
     c_last: np.ndarray,
     c_requests: np.ndarray,
     c_active: np.ndarray,
-    c_ready: np.ndarray,
-    c_waiters: np.ndarray,  # the first call waiting for a connection still handshaking
+    # _READY, or the connection is handshaking and this is the first call waiting for it
+    # (_NO_WAITERS: none)
+    c_waiters: np.ndarray,
     free: np.ndarray,
     live: np.ndarray,
     # accounting
@@ -622,11 +626,10 @@ def run_window(
                         k, new = _acquire(
                             p, now, p_mux, pool_tls, max_streams, idle_s, max_req, life_s, p_phase,
                             p_head, p_seconds, c_next, c_opened, c_expires, c_last, c_requests,
-                            c_active, c_ready, free, live, w0, w1,
+                            c_active, c_waiters, free, live, w0, w1,
                         )  # fmt: skip
                         st[c, sj + 1] = k
                         if new:
-                            c_waiters[k] = -1
                             if w0 <= now < w1 and pool_tls[p]:
                                 handshakes[pool_origin[p]] += 1
                                 handshakes[pool_target[p]] += 1
@@ -640,7 +643,7 @@ def run_window(
                             )
                             vf, vd, resume = calls[c, bj + _B_HS_CLIENT], 0.0, _HS1_DONE
                             stage = -1
-                        elif c_ready[k] > now:  # joined an HTTP/2 connection still handshaking
+                        elif c_waiters[k] != _READY:  # joined an HTTP/2 connection handshaking
                             st[c, _S_WAIT] = c_waiters[k]
                             c_waiters[k] = c
                             stage = -1
@@ -657,11 +660,10 @@ def run_window(
                         k, new = _acquire(
                             p, now, p_mux, pool_tls, max_streams, idle_s, max_req, life_s, p_phase,
                             p_head, p_seconds, c_next, c_opened, c_expires, c_last, c_requests,
-                            c_active, c_ready, free, live, w0, w1,
+                            c_active, c_waiters, free, live, w0, w1,
                         )  # fmt: skip
                         st[c, _S_CONN_APP] = k
                         if new:
-                            c_waiters[k] = -1
                             t = now + last_round_trips * 2 * calls[c, _F_LAST_DELAY]
                             size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _APP_HS_DONE)
                             seq += 1
@@ -769,13 +771,12 @@ def run_window(
                         stage = -1
                     elif stage in (_HS_DONE, _APP_HS_DONE):
                         k = int(st[c, sj + 1]) if stage == _HS_DONE else int(st[c, _S_CONN_APP])
-                        c_ready[k] = now
                         w = c_waiters[k]
                         while w >= 0:
                             ring[(r_head + r_count) & r_mask] = w * 64 + _TRANSIT
                             r_count += 1
                             w = int(st[w, _S_WAIT])
-                        c_waiters[k] = -1
+                        c_waiters[k] = _READY
                         stage = _TRANSIT if stage == _HS_DONE else _APP_TRANSIT
                     else:  # _DONE
                         stage = -1

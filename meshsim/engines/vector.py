@@ -472,7 +472,6 @@ class _VectorRun:
             "last": np.float64,
             "requests": np.int32,
             "active": np.int32,
-            "ready": np.float64,
             "waiters": np.int32,
         }
         for name, dtype in fields.items():
@@ -836,7 +835,7 @@ class _VectorRun:
             pool.idle_timeout_s, pool.max_requests_per_connection or 0,
             self.scenario.mesh.cert_lifetime_h * 3600.0, p["phase"], p["head"], p["seconds"],
             c["next"], c["opened"], c["expires"], c["last"], c["requests"], c["active"],
-            c["ready"], c["waiters"], self.free, self.live,
+            c["waiters"], self.free, self.live,
             self.w0, self.w1, 2 * self.w1, self.cpu_s, self.resid_s, self.handshakes,
             self.counters, work["st"], work["vi"], work["vsec"], work["h_time"], work["h_seq"],
             work["h_code"], work["ring"],
