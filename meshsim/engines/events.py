@@ -44,11 +44,10 @@ __all__ = [
     "finish_pools",
     "layout_calls",
     "lookup_or_insert",
+    "rehash",
     "run_window",
     "work_sizes",
 ]
-
-_EMPTY = np.int64(-1)
 
 # counters[] written by run_window
 ACC_FIELDS = ("tls_handshakes", "queue_visits", "end_time")
@@ -881,28 +880,46 @@ def layout_calls(columns: np.ndarray, out: np.ndarray) -> None:
 # ---- pool state between windows -------------------------------------------------
 
 
+_GOLDEN = np.int64(0x9E3779B97F4A7C15 - (1 << 64))  # the golden ratio, as a signed int64
+
+
 @numba.njit(cache=True, nogil=True)
 def lookup_or_insert(
-    keys: np.ndarray, table_keys: np.ndarray, table_ids: np.ndarray, used: np.ndarray
+    keys: np.ndarray, table: np.ndarray, pool_key: np.ndarray, used: np.ndarray
 ) -> np.ndarray:
-    """Dense ids for keys (new keys get the next id); the table must be under half full."""
-    mask = table_keys.shape[0] - 1
+    """Pool ids for keys: `table` holds ids by open addressing (-1 empty), `pool_key` the
+    key of each id; a new key gets the next id (`used`). The table must stay under half
+    full and pool_key have room for the new ids."""
+    mask = table.shape[0] - 1
     out = np.empty(keys.shape[0], np.int64)
     for i in range(keys.shape[0]):
         key = keys[i]
-        h = (key * np.int64(0x9E3779B97F4A7C15)) & mask
+        h = (key * _GOLDEN) & mask
         while True:
-            if table_keys[h] == key:
-                out[i] = table_ids[h]
-                break
-            if table_keys[h] == _EMPTY:
-                table_keys[h] = key
-                table_ids[h] = used[0]
-                out[i] = used[0]
+            idx = table[h]
+            if idx < 0:
+                idx = used[0]
                 used[0] += 1
+                table[h] = idx
+                pool_key[idx] = key
+                out[i] = idx
+                break
+            if pool_key[idx] == key:
+                out[i] = idx
                 break
             h = (h + 1) & mask
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def rehash(table: np.ndarray, pool_key: np.ndarray, n: int) -> None:
+    """Enter ids 0..n-1 (keys all different) into an empty table."""
+    mask = table.shape[0] - 1
+    for idx in range(n):
+        h = (pool_key[idx] * _GOLDEN) & mask
+        while table[h] >= 0:
+            h = (h + 1) & mask
+        table[h] = idx
 
 
 @numba.njit(cache=True, nogil=True)

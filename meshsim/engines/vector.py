@@ -48,6 +48,7 @@ from meshsim.engines.events import (
     finish_pools,
     layout_calls,
     lookup_or_insert,
+    rehash,
     run_window,
     work_sizes,
 )
@@ -437,8 +438,8 @@ class _VectorRun:
     # ---- pools ---------------------------------------------------------------------
 
     def _init_pools(self) -> None:
-        self.table_keys = np.full(1 << 12, -1, np.int64)
-        self.table_ids = np.zeros(1 << 12, np.int32)
+        # open addressing over pool ids (-1: empty); a pool's key is p["key"][id]
+        self.table = np.full(1 << 12, -1, np.int32)
         self.n_pools = np.zeros(1, np.int64)
         self.p = {
             # the mesh's pool settings (idle timeout, limits, certificate lifetime) are the
@@ -487,15 +488,22 @@ class _VectorRun:
         self.capacity = n_new
 
     def _pool_ids(self, keys: np.ndarray) -> np.ndarray:
-        while 2 * (int(self.n_pools[0]) + keys.shape[0]) > self.table_keys.shape[0]:
-            used = self.table_keys >= 0
-            old_keys, old_ids = self.table_keys[used], self.table_ids[used]
-            size = self.table_keys.shape[0] * 2
-            self.table_keys = np.full(size, -1, np.int64)
-            self.table_ids = np.zeros(size, np.int32)
-            count = np.zeros(1, np.int64)
-            lookup_or_insert(old_keys[np.argsort(old_ids)], self.table_keys, self.table_ids, count)
-        return lookup_or_insert(keys, self.table_keys, self.table_ids, self.n_pools)
+        """The pool of each key; keys not seen yet get the next ids (and their key)."""
+        n = int(self.n_pools[0])
+        self._reserve_pools(n + keys.shape[0])
+        if 2 * (n + keys.shape[0]) > self.table.shape[0]:  # keep it under half full
+            self.table = np.full(1 << (3 * (n + keys.shape[0])).bit_length(), -1, np.int32)
+            rehash(self.table, self.p["key"], n)
+        return lookup_or_insert(keys, self.table, self.p["key"], self.n_pools)
+
+    def _reserve_pools(self, n: int) -> None:
+        capacity = self.p["head"].shape[0]
+        if n > capacity:  # grow by half: each pool is copied O(1) times
+            capacity = max(capacity + capacity // 2, n)
+            for name, arr in self.p.items():
+                grown = np.zeros(capacity, arr.dtype)
+                grown[: arr.shape[0]] = arr
+                self.p[name] = grown
 
     def _new_pools(self, segs: list[_Seg], ids: np.ndarray, before: int, after: int) -> None:
         lifetime = self.scenario.mesh.cert_lifetime_h * 3600.0
@@ -519,15 +527,7 @@ class _VectorRun:
             "seconds": np.zeros(grow),
             "origin": origin[first],
             "target": target[first],
-            "key": np.concatenate([s.key for s in segs])[first],
         }
-        capacity = self.p["head"].shape[0]
-        if after > capacity:  # grow by half: each pool is copied O(1) times
-            capacity = max(capacity + capacity // 2, after)
-            for name, arr in self.p.items():
-                grown = np.zeros(capacity, arr.dtype)
-                grown[:before] = arr[:before]
-                self.p[name] = grown
         for name, values in add.items():
             self.p[name][before:after] = values
 
@@ -860,8 +860,8 @@ class _VectorRun:
         p, c = self.p, self.c
         close_idle(
             n, now, self.scenario.mesh.pool.idle_timeout_s, p["head"], p["seconds"], c["next"],
-            c["opened"], c["expires"],
-            c["last"], c["active"], self.free, self.live, self.w0, self.w1,
+            c["opened"], c["expires"], c["last"], c["active"], self.free, self.live, self.w0,
+            self.w1,
         )  # fmt: skip
         keep: np.ndarray = np.asarray(p["head"][:n]) >= 0
         gone = ~keep
@@ -875,10 +875,9 @@ class _VectorRun:
         for arr in p.values():
             arr[:kept] = arr[:n][keep]
         size = 1 << max(12, (3 * kept).bit_length())  # under half full until the next time
-        self.table_keys = np.full(size, -1, np.int64)
-        self.table_ids = np.zeros(size, np.int32)
-        self.n_pools[0] = 0
-        lookup_or_insert(p["key"][:kept], self.table_keys, self.table_ids, self.n_pools)
+        self.table = np.full(size, -1, np.int32)
+        rehash(self.table, p["key"], kept)
+        self.n_pools[0] = kept
         self.pools_kept = kept
 
     def _account(self, starts: np.ndarray, ends: np.ndarray) -> None:
