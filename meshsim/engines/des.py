@@ -25,7 +25,7 @@ import simpy
 
 from meshsim.accounting import WindowTally, component_usages, mode_result
 from meshsim.connections import Connection, ConnectionLedger, ConnectionPool
-from meshsim.costs import Role, app_call_cpu_s, pass_cost
+from meshsim.costs import PassCost, Role, app_call_cpu_s, pass_cost
 from meshsim.distributions import Constant, Distribution
 from meshsim.profile import Profile, ProxyCost
 from meshsim.results import (
@@ -40,6 +40,7 @@ Progress = Callable[[float], None]
 Proc = Generator[Any, Any, Any]
 _BATCH = 4096
 _MS = 1e-3
+_NO_PASS = PassCost(0.0, 0.0, 0.0)
 
 
 def child_rng(seed: int, name: str) -> np.random.Generator:
@@ -417,7 +418,13 @@ class _Simulation:
         workers = [self._pick(box) for box, _ in boxes]
         held: list[tuple[ConnectionPool, Connection] | None] = [None] * len(segments)
         entered = [0.0] * len(boxes)
-        costs = [pass_cost(box.cost, role, request_bytes, response_bytes) for box, role in boxes]
+        # a ztunnel to itself (a same-node call in ambient mode) hands the call straight to
+        # the pod: one pass, its outbound one; the inbound box costs nothing
+        passes = [not (i and boxes[i - 1][0] is box) for i, (box, _) in enumerate(boxes)]
+        costs = [
+            pass_cost(box.cost, role, request_bytes, response_bytes) if one else _NO_PASS
+            for (box, role), one in zip(boxes, passes, strict=True)
+        ]
         identity: int | str = src.identity
         for i, (box, _role) in enumerate(boxes):
             seg = segments[i]
@@ -427,7 +434,8 @@ class _Simulation:
                 held[i] = yield from self._connect(
                     seg, owner, prev, workers[i - 1], box, workers[i]
                 )
-            yield env.timeout(seg.delay_s + box.hop_s + box.hop_per_byte_s * request_bytes)
+            hop_s = box.hop_s + box.hop_per_byte_s * request_bytes if passes[i] else 0.0
+            yield env.timeout(seg.delay_s + hop_s)
             entered[i] = env.now
             yield from self._work(box, workers[i], costs[i].request_s * draw(box.mult))
         last = segments[-1]
@@ -444,7 +452,8 @@ class _Simulation:
                 box, workers[i], costs[i].response_s * mult, costs[i].deferred_s * mult
             )
             self._in_flight(box.comp, entered[i], env.now)
-            yield env.timeout(segments[i].delay_s + box.hop_s + box.hop_per_byte_s * response_bytes)
+            hop_s = box.hop_s + box.hop_per_byte_s * response_bytes if passes[i] else 0.0
+            yield env.timeout(segments[i].delay_s + hop_s)
             self._release(held[i])
 
     def _release(self, held: tuple[ConnectionPool, Connection] | None) -> None:

@@ -344,6 +344,8 @@ class _Calls:
     request_s: list[np.ndarray]
     response_s: list[np.ndarray]
     deferred_s: list[np.ndarray]
+    hop_in_s: list[np.ndarray | float]  # hop latency into each box with the request
+    hop_out_s: list[np.ndarray | float]  # and out of it with the response
     app_cpu_s: np.ndarray
     service_s: np.ndarray
     children: list[_Calls] = field(default_factory=list)
@@ -543,15 +545,22 @@ class _VectorRun:
         nodes = [m.comp_node[c] for c in comps]
         stations = [m.worker_base[c] + w for c, w in zip(comps, workers, strict=True)]
         request_s, response_s, deferred_s = [], [], []
-        for spec in m.boxes:
+        hop_in_s, hop_out_s = [], []
+        for j, spec in enumerate(m.boxes):
             cost = pass_cost(
                 self.profile.proxy(spec.kind), spec.role, slot.request_bytes, slot.response_bytes
             )
             req_mult = _unit_mean(rng, spec.cv, n)
             resp_mult = _unit_mean(rng, spec.cv, n)
-            request_s.append(cost.request_s * req_mult)
-            response_s.append(cost.response_s * resp_mult)
-            deferred_s.append(cost.deferred_s * resp_mult)
+            # a ztunnel to itself (a same-node call in ambient mode) hands the call straight
+            # to the pod: one pass, its outbound one; the inbound box costs nothing
+            same_kind = j and spec.kind == m.boxes[j - 1].kind == "ztunnel"
+            passes = comps[j] != comps[j - 1] if same_kind else 1.0
+            request_s.append(cost.request_s * req_mult * passes)
+            response_s.append(cost.response_s * resp_mult * passes)
+            deferred_s.append(cost.deferred_s * resp_mult * passes)
+            hop_in_s.append((spec.hop_s + spec.hop_per_kib_s * slot.request_bytes / KIB) * passes)
+            hop_out_s.append((spec.hop_s + spec.hop_per_kib_s * slot.response_bytes / KIB) * passes)
         delays: list[np.ndarray] = []
         segs: list[_Seg | None] = []
         for j, spec in enumerate(m.boxes):
@@ -621,6 +630,8 @@ class _VectorRun:
             request_s,
             response_s,
             deferred_s,
+            hop_in_s,
+            hop_out_s,
             app_cpu,
             service,
         )
@@ -707,13 +718,8 @@ class _VectorRun:
                 box["req"][j, at] = calls.request_s[j]
                 box["resp"][j, at] = calls.response_s[j]
                 box["def"][j, at] = calls.deferred_s[j]
-                spec = self.m.boxes[j]
-                box["hop_in"][j, at] = (
-                    spec.hop_s + spec.hop_per_kib_s * calls.slot.request_bytes / KIB
-                )
-                box["hop_out"][j, at] = (
-                    spec.hop_s + spec.hop_per_kib_s * calls.slot.response_bytes / KIB
-                )
+                box["hop_in"][j, at] = calls.hop_in_s[j]
+                box["hop_out"][j, at] = calls.hop_out_s[j]
                 seg = calls.segs[j]
                 if seg is not None and seg.pos.shape[0]:
                     segs.append(seg)
