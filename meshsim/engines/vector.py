@@ -545,7 +545,8 @@ class _VectorRun:
         nodes = [m.comp_node[c] for c in comps]
         stations = [m.worker_base[c] + w for c, w in zip(comps, workers, strict=True)]
         request_s, response_s, deferred_s = [], [], []
-        hop_in_s, hop_out_s = [], []
+        hop_in_s: list[np.ndarray | float] = []
+        hop_out_s: list[np.ndarray | float] = []
         for j, spec in enumerate(m.boxes):
             cost = pass_cost(
                 self.profile.proxy(spec.kind), spec.role, slot.request_bytes, slot.response_bytes
@@ -556,8 +557,11 @@ class _VectorRun:
             # to the pod: one pass, its outbound one; the inbound box costs nothing
             same_kind = j and spec.kind == m.boxes[j - 1].kind == "ztunnel"
             passes = comps[j] != comps[j - 1] if same_kind else 1.0
-            request_s.append(cost.request_s * req_mult * passes)
-            response_s.append(cost.response_s * resp_mult * passes)
+            # the links to the previous and the next box that cross nodes, half each pass
+            cross = sum(nodes[k] != nodes[j] for k in (j - 1, j + 1) if 0 <= k < len(nodes))
+            cross_s = self.profile.proxy(spec.kind).cpu.cross_node_us.value * 1e-6 / 2 * cross
+            request_s.append((cost.request_s + cross_s) * req_mult * passes)
+            response_s.append((cost.response_s + cross_s) * resp_mult * passes)
             deferred_s.append(cost.deferred_s * resp_mult * passes)
             hop_in_s.append((spec.hop_s + spec.hop_per_kib_s * slot.request_bytes / KIB) * passes)
             hop_out_s.append((spec.hop_s + spec.hop_per_kib_s * slot.response_bytes / KIB) * passes)
@@ -642,8 +646,9 @@ class _VectorRun:
             else:
                 present = np.flatnonzero(rng.random(n) < kid.probability)
             calls.app_cpu_s[present] += app_call_cpu_s(
-                self.profile, kid.request_bytes, kid.response_bytes
+                self.profile, kid.request_bytes, kid.response_bytes, client=True
             )
+            calls.service_s[present] += app.call_latency_us.value * 1e-6
             calls.children.append(self._draw_calls(kid, rows[present], present, dst[present], rng))
         return calls
 
