@@ -1,10 +1,13 @@
 """Does a calibrated profile predict a testbed shape it was not fitted on?
 
-The calibration grid of scenarios/grids/testbed-two-pods.yaml measures one echo pod
-behind the load generator. This script measures another shape on the local testbed,
-two echo replicas on node-2 (a third sidecar, two endpoints, load balanced), writes
-it as a scenario with the measured link delays and the calibrated profile, simulates it
-with `meshsim run`, and prints `meshsim compare` of the two, with the issue's bounds.
+The calibration grid (scenarios/grids/testbed-chain.yaml) measures the three-service chain
+and the two-pod shape (one echo pod behind the load generator). This script measures
+another shape on the local testbed, by default two echo replicas on node-2 (a third
+sidecar, two endpoints, load balanced), or any testbed scenario as written (--scenario
+scenarios/testbed-fanout.yaml --replicas 0: a gateway calling four services in parallel),
+writes it as a scenario with the measured link delays and the calibrated profile,
+simulates it with `meshsim run`, and prints `meshsim compare` of the two, with the
+issue's bounds.
 
     python bench/calibration_other_topology.py [--profile local-haproxy] [--out DIR]
 
@@ -34,21 +37,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default=str(ROOT / "scenarios" / "testbed-two-pods.yaml"))
     parser.add_argument("--profile", default="local-haproxy")
-    parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument(
-        "--out", default=str(ROOT / "results" / "calibration" / "other-topology"), type=Path
+        "--replicas", type=int, default=2, help="Replicas of the first workload; 0: as written."
+    )
+    parser.add_argument(
+        "--out", type=Path, help="Default: results/calibration/other-topology-<shape's name>."
     )
     parser.add_argument("--reuse", action="store_true", help="Use the measurement in --out.")
     args = parser.parse_args()
     base, prior = load_scenario(args.scenario)
-    echo = base.workloads[0].model_copy(update={"replicas": args.replicas})
-    scenario = base.model_copy(
-        update={
-            "name": f"{base.name}-{args.replicas}-replicas",
-            "workloads": [echo, *base.workloads[1:]],
-        }
-    )
-    out: Path = args.out
+    scenario = base
+    if args.replicas:
+        first = base.workloads[0].model_copy(update={"replicas": args.replicas})
+        scenario = base.model_copy(
+            update={
+                "name": f"{base.name}-{args.replicas}-replicas",
+                "workloads": [first, *base.workloads[1:]],
+            }
+        )
+    out: Path = args.out or ROOT / "results" / "calibration" / f"other-topology-{scenario.name}"
     measured_dir = out / "measured"
     summary = measured_dir / f"{scenario.name}-seed{scenario.seed}.json"
     if not (args.reuse and summary.is_file()):

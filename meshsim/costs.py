@@ -54,12 +54,14 @@ def pass_cost(cost: ProxyCost, role: Role, request_bytes: int, response_bytes: i
     )
 
 
-def app_call_cpu_s(profile: Profile, request_bytes: int, response_bytes: int) -> float:
-    """Kernel and HTTP-stack CPU at one end of a plain call."""
+def app_call_cpu_s(
+    profile: Profile, request_bytes: int, response_bytes: int, *, client: bool = False
+) -> float:
+    """Kernel and HTTP-stack CPU at one end of a plain call: the server end (the app
+    visited) or the client end (the app making the call)."""
     app = profile.app
-    return (
-        app.per_request_us.value + app.per_kib_us.value * (request_bytes + response_bytes) / KIB
-    ) * US
+    per_call = app.per_call_us.value if client else app.per_request_us.value
+    return (per_call + app.per_kib_us.value * (request_bytes + response_bytes) / KIB) * US
 
 
 def proxy_memory_mib(

@@ -56,6 +56,11 @@ class CpuCost(_Model):
     )
     cv: Sourced = Field(description="Coefficient of variation of one pass's CPU time.")
     handshake_us: Handshake = Field(description="CPU for one new mTLS connection, each side.")
+    cross_node_us: Sourced = Field(
+        description="More CPU per request at each end of a link between two proxies on "
+        "different nodes (the packets' path through the node network), request and "
+        "response passes together."
+    )
 
 
 class MemoryCost(_Model):
@@ -99,7 +104,12 @@ class ProxyCost(_Model):
 class AppCost(_Model):
     """The baseline every mode pays: the app's networking stack, no mesh."""
 
-    per_request_us: Sourced = Field(description="Kernel + HTTP stack CPU per request, each end.")
+    per_request_us: Sourced = Field(
+        description="Kernel + HTTP stack CPU per request at its server end (the app it visits)."
+    )
+    per_call_us: Sourced = Field(
+        description="Kernel + HTTP stack CPU per call at its client end (the app making it)."
+    )
     per_kib_us: Sourced
     per_connection_kib: Sourced
     per_inflight_kib: Sourced
@@ -113,6 +123,11 @@ class AppCost(_Model):
     )
     visit_latency_cv: Sourced = Field(
         description="Coefficient of variation of that latency (lognormal): its tail."
+    )
+    call_latency_us: Sourced = Field(
+        description="Latency of each call an app makes, at its client end, outside its CPU "
+        "(the HTTP client's request and response handling on the event loop), added to the "
+        "visit's wait."
     )
 
 

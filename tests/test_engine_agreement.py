@@ -297,12 +297,15 @@ def test_connections_and_handshakes_agree_on_average_over_seeds(path: Path) -> N
 
 
 def test_engines_agree_with_the_calibrated_app_stack_terms() -> None:
-    """The local testbed's fitted profile uses every app-stack term (idle CPU, latency per
-    app visit, memory of serving mTLS, latency per KiB): both engines charge them alike.
-    Its visit latency is steadied like the app times (narrow spread around its mean)."""
+    """The local testbed's fitted profile uses the app-stack and testbed terms (idle CPU,
+    latency per app visit, client-end CPU of calls, cross-node CPU, memory of serving
+    mTLS): both engines charge them alike. Its visit latency is steadied like the app
+    times (narrow spread around its mean)."""
     scenario, _ = load_scenario(ROOT / "scenarios" / "testbed-chain.yaml")
     doc = steady_profile(load_profile(ROOT / "profiles" / "local-haproxy.yaml")).model_dump()
     assert doc["app"]["visit_latency_us"]["value"] > 0
+    assert doc["app"]["per_call_us"]["value"] != doc["app"]["per_request_us"]["value"]
+    assert doc["sidecar"]["cpu"]["cross_node_us"]["value"] > 0
     doc["app"]["visit_latency_cv"] = {"value": SMOOTHING_CV, "source": "test: steadied"}
     profile = Profile.model_validate(doc)
     assert compare(steadied(scenario), profile, scenario.seed) == {}

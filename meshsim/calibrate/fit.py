@@ -1,22 +1,24 @@
 """Fit profile parameters to measured runs by minimising simulated-minus-measured error.
 
 DESIGN.md section 6. The fit runs in three stages, each on the figures that carry its
-parameters: CPU (per request, per KiB, per handshake, idle) against the CPU of every
-component, then memory (base, per service, endpoint, connection, request in flight,
-serving) against their memory, then the latency-side parameters (the app stack's
-latency per visit and its spread; hop latency, deferred fraction, variability of each
-proxy kind) against the p50/p90/p99 latencies: the no-mesh points' percentiles, and
-the mesh points' percentiles over their no-mesh point's, both simulated. Each stage minimises with
-`scipy.optimize.least_squares`, the residuals computed by the simulator itself
-(common random numbers: one seed per point), so that a fitted profile reproduces the
-measurements through exactly the model that will later use it.
+parameters: CPU (per request, per call made, per KiB, per handshake, per cross-node link,
+idle) against the CPU of every component, then memory (base, per service, endpoint,
+connection, request in flight, serving) against their memory, then the latency-side
+parameters (the app stack's latency per visit and its spread, per call made; hop latency,
+deferred fraction, variability of each proxy kind) against the p50/p90/p99 latencies: the
+no-mesh points' percentiles, and the mesh points' percentiles over their no-mesh point's,
+both simulated. Each stage minimises with `scipy.optimize.least_squares` (a robust loss:
+one outlying figure does not decide the fit), the residuals computed by the simulator
+itself (common random numbers: one seed per point), so that a fitted profile reproduces
+the measurements through exactly the model that will later use it.
 
 Before a stage fits anything, it asks which parameters the data can pin down: a
 parameter the figures do not move, or whose effect is a combination of others' (one
 payload size cannot tell per-request from per-KiB CPU), is reported as not
 identifiable and keeps its prior value. After the fit, the covariance of the
 estimates gives 95% confidence intervals; an estimate whose interval is wider than
-the estimate itself is reported as poorly determined.
+the estimate itself is reported as poorly determined, and if that interval holds the
+prior, the prior is kept and the rest fitted again, one such parameter at a time.
 """
 
 from __future__ import annotations
@@ -64,6 +66,14 @@ NOT_PROPORTIONAL = "the figures do not move in proportion to it (an edge effect,
 # The latency stage differentiates the simulator at every step and its objective is
 # noisy (percentiles of finite runs): a few steps get most of the way.
 LATENCY_MAX_STEPS = 8
+# Refits after a loose parameter went back to its prior start from the last solution.
+LATENCY_REFIT_STEPS = 4
+# Residuals (relative errors) much beyond this are outliers, weighed down by a robust loss
+# (soft L1): on a shared host one setting's tail percentile can be several times its
+# neighbours' (a scheduler stall), and in least squares that one figure would decide
+# every parameter and widen every interval. 10% is the run-to-run noise of a percentile
+# or a CPU figure here.
+ROBUST_SCALE = 0.1
 # The residual of a simulated figure that does not exist (no request completed in the
 # window), so that every candidate has the same residuals to compare.
 UNDEFINED_PENALTY = 10.0  # finite-difference step, as a fraction of the parameter's scale
@@ -317,10 +327,17 @@ def _rms(r: np.ndarray) -> float:
 
 
 def _solve(
-    fit: _Stage, free: list[Parameter], x0: np.ndarray, scales: np.ndarray, jac0: np.ndarray
+    fit: _Stage,
+    free: list[Parameter],
+    x0: np.ndarray,
+    scales: np.ndarray,
+    jac0: np.ndarray,
+    steps: int = LATENCY_MAX_STEPS,
 ) -> tuple[np.ndarray, np.ndarray, list[float | None], np.ndarray]:
-    """Least squares within the parameters' bounds; 95% intervals from the covariance
-    s^2 (J^T J)^-1 at the solution, with Student's t on the residual degrees of freedom.
+    """Robust least squares (soft L1 loss, see ROBUST_SCALE) within the parameters'
+    bounds; 95% intervals from the covariance s^2 (J^T W J)^-1 at the solution, W the
+    loss's weight of each residual and s^2 the weighted residual variance, with Student's t
+    on the residual degrees of freedom.
 
     CPU and memory figures are close to linear in their parameters (the simulator charges
     each cost per event it counts; only queueing at saturation bends them), so those
@@ -348,7 +365,9 @@ def _solve(
             bounds=(np.zeros(len(free)), upper),
             x_scale=scales,
             method="trf",
-            max_nfev=40 if linear else LATENCY_MAX_STEPS,
+            max_nfev=40 if linear else steps,
+            loss="soft_l1",
+            f_scale=ROBUST_SCALE,
         )
         x = np.asarray(solution.x)
     r = residuals(x)
@@ -356,7 +375,9 @@ def _solve(
     dof = r.size - len(free)
     if dof <= 0:
         return x, r, [None] * len(free), jac
-    cov = float(r @ r) / dof * np.linalg.pinv(jac.T @ jac)
+    # the robust loss weighs each residual by rho'((r/f)^2): the interval does the same
+    w = 1.0 / np.sqrt(1.0 + (r / ROBUST_SCALE) ** 2)
+    cov = float(w @ (r * r)) / dof * np.linalg.pinv(jac.T @ (jac * w[:, None]))
     t = float(stats.t.ppf(0.975, dof))
     ci: list[float | None] = [t * math.sqrt(max(float(cov[k, k]), 0.0)) for k in range(len(free))]
     return x, r, ci, jac
@@ -376,6 +397,12 @@ def _not_proportional(
         if size > 0 and float(np.linalg.norm(a - b)) > NONLINEAR_TOL * size:
             out.append(k)
     return out
+
+
+def _looseness(e: Estimate) -> float:
+    """The width of an estimate's interval over the estimate (backward elimination drops
+    the least significant first)."""
+    return (e.ci95 or 0.0) / max(abs(e.value), 1e-12)
 
 
 def _estimate(param: Parameter, prior: float, value: float, ci95: float | None) -> Estimate:
@@ -468,25 +495,40 @@ def _fit_stage(model: _Model, stage: Stage, profile: Profile, say: Say) -> tuple
             estimates[j] = Estimate(params[j], prior[params[j].path], prior[params[j].path],
                                     None, "not identifiable", NOT_PROPORTIONAL)  # fmt: skip
         # An estimate the data barely constrain, whose interval holds the prior, does not
-        # contradict the prior: keep the prior and fit the others again without it.
-        keep = [j for j, e in first.items() if e.status == "poorly determined" and e.holds_prior]
-        keep = [j for j in keep if kept.index(j) not in bent]
-        for j in keep:
-            e = first[j]
-            estimates[j] = dataclasses.replace(
-                e, value=e.prior, note=f"{e.value:.4g} ± {e.ci95:.3g} holds the prior: kept"
-            )
-        dropped = keep + [kept[k] for k in bent]
-        for j in dropped:
-            fit.fixed[params[j].path] = prior[params[j].path]
-        again = [j for j in kept if j not in dropped]
-        if dropped and again:
-            free = [params[j] for j in again]
-            xf, r1, ci, _ = _solve(fit, free, x0[again], scales[again], jac0[:, again])
-            for k, j in enumerate(again):
-                estimates[j] = _estimate(params[j], prior[params[j].path], float(xf[k]), ci[k])
-        elif dropped:
-            r1 = fit.residuals(np.zeros(0), [])
+        # contradict the prior: keep the prior and fit the others again without it, one at
+        # a time, the loosest (widest interval for its size) first, since a loose
+        # parameter also widens the intervals of those its effect resembles.
+        dropped = [kept[k] for k in bent]
+        current = {j: e for j, e in first.items() if j not in dropped}
+        refit = bool(dropped)  # what was fitted alongside an artefact is fitted again
+        while True:
+            loose = [j for j, e in current.items() if e.status == "poorly determined"
+                     and e.holds_prior]  # fmt: skip
+            if loose:
+                j = max(loose, key=lambda j: _looseness(current[j]))
+                e = current.pop(j)
+                estimates[j] = dataclasses.replace(
+                    e, value=e.prior, note=f"{e.value:.4g} ± {e.ci95:.3g} holds the prior: kept"
+                )
+                dropped.append(j)
+                refit = True
+            if not refit:
+                break
+            refit = False
+            for j in dropped:
+                fit.fixed[params[j].path] = prior[params[j].path]
+            again = [j for j in kept if j not in dropped]
+            if not again:
+                r1 = fit.residuals(np.zeros(0), [])
+                break
+            start = np.array([current[j].value for j in again])
+            xf, r1, ci, _ = _solve(
+                fit, [params[j] for j in again], start, scales[again], jac0[:, again],
+                steps=LATENCY_REFIT_STEPS,
+            )  # fmt: skip
+            current = {j: _estimate(params[j], prior[params[j].path], float(xf[k]), ci[k])
+                       for k, j in enumerate(again)}  # fmt: skip
+            estimates.update(current)
     values = {p.path: estimates[j].value for j, p in enumerate(params)}
     result = StageFit(
         stage,

@@ -62,6 +62,7 @@ def _proxy_parameters(kind: str) -> list[Parameter]:
         Parameter(f"{kind}.cpu.per_kib_us", "cpu", "us", 5.0),
         Parameter(f"{kind}.cpu.handshake_us.client", "cpu", "us", 500.0),
         Parameter(f"{kind}.cpu.handshake_us.server", "cpu", "us", 500.0),
+        Parameter(f"{kind}.cpu.cross_node_us", "cpu", "us", 50.0),
         Parameter(f"{kind}.idle_millicores", "cpu", "millicores", 2.0),
         Parameter(f"{kind}.memory.base_mib", "memory", "MiB", 10.0),
         Parameter(f"{kind}.memory.per_service_kib", "memory", "KiB", 50.0),
@@ -78,12 +79,14 @@ def _proxy_parameters(kind: str) -> list[Parameter]:
 
 PARAMETERS: tuple[Parameter, ...] = (
     Parameter("app.per_request_us", "cpu", "us", 100.0),
+    Parameter("app.per_call_us", "cpu", "us", 100.0),
     Parameter("app.per_kib_us", "cpu", "us", 5.0),
     Parameter("app.idle_millicores", "cpu", "millicores", 5.0),
     Parameter("app.per_connection_kib", "memory", "KiB", 16.0),
     Parameter("app.per_inflight_kib", "memory", "KiB", 8.0),
     Parameter("app.visit_latency_us", "latency", "us", 1000.0, start=1000.0),
     Parameter("app.visit_latency_cv", "latency", "ratio", 0.5, upper=5.0, start=0.5),
+    Parameter("app.call_latency_us", "latency", "us", 500.0, start=500.0),
     *_proxy_parameters("sidecar"),
     *_proxy_parameters("ztunnel"),
     *_proxy_parameters("waypoint"),

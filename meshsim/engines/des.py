@@ -25,7 +25,7 @@ import simpy
 
 from meshsim.accounting import WindowTally, component_usages, mode_result
 from meshsim.connections import Connection, ConnectionLedger, ConnectionPool
-from meshsim.costs import Role, app_call_cpu_s, pass_cost
+from meshsim.costs import PassCost, Role, app_call_cpu_s, pass_cost
 from meshsim.distributions import Constant, Distribution
 from meshsim.profile import Profile, ProxyCost
 from meshsim.results import (
@@ -40,6 +40,7 @@ Progress = Callable[[float], None]
 Proc = Generator[Any, Any, Any]
 _BATCH = 4096
 _MS = 1e-3
+_NO_PASS = PassCost(0.0, 0.0, 0.0)
 
 
 def child_rng(seed: int, name: str) -> np.random.Generator:
@@ -125,6 +126,15 @@ class _Plan:
     dst: Pod
 
 
+def _with_cross_node(cost: PassCost, boxes: tuple[tuple[_Box, Role], ...], i: int) -> PassCost:
+    """A pass's cost with the CPU of its links to the previous and the next box that cross
+    nodes, half on each pass."""
+    node = boxes[i][0].proxy.node
+    cross = sum(boxes[k][0].proxy.node != node for k in (i - 1, i + 1) if 0 <= k < len(boxes))
+    half = boxes[i][0].cost.cpu.cross_node_us.value * 1e-6 / 2 * cross
+    return PassCost(cost.request_s + half, cost.response_s + half, cost.deferred_s)
+
+
 class _Simulation:
     def __init__(
         self,
@@ -188,6 +198,7 @@ class _Simulation:
             )
         app = profile.app
         self.visit_s = app.visit_latency_us.value * 1e-6
+        self.call_s = app.call_latency_us.value * 1e-6
         # own streams, so that a profile without visit latency draws exactly as before
         self.visit_mult = [
             unit_mean_multiplier(app.visit_latency_cv.value, child_rng(seed, f"visit/{p.name}"))
@@ -417,7 +428,15 @@ class _Simulation:
         workers = [self._pick(box) for box, _ in boxes]
         held: list[tuple[ConnectionPool, Connection] | None] = [None] * len(segments)
         entered = [0.0] * len(boxes)
-        costs = [pass_cost(box.cost, role, request_bytes, response_bytes) for box, role in boxes]
+        # a ztunnel to itself (a same-node call in ambient mode) hands the call straight to
+        # the pod: one pass, its outbound one; the inbound box costs nothing
+        passes = [not (i and boxes[i - 1][0] is box) for i, (box, _) in enumerate(boxes)]
+        costs = [
+            _with_cross_node(pass_cost(box.cost, role, request_bytes, response_bytes), boxes, i)
+            if one
+            else _NO_PASS
+            for i, ((box, role), one) in enumerate(zip(boxes, passes, strict=True))
+        ]
         identity: int | str = src.identity
         for i, (box, _role) in enumerate(boxes):
             seg = segments[i]
@@ -427,7 +446,8 @@ class _Simulation:
                 held[i] = yield from self._connect(
                     seg, owner, prev, workers[i - 1], box, workers[i]
                 )
-            yield env.timeout(seg.delay_s + box.hop_s + box.hop_per_byte_s * request_bytes)
+            hop_s = box.hop_s + box.hop_per_byte_s * request_bytes if passes[i] else 0.0
+            yield env.timeout(seg.delay_s + hop_s)
             entered[i] = env.now
             yield from self._work(box, workers[i], costs[i].request_s * draw(box.mult))
         last = segments[-1]
@@ -444,7 +464,8 @@ class _Simulation:
                 box, workers[i], costs[i].response_s * mult, costs[i].deferred_s * mult
             )
             self._in_flight(box.comp, entered[i], env.now)
-            yield env.timeout(segments[i].delay_s + box.hop_s + box.hop_per_byte_s * response_bytes)
+            hop_s = box.hop_s + box.hop_per_byte_s * response_bytes if passes[i] else 0.0
+            yield env.timeout(segments[i].delay_s + hop_s)
             self._release(held[i])
 
     def _release(self, held: tuple[ConnectionPool, Connection] | None) -> None:
@@ -475,12 +496,15 @@ class _Simulation:
         service_time, cpu_time, _, _ = self.app_draws[pod.index]
         cpu = draw(cpu_time) + app_call_cpu_s(self.profile, request_bytes, response_bytes)
         for call in calls:
-            cpu += app_call_cpu_s(self.profile, call.request_bytes, call.response_bytes)
+            cpu += app_call_cpu_s(
+                self.profile, call.request_bytes, call.response_bytes, client=True
+            )
         if cpu > 0:
             yield from self._burst(pod.node, pod.index, cpu)
         wait = draw(service_time)
         if self.visit_s > 0:
             wait += self.visit_s * draw(self.visit_mult[pod.index])
+        wait += self.call_s * len(calls)  # the client end of each call the app makes
         if wait > 0:
             yield env.timeout(wait)
         if workload.fanout == "sequential" or len(calls) < 2:

@@ -355,6 +355,8 @@ class _Calls:
     request_s: list[np.ndarray]
     response_s: list[np.ndarray]
     deferred_s: list[np.ndarray]
+    hop_in_s: list[np.ndarray | float]  # hop latency into each box with the request
+    hop_out_s: list[np.ndarray | float]  # and out of it with the response
     app_cpu_s: np.ndarray
     service_s: np.ndarray
     children: list[_Calls] = field(default_factory=list)
@@ -562,15 +564,26 @@ class _VectorRun:
         nodes = [m.comp_node[c] for c in comps]
         stations = [m.worker_base[c] + w for c, w in zip(comps, workers, strict=True)]
         request_s, response_s, deferred_s = [], [], []
-        for spec in m.boxes:
+        hop_in_s: list[np.ndarray | float] = []
+        hop_out_s: list[np.ndarray | float] = []
+        for j, spec in enumerate(m.boxes):
             cost = pass_cost(
                 self.profile.proxy(spec.kind), spec.role, slot.request_bytes, slot.response_bytes
             )
             req_mult = _unit_mean(rng, spec.cv, n)
             resp_mult = _unit_mean(rng, spec.cv, n)
-            request_s.append(cost.request_s * req_mult)
-            response_s.append(cost.response_s * resp_mult)
-            deferred_s.append(cost.deferred_s * resp_mult)
+            # a ztunnel to itself (a same-node call in ambient mode) hands the call straight
+            # to the pod: one pass, its outbound one; the inbound box costs nothing
+            same_kind = j and spec.kind == m.boxes[j - 1].kind == "ztunnel"
+            passes = comps[j] != comps[j - 1] if same_kind else 1.0
+            # the links to the previous and the next box that cross nodes, half each pass
+            cross = sum(nodes[k] != nodes[j] for k in (j - 1, j + 1) if 0 <= k < len(nodes))
+            cross_s = self.profile.proxy(spec.kind).cpu.cross_node_us.value * 1e-6 / 2 * cross
+            request_s.append((cost.request_s + cross_s) * req_mult * passes)
+            response_s.append((cost.response_s + cross_s) * resp_mult * passes)
+            deferred_s.append(cost.deferred_s * resp_mult * passes)
+            hop_in_s.append((spec.hop_s + spec.hop_per_kib_s * slot.request_bytes / KIB) * passes)
+            hop_out_s.append((spec.hop_s + spec.hop_per_kib_s * slot.response_bytes / KIB) * passes)
         delays: list[np.ndarray] = []
         segs: list[_Seg | None] = []
         for j, spec in enumerate(m.boxes):
@@ -640,6 +653,8 @@ class _VectorRun:
             request_s,
             response_s,
             deferred_s,
+            hop_in_s,
+            hop_out_s,
             app_cpu,
             service,
         )
@@ -650,8 +665,9 @@ class _VectorRun:
             else:
                 present = np.flatnonzero(rng.random(n) < kid.probability)
             calls.app_cpu_s[present] += app_call_cpu_s(
-                self.profile, kid.request_bytes, kid.response_bytes
+                self.profile, kid.request_bytes, kid.response_bytes, client=True
             )
+            calls.service_s[present] += app.call_latency_us.value * 1e-6
             calls.children.append(self._draw_calls(kid, rows[present], present, dst[present], rng))
         return calls
 
@@ -694,7 +710,7 @@ class _VectorRun:
             col[_CALL["app_slot"], lo:hi] = self.m.slot_station[calls.dst]
             col[_CALL["app_cpu"], lo:hi] = calls.app_cpu_s
             col[_CALL["service"], lo:hi] = calls.service_s
-            for j, spec in enumerate(self.m.boxes):
+            for j in range(n_boxes):
                 b = j * len(BOX_FIELDS)
                 col[b + _BOX["station"], lo:hi] = calls.box_station[j]
                 col[b + _BOX["node"], lo:hi] = calls.box_node[j]
@@ -706,12 +722,8 @@ class _VectorRun:
                 col[b + _BOX["pool"], lo:hi] = -1
                 col[b + _BOX["hs_client"], lo:hi] = 0.0
                 col[b + _BOX["hs_server"], lo:hi] = 0.0
-                col[b + _BOX["hop_in"], lo:hi] = (
-                    spec.hop_s + spec.hop_per_kib_s * calls.slot.request_bytes / KIB
-                )
-                col[b + _BOX["hop_out"], lo:hi] = (
-                    spec.hop_s + spec.hop_per_kib_s * calls.slot.response_bytes / KIB
-                )
+                col[b + _BOX["hop_in"], lo:hi] = calls.hop_in_s[j]
+                col[b + _BOX["hop_out"], lo:hi] = calls.hop_out_s[j]
                 seg = calls.segs[j]
                 if seg is not None and seg.pos.shape[0]:
                     segs.append(seg)
