@@ -17,8 +17,10 @@ from meshsim.topology import build_topology
 __all__ = ["ENGINES", "ModeProgress", "choose_engine", "simulate"]
 
 ENGINES = ("des", "vector", "auto")
-# `auto` runs the vector engine above this many queue visits (about 10 s of the DES engine).
-AUTO_VECTOR_VISITS = 1_000_000
+# `auto` runs the vector engine above this many queue visits per mode: about 2 s of the DES
+# engine, where the vector engine's start (loading its compiled loop, about a second) has
+# paid for itself. The two run the same model (tests/test_engine_agreement.py).
+AUTO_VECTOR_VISITS = 100_000
 ModeProgress = Callable[[Mode, float], None]
 
 
