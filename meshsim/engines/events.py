@@ -562,6 +562,7 @@ def run_window(
                 stage = ev
                 visit_kind = -1
                 vs, vn, vc, resume = -1, -1, -1, 0
+                vbox = -1  # the fields of the box whose worker a pass holds
                 vf, vd = 0.0, 0.0
                 while stage >= 0:
                     j = int(st[c, _S_BOX])
@@ -571,11 +572,7 @@ def run_window(
                     if stage == _REQ:
                         st[c, sj] = now
                         visit_kind = _PASS
-                        vs, vn, vc = (
-                            int(calls[c, bj + _B_STATION]),
-                            int(calls[c, bj + _B_NODE]),
-                            int(calls[c, bj + _B_COMP]),
-                        )
+                        vbox = bj  # a pass on this box's worker
                         vf, vd, resume = calls[c, bj + _B_REQ], 0.0, _REQ_DONE
                         stage = -1
                     elif stage == _REQ_DONE:
@@ -586,11 +583,7 @@ def run_window(
                             stage = _APP_CONNECT
                     elif stage == _RESP:
                         visit_kind = _PASS
-                        vs, vn, vc = (
-                            int(calls[c, bj + _B_STATION]),
-                            int(calls[c, bj + _B_NODE]),
-                            int(calls[c, bj + _B_COMP]),
-                        )
+                        vbox = bj  # a pass on this box's worker
                         vf, vd, resume = calls[c, bj + _B_RESP], calls[c, bj + _B_DEF], _RESP_DONE
                         stage = -1
                     elif stage == _RESP_DONE:
@@ -635,11 +628,7 @@ def run_window(
                                 tls_hs += 1
                             # the client end handshakes on the previous box's worker
                             visit_kind = _PASS
-                            vs, vn, vc = (
-                                int(calls[c, bj - _BF + _B_STATION]),
-                                int(calls[c, bj - _BF + _B_NODE]),
-                                int(calls[c, bj - _BF + _B_COMP]),
-                            )
+                            vbox = bj - _BF  # on the previous box's worker
                             vf, vd, resume = calls[c, bj + _B_HS_CLIENT], 0.0, _HS1_DONE
                             stage = -1
                         elif c_waiters[k] != _READY:  # joined an HTTP/2 connection handshaking
@@ -755,11 +744,7 @@ def run_window(
                         stage = -1
                     elif stage == _HS2:
                         visit_kind = _PASS
-                        vs, vn, vc = (
-                            int(calls[c, bj + _B_STATION]),
-                            int(calls[c, bj + _B_NODE]),
-                            int(calls[c, bj + _B_COMP]),
-                        )
+                        vbox = bj  # a pass on this box's worker
                         vf, vd, resume = calls[c, bj + _B_HS_SERVER], 0.0, _HS2_DONE
                         stage = -1
                     elif stage == _HS2_DONE:
@@ -807,6 +792,10 @@ def run_window(
                             c = up
                             stage = _APP_END
                 if visit_kind >= 0:
+                    if vbox >= 0:
+                        vs = int(calls[c, vbox + _B_STATION])
+                        vn = int(calls[c, vbox + _B_NODE])
+                        vc = int(calls[c, vbox + _B_COMP])
                     # a new visit: a freed slot of the arena, else the next never used
                     if v_free >= 0:
                         v = v_free
