@@ -33,6 +33,11 @@ BASE = SWEEPS / "smoke-base.yaml"
 MESHSIM = [sys.executable, "-c", "from meshsim.cli import main; main()"]
 
 
+def default_sigint() -> None:
+    """In the child: Ctrl-C as a terminal delivers it, even if this process ignores it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def write_sweep(tmp_path: Path, body: str, name: str = "sweep.yaml") -> Path:
     path = tmp_path / name
     path.write_text(f"name: t\nscenario: {BASE}\n" + textwrap.dedent(body), encoding="utf-8")
@@ -210,7 +215,11 @@ def test_an_interrupted_sweep_finishes_only_the_missing_points(tmp_path: Path) -
     out = tmp_path / "out"
     cmd = [*MESHSIM, "sweep", str(sweep), "--out", str(out)]
     proc = subprocess.Popen(
-        [*cmd, "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*cmd, "--workers", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
     )
     points = out / "points"
     deadline = time.monotonic() + 120

@@ -253,6 +253,11 @@ def test_mtls_is_required_and_counted(mode: str, port: int, tmp_path: Path) -> N
 # ---- nothing is left behind -------------------------------------------------------------
 
 
+def default_sigint() -> None:
+    """In the child: Ctrl-C as a terminal delivers it, even if this process ignores it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_measure(tmp_path: Path, duration_s: float) -> tuple[subprocess.Popen[str], str]:
     """`meshsim measure` of the two-pod scenario in mode none, until its load is running."""
     doc = yaml.safe_load(TWO_PODS.read_text())
@@ -266,6 +271,7 @@ def start_measure(tmp_path: Path, duration_s: float) -> tuple[subprocess.Popen[s
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )  # fmt: skip
     assert proc.stderr is not None
     run_id, seen, deadline = "", "", time.monotonic() + 60
