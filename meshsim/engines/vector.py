@@ -436,6 +436,7 @@ class _VectorRun:
         self.end_s = self.w1
         self.pending = np.zeros(0)
         self.scratch = _Scratch()
+        self.cert_life_s = scenario.mesh.cert_lifetime_h * 3600.0  # TLS pools rotate at this
 
     # ---- pools ---------------------------------------------------------------------
 
@@ -508,7 +509,7 @@ class _VectorRun:
                 self.p[name] = grown
 
     def _new_pools(self, segs: list[_Seg], ids: np.ndarray, before: int, after: int) -> None:
-        lifetime = self.scenario.mesh.cert_lifetime_h * 3600.0
+        lifetime = self.cert_life_s
         grow = after - before
         first = np.full(grow, -1, np.int64)  # first acquisition index of each new pool
         new_ids = ids - before
@@ -845,7 +846,7 @@ class _VectorRun:
             self.m.first_server, self.m.servers, self.m.station_of, self.free_at,
             p["origin"], p["target"], p["tls"], p["mux"], pool.max_streams_per_connection,
             pool.idle_timeout_s, pool.max_requests_per_connection or 0,
-            self.scenario.mesh.cert_lifetime_h * 3600.0, p["phase"], p["head"], p["seconds"],
+            self.cert_life_s, p["phase"], p["head"], p["seconds"],
             c["next"], c["opened"], c["expires"], c["last"], c["requests"], c["active"],
             c["waiters"], self.free, self.live,
             self.w0, self.w1, 2 * self.w1, self.cpu_s, self.resid_s, self.handshakes,
