@@ -451,7 +451,9 @@ def run_window(
     v_free = -1
     v_top = 0
     # the heap (and the ring of events due now, in the order they arose): each call waits
-    # on one thing at a time, each held server has one event
+    # on one thing at a time, each held server has one event. A server granted at once (an
+    # idle one) is not queued in the ring: its event runs next, which only reorders events
+    # of the same instant and saves about a third of the ring's traffic
     size = 0
     seq = 0
     t_first = root_start[0] if (n_roots > 0 and not closed) else window_end
@@ -481,8 +483,12 @@ def run_window(
     r_head, r_count = 0, 0
     r_mask = ring.shape[0] - 1  # a power of two: positions wrap with a mask
     last_time, now = 0.0, 0.0
+    pending = -1  # a grant made at once: its event runs next, before the ring's
     while True:
-        if r_count > 0:  # what happens at this moment, first come first served
+        if pending >= 0:
+            code = pending
+            pending = -1
+        elif r_count > 0:  # what happens at this moment, first come first served
             code = ring[r_head]
             r_head = (r_head + 1) & r_mask
             r_count -= 1
@@ -820,8 +826,7 @@ def run_window(
                         vi[v, _V_WORKER] = granted
                     else:
                         vi[v, _V_CORE] = granted
-                    ring[(r_head + r_count) & r_mask] = v * 64 + phase
-                    r_count += 1
+                    pending = v * 64 + phase
                 else:
                     vi[v, _V_PHASE] = phase
                     vi[v, _V_NEXT] = -1
