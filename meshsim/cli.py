@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -24,15 +25,21 @@ BAD_INPUT = 2
 
 
 class _LazyProgress:
-    """A progress bar that appears only once a run has taken more than a couple of seconds."""
+    """A progress bar that appears only once a run has taken more than a couple of seconds.
+    Modes running side by side call it from their own threads."""
 
     def __init__(self, console: Console, modes: list[str], after_s: float = 2.0):
         self.console, self.modes, self.after_s = console, modes, after_s
         self.started = time.monotonic()
         self.bar: Progress | None = None
         self.tasks: dict[str, TaskID] = {}
+        self.lock = threading.Lock()
 
     def __call__(self, mode: str, fraction: float) -> None:
+        with self.lock:
+            self._update(mode, fraction)
+
+    def _update(self, mode: str, fraction: float) -> None:
         if self.bar is None:
             if time.monotonic() - self.started < self.after_s:
                 return
@@ -49,8 +56,9 @@ class _LazyProgress:
         self.bar.update(self.tasks[mode], completed=fraction)
 
     def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+        with self.lock:
+            if self.bar is not None:
+                self.bar.stop()
 
 
 def _fail(err: InputError) -> None:
@@ -88,6 +96,13 @@ def main() -> None:
     help="Write the results files (JSON, CSV, histograms) into this folder.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON summary on stdout.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Modes simulated at once (vector engine; each mode is its own run). Default: one "
+    "per core for scenarios of up to 20 M queue visits per mode, else 1.",
+)
 def run(
     file: Path,
     modes: tuple[Mode, ...],
@@ -95,6 +110,7 @@ def run(
     engine: str,
     out_dir: Path | None,
     as_json: bool,
+    jobs: int | None,
 ) -> None:
     """Simulate FILE in each mesh mode and compare them."""
     try:
@@ -110,7 +126,7 @@ def run(
     progress = _LazyProgress(stderr, list(chosen))
     try:
         result = simulate(
-            scenario, profile, modes=chosen, seed=seed, engine=engine, progress=progress
+            scenario, profile, modes=chosen, seed=seed, engine=engine, progress=progress, jobs=jobs
         )
     finally:
         progress.stop()

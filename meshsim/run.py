@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from meshsim import __version__
@@ -14,13 +16,19 @@ from meshsim.results import ByComponent, ModeResult, RunResult
 from meshsim.scenario import Mode, Scenario
 from meshsim.topology import build_topology
 
-__all__ = ["ENGINES", "ModeProgress", "choose_engine", "simulate"]
+__all__ = ["ENGINES", "ModeProgress", "choose_engine", "mode_jobs", "simulate"]
 
 ENGINES = ("des", "vector", "auto")
 # `auto` runs the vector engine above this many queue visits per mode: about 2 s of the DES
 # engine, where the vector engine's start (loading its compiled loop, about a second) has
 # paid for itself. The two run the same model (tests/test_engine_agreement.py).
 AUTO_VECTOR_VISITS = 100_000
+# The modes of a run are independent simulations (each its own seeded random streams), so
+# the vector engine, whose event loop releases the GIL, runs them side by side, a thread
+# per core, for scenarios whose modes each expect at most this many queue visits. Above
+# it a mode holds hundreds of MB to GB of pool and connection state (large-cluster: 3 GiB),
+# and modes run one at a time so that peak memory stays one mode's.
+PARALLEL_MODE_VISITS = 20_000_000
 ModeProgress = Callable[[Mode, float], None]
 
 
@@ -45,7 +53,10 @@ def simulate(
     seed: int | None = None,
     engine: str = "des",
     progress: ModeProgress | None = None,
+    jobs: int | None = None,
 ) -> RunResult:
+    """Every mode of `scenario` (or `modes`) on one engine. `jobs`: modes run at once
+    (vector engine only); default `mode_jobs`'s choice."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; expected one of: {', '.join(ENGINES)}")
     chosen = list(modes) if modes else list(scenario.mesh.modes)
@@ -54,16 +65,27 @@ def simulate(
     simulate_mode = simulate_vector if engine == "vector" else simulate_des
     topology = build_topology(scenario)
     run_seed = scenario.seed if seed is None else seed
-    results: dict[str, ModeResult] = {}
-    for mode in chosen:
+    if jobs is None:
+        jobs = mode_jobs(scenario, chosen, engine)
 
-        def tick(fraction: float, mode: Mode = mode) -> None:
+    def one(mode: Mode) -> ModeResult:
+        def tick(fraction: float) -> None:
             if progress is not None:
                 progress(mode, fraction)
 
-        results[mode] = simulate_mode(
+        return simulate_mode(
             scenario, profile, topology, mode, seed=run_seed, progress=tick if progress else None
         )
+
+    if jobs <= 1 or len(chosen) <= 1:
+        results = {mode: one(mode) for mode in chosen}
+    else:
+        pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="meshsim-mode")
+        try:
+            futures = {mode: pool.submit(one, mode) for mode in chosen}
+            results = {mode: future.result() for mode, future in futures.items()}
+        finally:  # on an error or Ctrl-C, modes not started yet never start
+            pool.shutdown(wait=True, cancel_futures=True)
     return RunResult(
         meshsim_version=__version__,
         scenario=scenario.name,
@@ -72,6 +94,17 @@ def simulate(
         profile=profile.name,
         modes=results,
     )
+
+
+def mode_jobs(scenario: Scenario, modes: Sequence[Mode], engine: str) -> int:
+    """How many modes `simulate` runs at once by default: one per core the process may use,
+    on the vector engine, when every mode is small enough (PARALLEL_MODE_VISITS); else 1.
+    The DES engine is Python throughout and holds the GIL: threads would not help it."""
+    if engine != "vector" or len(modes) <= 1:
+        return 1
+    if max(expected_queue_visits(scenario, mode) for mode in modes) > PARALLEL_MODE_VISITS:
+        return 1
+    return max(1, min(len(modes), len(os.sched_getaffinity(0))))
 
 
 def choose_engine(scenario: Scenario, modes: Sequence[Mode]) -> tuple[str, str]:

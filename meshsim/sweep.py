@@ -485,7 +485,8 @@ def run_point(
         if problems:
             text = "; ".join(f"{format_path(p)}: {m}" for p, m in problems)
             raise ValueError(f"invalid scenario: {text}")
-        run = simulate(scenario, profile, seed=point.seed, engine=spec.engine)
+        # the sweep runs points side by side: one point's modes run one after another
+        run = simulate(scenario, profile, seed=point.seed, engine=spec.engine, jobs=1)
         return PointOutcome(point=point, run=run, error=None)
     except Exception as exc:
         detail = "".join(traceback.format_exception_only(exc)).strip()

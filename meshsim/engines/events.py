@@ -489,18 +489,18 @@ def run_window(
             code = pending
             pending = -1
         elif r_count > 0:  # what happens at this moment, first come first served
-            code = ring[r_head]
+            code = int(ring[r_head])
             r_head = (r_head + 1) & r_mask
             r_count -= 1
         elif size > 0 and (next_root >= n_roots or h_time[0] <= root_start[next_root]):
             now = float(h_time[0])
-            code = h_code[0]
+            code = int(h_code[0])
             if now > cutoff:
                 break
             size = _pop(h_time, h_seq, h_code, size)
         elif next_root < n_roots:
             now = float(root_start[next_root])
-            code = root_call[next_root] * 64 + _START
+            code = int(root_call[next_root]) * 64 + _START
             next_root += 1
         else:
             break
