@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -107,3 +109,14 @@ def test_schema_is_a_json_schema_of_the_scenario() -> None:
     assert schema["$schema"].endswith("2020-12/schema")
     assert {"cluster", "workloads", "traffic", "profile"} <= set(schema["required"])
     assert "mesh" in schema["properties"]
+
+
+def test_python_dash_m_meshsim_is_the_command_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "meshsim", "validate", str(ROOT / "scenarios" / "quickstart.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{ROOT / 'scenarios' / 'quickstart.yaml'}: ok (")
