@@ -464,7 +464,7 @@ def test_cli_refits_a_dataset_and_prints_the_held_out_table(tmp_path: Path, trut
     assert sum(s["held_out"] for s in manifest["settings"]) == 2
     assert {"haproxy", "locust", "scipy"} <= set(manifest["software"])
     held = (out / "heldout.csv").read_text().splitlines()
-    assert held[0] == "point,mode,figure,component,kind,measured,simulated,error"
+    assert held[0] == "point,mode,figure,component,kind,measured,simulated,error,sampling_error"
     assert len(held) > 1
     # a setting missing from the dataset is not measured behind the user's back
     (out / "dataset" / plan.settings[0].key / f"synthetic-seed{MEASURE_SEED}.json").unlink()

@@ -225,10 +225,12 @@ def rows_csv(rows: Sequence[ErrorRow]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(
-        ["point", "mode", "figure", "component", "kind", "measured", "simulated", "error"]
-    )
+        ["point", "mode", "figure", "component", "kind", "measured", "simulated", "error",
+         "sampling_error"]
+    )  # fmt: skip
     for r in rows:
         error = "" if r.error is None else f"{r.error:.6f}"
+        sampling = "" if r.sampling is None else f"{r.sampling:.6f}"
         writer.writerow(
             [
                 r.point,
@@ -239,6 +241,7 @@ def rows_csv(rows: Sequence[ErrorRow]) -> str:
                 f"{r.measured:.6g}",
                 f"{r.simulated:.6g}",
                 error,
+                sampling,
             ]
         )
     return buf.getvalue()
