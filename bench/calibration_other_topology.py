@@ -5,8 +5,9 @@ and the two-pod shape (one echo pod behind the load generator). This script meas
 another shape on the local testbed, by default two echo replicas on node-2 (a third
 sidecar, two endpoints, load balanced), or any testbed scenario as written (--scenario
 scenarios/testbed-fanout.yaml --replicas 0: a gateway calling four services in parallel),
-writes it as a scenario with the measured link delays and the calibrated profile,
-simulates it with `meshsim run`, and prints `meshsim compare` of the two, with the
+writes it as a scenario per mode with the measured link delays, the other work that mode's
+window found on the nodes' cores, and the calibrated profile, simulates each with
+`meshsim run`, and prints `meshsim compare` of the measured and simulated runs, with the
 issue's bounds.
 
     python bench/calibration_other_topology.py [--profile local-haproxy] [--out DIR]
@@ -27,7 +28,7 @@ import yaml
 
 from meshsim.calibrate.dataset import measured_network, save_measured
 from meshsim.loader import load_scenario
-from meshsim.results import load_run
+from meshsim.results import load_run, write_results
 from meshsim.testbed.runner import measure_local
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,23 +63,32 @@ def main() -> None:
         run = measure_local(scenario, prior, say=lambda s: print(s, file=sys.stderr))
         summary = save_measured(measured_dir, scenario, run)
     # the scenario as the scenario file states it (the app's memory is a fact of the app,
-    # not of one run), on the links measured in that run, with the calibrated profile:
-    # what `meshsim run` simulates, built as the calibration builds its points
-    as_run = measured_network(scenario, load_run(summary))
-    doc = as_run.model_dump(mode="json", exclude_none=True)
-    doc["profile"] = args.profile
-    as_measured = out / f"{scenario.name}.yaml"
-    as_measured.write_text(
-        "# Written by bench/calibration_other_topology.py: the measured shape, its measured\n"
-        "# link delays, and the calibrated profile.\n" + yaml.safe_dump(doc, sort_keys=False)
-    )
-    sim_dir = out / "simulated"
+    # not of one run), on the links measured in that run and with the other work each
+    # mode's window found on the nodes' cores, with the calibrated profile: what
+    # `meshsim run` simulates, one file per mode, built as the calibration builds its points
+    measured = load_run(summary)
     meshsim = [sys.executable, "-c", "from meshsim.cli import main; main()"]
-    subprocess.run(
-        [*meshsim, "run", str(as_measured), "--engine", "vector", "--out", str(sim_dir)],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    modes = {}
+    for mode in measured.modes:
+        doc = measured_network(scenario, measured, mode).model_dump(mode="json", exclude_none=True)
+        doc["profile"] = args.profile
+        as_measured = out / f"{scenario.name}-{mode}.yaml"
+        as_measured.write_text(
+            "# Written by bench/calibration_other_topology.py: the measured shape, its measured\n"
+            f"# link delays and the background {mode}'s window found, the calibrated profile.\n"
+            + yaml.safe_dump(doc, sort_keys=False)
+        )
+        mode_dir = out / "simulated" / mode
+        subprocess.run(
+            [*meshsim, "run", str(as_measured), "--mode", mode, "--engine", "vector",
+             "--out", str(mode_dir)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        run = load_run(mode_dir / f"{scenario.name}-seed{scenario.seed}.json")
+        modes[mode] = run.modes[mode]
+    sim_dir = out / "simulated"
+    write_results(run.model_copy(update={"modes": modes}), sim_dir)
     simulated = sim_dir / f"{scenario.name}-seed{scenario.seed}.json"
     table = subprocess.run(
         [*meshsim, "compare", str(summary), str(simulated)],

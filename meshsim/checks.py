@@ -68,6 +68,14 @@ def check_scenario(scenario: Scenario) -> list[tuple[PathKey, str]]:
     client_node = scenario.traffic.client.node
     if client_node is not None and client_node not in node_names:
         problems.append((("traffic", "client", "node"), _unknown("node", client_node, node_names)))
+    cores = {n.name: n.cores for n in resolve_nodes(scenario)}
+    for node, busy in scenario.cluster.background_cores.items():
+        where = ("cluster", "background_cores", node)
+        if node not in cores:
+            problems.append((where, _unknown("node", node, node_names)))
+        elif busy >= cores[node]:
+            problems.append((where, f"{busy:g} cores of background leave none of {node}'s "
+                                    f"{cores[node]} to the scenario"))  # fmt: skip
     problems += _cycles(scenario)
     if not problems:
         try:

@@ -10,12 +10,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from meshsim.profile import Profile, ProxyCost
 from meshsim.results import HOURS_PER_MONTH
-from meshsim.scenario import Price
-from meshsim.topology import Proxy
+from meshsim.scenario import Price, Scenario
+from meshsim.topology import Node, Proxy
 
-__all__ = ["PassCost", "Role", "pass_cost", "proxy_memory_mib", "usd_per_month"]
+__all__ = [
+    "PassCost",
+    "Role",
+    "background_shares",
+    "pass_cost",
+    "preempted_wait_s",
+    "proxy_memory_mib",
+    "usd_per_month",
+]
 
 Role = Literal["outbound", "inbound", "through"]
 US = 1e-6
@@ -82,3 +92,19 @@ def proxy_memory_mib(
 def usd_per_month(price: Price, cpu_cores: float, memory_mib: float) -> float:
     per_hour = cpu_cores * price.vcpu_hour_usd + memory_mib / KIB * price.gib_hour_usd
     return per_hour * HOURS_PER_MONTH
+
+
+def background_shares(scenario: Scenario, nodes: tuple[Node, ...]) -> list[float]:
+    """The share of each node's cores that other work takes (`cluster.background_cores`)."""
+    busy = scenario.cluster.background_cores
+    return [busy.get(n.name, 0.0) / n.cores for n in nodes]
+
+
+def preempted_wait_s(
+    rng: np.random.Generator, share: float | np.ndarray, mean_s: float, n: int
+) -> np.ndarray:
+    """What n wake-ups on a node wait for its other work: each finds a core taken with the
+    probability `share` and then waits for the rest of that work's slice, exponential with
+    mean `mean_s` (Poisson arrivals see the time average: PASTA)."""
+    taken = rng.random(n) < share
+    return np.where(taken, rng.exponential(mean_s, n), 0.0)

@@ -13,6 +13,7 @@ __all__ = [
     "AppCost",
     "CpuCost",
     "Directional",
+    "HostCost",
     "MemoryCost",
     "Profile",
     "ProxyCost",
@@ -131,6 +132,37 @@ class AppCost(_Model):
     )
 
 
+class HostCost(_Model):
+    """How the host's other work (a scenario's `cluster.background_cores`) delays bursts."""
+
+    preempted_wait_us: Sourced = Field(
+        description="Mean wait of a CPU burst that finds its core running other work: the "
+        "rest of that work's scheduler slice."
+    )
+    contention: Sourced = Field(
+        description="Share of the other work that competes with a running burst for its "
+        "core: a burst runs at 1 - contention x (the other work's share) of the core's speed "
+        "(1: every burst time-shares with it; 0: the scheduler runs bursts first)."
+    )
+
+
+# Linux's EEVDF scheduler gives a CPU-bound task a slice of base_slice (0.75 ms) times
+# 1 + log2(CPUs) before another task may run: 1.5 ms on 2 CPUs, on average half of it left.
+_DEFAULT_HOST = HostCost(
+    preempted_wait_us=Sourced(
+        value=750.0,
+        source="derived: half the slice Linux's EEVDF scheduler gives a CPU-bound task on a "
+        "2-CPU host (sysctl_sched_base_slice 0.75 ms x (1 + log2 2), kernel/sched/fair.c)",
+    ),
+    contention=Sourced(
+        value=0.5,
+        source="assumption: halfway between time-sharing every burst with the other work (1) "
+        "and running every burst ahead of it (0): Linux favours a task woken after sleeping, "
+        "as these bursts are, up to its lag",
+    ),
+)
+
+
 class Profile(_Model):
     name: str
     description: str = ""
@@ -138,6 +170,10 @@ class Profile(_Model):
     sidecar: ProxyCost
     ztunnel: ProxyCost
     waypoint: ProxyCost
+    host: HostCost = Field(
+        default=_DEFAULT_HOST,
+        description="Only matters where a scenario gives its nodes background work.",
+    )
 
     def proxy(self, kind: str) -> ProxyCost:
         cost: ProxyCost = getattr(self, kind)

@@ -130,6 +130,12 @@ class ModeResult(_Model):
     window_s: float = Field(description="Length of the measurement window (after warm-up).")
     components: list[ComponentUsage]
     histogram: LatencyHistogram
+    background_cores: dict[str, float] = Field(
+        default_factory=dict,
+        description="Measured: CPU the host spent on each node's cores besides the "
+        "scenario's apps and proxies (the load generator, the meter, other processes), by "
+        "node. Simulated: the background the scenario gave.",
+    )
 
 
 class MeasuredLink(_Model):

@@ -76,6 +76,12 @@ class Cluster(_Model):
     )
     max_pods_per_node: int = Field(default=110, gt=0)
     network: NetworkDelays
+    background_cores: dict[Name, NonNeg] = Field(
+        default_factory=dict,
+        description="Other work on a node's cores (cores busy, by node name): a CPU burst "
+        "finds its core taken by it with this share of the node's cores and waits for it "
+        "(profile: host.preempted_wait_us). A testbed measures it; nodes not named have none.",
+    )
 
     @model_validator(mode="after")
     def _at_least_one_node(self) -> Cluster:

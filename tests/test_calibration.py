@@ -100,18 +100,21 @@ def _points(
     payloads: list[int],
     modes: list[str],
     shape: Any = _two_pods,
+    background: float = 0.0,
 ) -> list[FitPoint]:
     points = []
     for rate in rates:
         for payload in payloads:
             doc = shape(request_bytes=payload, response_bytes=payload)
             doc["traffic"]["open_loop"]["rate_rps"] = rate
+            if background:  # other work on each node's cores
+                doc["cluster"]["background_cores"] = {"node-1": background, "node-2": background}
             for mode in modes:
                 one = copy.deepcopy(doc)
                 one["mesh"]["modes"] = [mode]
                 scenario = Scenario.model_validate(one)
                 measured = simulate(scenario, truth, seed=MEASURE_SEED, engine="vector")
-                label = f"{shape.__name__} rate={rate} payload={payload}"
+                label = f"{shape.__name__} rate={rate} payload={payload} bg={background}"
                 points.append(FitPoint(label, mode, scenario, measured.modes[mode], FIT_SEED))  # type: ignore[arg-type]
     return points
 
@@ -313,6 +316,32 @@ def test_a_second_topology_splits_a_visit_from_a_call(truth: Profile) -> None:
     _assert_recovered(fit, STACK, rel=0.25)
 
 
+def test_the_wait_for_the_nodes_other_work_is_fitted_where_runs_had_some(
+    truth: Profile,
+) -> None:
+    # two levels of background (a tenth and half of each node's two cores): the wait it
+    # adds grows with it, the app stack's latency does not
+    measured = with_values(truth, {**STACK, "host.preempted_wait_us": 1500.0})
+    points = [
+        point
+        for bg in (0.2, 1.0)
+        for point in _points(measured, [50, 200], [256], ["none", "sidecar"], background=bg)
+    ]
+    fit = fit_profile(points, truth, engine="vector", stages=("latency",))
+    _assert_recovered(fit, {"host.preempted_wait_us": 1500.0}, rel=0.25)
+
+
+def test_without_background_its_wait_is_not_identifiable(truth: Profile) -> None:
+    points = _points(truth, [50, 200], [256], ["none", "sidecar"])
+    fit = fit_profile(points, truth, engine="vector", stages=("latency",))
+    wait = _estimate(fit, "host.preempted_wait_us")
+    assert (wait.status, wait.note) == (
+        "not identifiable",
+        "the measured figures do not depend on it",
+    )
+    assert get_value(fit.profile, "host.preempted_wait_us") == 750.0
+
+
 def test_fitted_profile_names_the_dataset_everywhere(
     full_fit: FitResult, istio_profile: Profile, tmp_path: Path
 ) -> None:
@@ -464,7 +493,7 @@ def test_cli_refits_a_dataset_and_prints_the_held_out_table(tmp_path: Path, trut
     assert sum(s["held_out"] for s in manifest["settings"]) == 2
     assert {"haproxy", "locust", "scipy"} <= set(manifest["software"])
     held = (out / "heldout.csv").read_text().splitlines()
-    assert held[0] == "point,mode,figure,component,kind,measured,simulated,error"
+    assert held[0] == "point,mode,figure,component,kind,measured,simulated,error,sampling_error"
     assert len(held) > 1
     # a setting missing from the dataset is not measured behind the user's back
     (out / "dataset" / plan.settings[0].key / f"synthetic-seed{MEASURE_SEED}.json").unlink()

@@ -5,13 +5,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from meshsim.calibrate.compare import ErrorRow, compare_runs, summarize, summary_lines
+from meshsim.calibrate.compare import (
+    ErrorRow,
+    compare_runs,
+    percentile_sampling_error,
+    summarize,
+    summary_lines,
+)
 from meshsim.cli import main
 from meshsim.profile import Profile
-from meshsim.results import RunResult, write_results
+from meshsim.results import LatencyHistogram, RunResult, write_results
 from meshsim.run import simulate
 
 from .builders import base_scenario, scenario_of
@@ -127,3 +134,29 @@ def test_summary_by_component_kind() -> None:
     assert by_name["memory/sidecar"].median_abs_error == pytest.approx(0.1)
     assert by_name["memory/sidecar"].bound == 0.15  # the memory bound applies to each kind
     assert "cpu/app" not in by_name or by_name["cpu/app"].count == 0
+
+
+def test_a_percentiles_sampling_error_is_that_of_its_order_statistic() -> None:
+    # 10,000 latencies spread evenly (in log) over one decade, 1 to 10 ms: the p99's rank
+    # varies by sqrt(n q (1 - q)) = 9.95 latencies, 1/1000 of the decade each way
+    latencies_s = np.geomspace(1e-3, 1e-2, 10_000)
+    histogram = LatencyHistogram.from_latencies_s(latencies_s)
+    expected = (10 ** (9.95 / 10_000) - 10 ** (-9.95 / 10_000)) / 2
+    # the histogram's bins are 1/100 of a decade: the spread is read to within a bin
+    bin_width = 10 ** (1 / 100) - 1
+    assert percentile_sampling_error(histogram, 0.99) == pytest.approx(expected, abs=bin_width)
+    one = LatencyHistogram.from_latencies_s(np.array([1e-3]))
+    assert percentile_sampling_error(one, 0.99) is None
+
+
+def test_the_summary_gives_the_measured_percentiles_own_sampling_error() -> None:
+    rows = [
+        ErrorRow("a", "none", "p99", "", 1.0, 1.2, sampling=0.05),
+        ErrorRow("b", "none", "p99", "", 1.0, 0.9, sampling=0.15),
+    ]
+    (p99,) = [s for s in summarize(rows) if s.figure == "p99"]
+    (line,) = summary_lines([p99])
+    assert line == (
+        "       p99: median |error| 15.0% over 2, worst +20.0% (a none); its own sampling "
+        "error ±10.0% (median)  [within the 20% bound on the median]"
+    )

@@ -309,3 +309,15 @@ def test_engines_agree_with_the_calibrated_app_stack_terms() -> None:
     doc["app"]["visit_latency_cv"] = {"value": SMOOTHING_CV, "source": "test: steadied"}
     profile = Profile.model_validate(doc)
     assert compare(steadied(scenario), profile, scenario.seed) == {}
+
+
+def test_engines_agree_with_background_work_on_the_nodes() -> None:
+    """A measured run's other work on the nodes' cores (each wake-up of an app or a proxy
+    pass may wait for it) is charged alike by both engines."""
+    scenario, _ = load_scenario(ROOT / "scenarios" / "testbed-chain.yaml")
+    cluster = scenario.cluster.model_copy(
+        update={"background_cores": {"node-1": 0.3, "node-2": 0.5}}
+    )
+    busy = steadied(scenario).model_copy(update={"cluster": cluster})
+    profile = steady_profile(load_profile(ROOT / "profiles" / "local-haproxy.yaml"))
+    assert compare(busy, profile, scenario.seed) == {}

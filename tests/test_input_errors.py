@@ -52,8 +52,8 @@ CASES = [
         "  cores_per_node: 2",
         "  cores_per_nod: 2",
         "6:3: cluster.cores_per_nod: unknown key 'cores_per_nod' (did you mean 'cores_per_node'?); "
-        "expected one of: cores_per_node, max_pods_per_node, memory_gib_per_node, network, nodes, "
-        "zones",
+        "expected one of: background_cores, cores_per_node, max_pods_per_node, "
+        "memory_gib_per_node, network, nodes, zones",
     ),
     (
         "negative rate",

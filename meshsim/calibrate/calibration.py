@@ -33,6 +33,7 @@ from meshsim.calibrate.params import BY_PATH
 from meshsim.profile import Profile
 from meshsim.results import RunResult
 from meshsim.run import simulate
+from meshsim.scenario import Mode, Scenario
 
 __all__ = [
     "Calibration",
@@ -95,12 +96,9 @@ def fit_points(settings: Sequence[Setting], runs: dict[str, RunResult]) -> list[
     points: list[FitPoint] = []
     for s in settings:
         run = runs[s.key]
-        scenario = measured_network(s.scenario, run)
         baseline: FitPoint | None = None
         for mode in sorted(s.modes, key=lambda m: m != "none"):  # no mesh first
-            one = scenario.model_copy(
-                update={"mesh": scenario.mesh.model_copy(update={"modes": [mode]})}
-            )
+            one = _one_mode(measured_network(s.scenario, run, mode), mode)
             point = FitPoint(s.label, mode, one, run.modes[mode], s.seed, baseline)
             baseline = baseline or (point if mode == "none" else None)
             points.append(point)
@@ -114,10 +112,19 @@ def predict(
     rows: list[ErrorRow] = []
     for s in settings:
         measured = runs[s.key]
-        scenario = measured_network(s.scenario, measured)
-        simulated = simulate(scenario, profile, modes=list(s.modes), seed=s.seed, engine=engine)
+        # each mode was measured in its own window, with the other work found in it
+        modes = {}
+        for mode in s.modes:
+            scenario = _one_mode(measured_network(s.scenario, measured, mode), mode)
+            run = simulate(scenario, profile, modes=[mode], seed=s.seed, engine=engine)
+            modes[mode] = run.modes[mode]
+        simulated = run.model_copy(update={"modes": modes})
         rows += compare_runs(measured, simulated, point=s.label)
     return rows
+
+
+def _one_mode(scenario: Scenario, mode: Mode) -> Scenario:
+    return scenario.model_copy(update={"mesh": scenario.mesh.model_copy(update={"modes": [mode]})})
 
 
 def run_calibration(
@@ -225,10 +232,12 @@ def rows_csv(rows: Sequence[ErrorRow]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(
-        ["point", "mode", "figure", "component", "kind", "measured", "simulated", "error"]
-    )
+        ["point", "mode", "figure", "component", "kind", "measured", "simulated", "error",
+         "sampling_error"]
+    )  # fmt: skip
     for r in rows:
         error = "" if r.error is None else f"{r.error:.6f}"
+        sampling = "" if r.sampling is None else f"{r.sampling:.6f}"
         writer.writerow(
             [
                 r.point,
@@ -239,6 +248,7 @@ def rows_csv(rows: Sequence[ErrorRow]) -> str:
                 f"{r.measured:.6g}",
                 f"{r.simulated:.6g}",
                 error,
+                sampling,
             ]
         )
     return buf.getvalue()

@@ -28,6 +28,7 @@ from meshsim.scenario import NetworkDelays, Scenario
 __all__ = [
     "host_facts",
     "load_measured",
+    "measured_background",
     "measured_network",
     "save_measured",
     "software_versions",
@@ -79,18 +80,33 @@ def software_versions() -> dict[str, str]:
     return versions
 
 
-def measured_network(scenario: Scenario, run: RunResult) -> Scenario:
-    """The scenario with the link delays the testbed measured (as the simulator must use)."""
-    if run.network is None:
-        return scenario
-    net = run.network
-    delays = NetworkDelays(
-        same_node_ms=net.same_node_ms,
-        cross_node_ms=net.cross_node_ms,
-        cross_zone_ms=net.cross_zone_ms,
-    )
-    cluster = scenario.cluster.model_copy(update={"network": delays})
+def measured_network(scenario: Scenario, run: RunResult, mode: str | None = None) -> Scenario:
+    """The scenario as the testbed measured it, as the simulator must use it: the link
+    delays it measured and the other work it found on each node's cores, that of `mode`'s
+    window (without a mode: the mean over the run's modes)."""
+    cluster = scenario.cluster
+    if run.network is not None:
+        net = run.network
+        delays = NetworkDelays(
+            same_node_ms=net.same_node_ms,
+            cross_node_ms=net.cross_node_ms,
+            cross_zone_ms=net.cross_zone_ms,
+        )
+        cluster = cluster.model_copy(update={"network": delays})
+    background = measured_background(run, mode)
+    if background:
+        cluster = cluster.model_copy(update={"background_cores": background})
     return scenario.model_copy(update={"cluster": cluster})
+
+
+def measured_background(run: RunResult, mode: str | None = None) -> dict[str, float]:
+    """The background cores by node of one mode's window, or their mean over the modes."""
+    windows = [run.modes[mode]] if mode is not None else list(run.modes.values())
+    nodes = sorted({n for w in windows for n in w.background_cores})
+    return {
+        n: round(sum(w.background_cores.get(n, 0.0) for w in windows) / len(windows), 6)
+        for n in nodes
+    }
 
 
 def save_measured(folder: Path, scenario: Scenario, run: RunResult) -> Path:

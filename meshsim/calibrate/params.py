@@ -25,14 +25,15 @@ __all__ = [
 ]
 
 Stage = Literal["cpu", "memory", "latency"]
-Kind = Literal["app", "sidecar", "ztunnel", "waypoint"]
+Kind = Literal["host", "app", "sidecar", "ztunnel", "waypoint"]
 STAGES: tuple[Stage, ...] = ("cpu", "memory", "latency")
 
+# "host": the nodes' other work, which every mode's bursts wait for
 KINDS_IN_MODE: dict[str, frozenset[str]] = {
-    "none": frozenset({"app"}),
-    "sidecar": frozenset({"app", "sidecar"}),
-    "ambient": frozenset({"app", "ztunnel"}),
-    "ambient-waypoint": frozenset({"app", "ztunnel", "waypoint"}),
+    "none": frozenset({"host", "app"}),
+    "sidecar": frozenset({"host", "app", "sidecar"}),
+    "ambient": frozenset({"host", "app", "ztunnel"}),
+    "ambient-waypoint": frozenset({"host", "app", "ztunnel", "waypoint"}),
 }
 
 
@@ -87,6 +88,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter("app.visit_latency_us", "latency", "us", 1000.0, start=1000.0),
     Parameter("app.visit_latency_cv", "latency", "ratio", 0.5, upper=5.0, start=0.5),
     Parameter("app.call_latency_us", "latency", "us", 500.0, start=500.0),
+    Parameter("host.preempted_wait_us", "latency", "us", 500.0),
+    Parameter("host.contention", "latency", "fraction", 0.5, upper=1.0),
     *_proxy_parameters("sidecar"),
     *_proxy_parameters("ztunnel"),
     *_proxy_parameters("waypoint"),

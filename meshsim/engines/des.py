@@ -25,7 +25,14 @@ import simpy
 
 from meshsim.accounting import WindowTally, component_usages, mode_result
 from meshsim.connections import Connection, ConnectionLedger, ConnectionPool
-from meshsim.costs import PassCost, Role, app_call_cpu_s, pass_cost
+from meshsim.costs import (
+    PassCost,
+    Role,
+    app_call_cpu_s,
+    background_shares,
+    pass_cost,
+    preempted_wait_s,
+)
 from meshsim.distributions import Constant, Distribution
 from meshsim.profile import Profile, ProxyCost
 from meshsim.results import (
@@ -82,6 +89,13 @@ def unit_mean_multiplier(cv: float, rng: np.random.Generator) -> Draws | float:
         return 1.0
     sigma2 = math.log1p(cv * cv)
     return Draws(lambda n: rng.lognormal(-sigma2 / 2, math.sqrt(sigma2), n))
+
+
+def _preempted_draws(rng: np.random.Generator, share: float, mean_s: float) -> Draws | float:
+    """A node's waits for its other work, one per wake-up (0.0 where it has none)."""
+    if share <= 0 or mean_s <= 0:
+        return 0.0
+    return Draws(lambda n: preempted_wait_s(rng, share, mean_s, n))
 
 
 def draw(source: Draws | float) -> float:
@@ -205,6 +219,20 @@ class _Simulation:
             if self.visit_s > 0
             else 1.0
             for p in topology.pods
+        ]
+        # the nodes' other work: own streams, so that without it nothing draws differently
+        wait_s = profile.host.preempted_wait_us.value * 1e-6
+        # and the core time it takes from a burst (profile: host.contention)
+        contention = profile.host.contention.value
+        self.stretch = [
+            1.0 / (1.0 - contention * share)
+            for share in background_shares(scenario, topology.nodes)
+        ]
+        self.preempted = [
+            _preempted_draws(child_rng(seed, f"background/{n.name}"), share, wait_s)
+            for n, share in zip(
+                topology.nodes, background_shares(scenario, topology.nodes), strict=True
+            )
         ]
         self.plans: dict[tuple[int, int], _Plan] = {}
         self.latencies: list[float] = []
@@ -357,10 +385,13 @@ class _Simulation:
         req = core.request()
         yield req
         start = self.env.now
-        yield self.env.timeout(cpu_s)
+        # the node's other work takes some of the core from the burst (host.contention)
+        slow = self.stretch[node]
+        yield self.env.timeout(cpu_s * slow)
         core.release(req)
         self.demand_s[comp] += cpu_s
-        self.cpu_s[comp] += max(0.0, min(start + cpu_s, self.w1) - max(start, self.w0))
+        inside = max(0.0, min(start + cpu_s * slow, self.w1) - max(start, self.w0))
+        self.cpu_s[comp] += inside / slow
 
     def _pick(self, box: _Box) -> int:
         return int(box.pick.next() * len(box.workers)) if box.pinned else 0
@@ -447,6 +478,8 @@ class _Simulation:
                     seg, owner, prev, workers[i - 1], box, workers[i]
                 )
             hop_s = box.hop_s + box.hop_per_byte_s * request_bytes if passes[i] else 0.0
+            if passes[i]:
+                hop_s += draw(self.preempted[box.proxy.node])
             yield env.timeout(seg.delay_s + hop_s)
             entered[i] = env.now
             yield from self._work(box, workers[i], costs[i].request_s * draw(box.mult))
@@ -465,6 +498,8 @@ class _Simulation:
             )
             self._in_flight(box.comp, entered[i], env.now)
             hop_s = box.hop_s + box.hop_per_byte_s * response_bytes if passes[i] else 0.0
+            if passes[i]:
+                hop_s += draw(self.preempted[box.proxy.node])
             yield env.timeout(segments[i].delay_s + hop_s)
             self._release(held[i])
 
@@ -505,6 +540,8 @@ class _Simulation:
         if self.visit_s > 0:
             wait += self.visit_s * draw(self.visit_mult[pod.index])
         wait += self.call_s * len(calls)  # the client end of each call the app makes
+        for _ in range(1 + len(calls)):  # woken by the request and by each call's response
+            wait += draw(self.preempted[pod.node])
         if wait > 0:
             yield env.timeout(wait)
         if workload.fanout == "sequential" or len(calls) < 2:

@@ -36,7 +36,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from meshsim.accounting import WindowTally, component_usages, mode_result
-from meshsim.costs import KIB, Role, app_call_cpu_s, pass_cost
+from meshsim.costs import (
+    KIB,
+    Role,
+    app_call_cpu_s,
+    background_shares,
+    pass_cost,
+    preempted_wait_s,
+)
 from meshsim.distributions import Constant, Distribution
 from meshsim.engines.des import child_rng
 from meshsim.engines.events import (
@@ -425,6 +432,12 @@ class _VectorRun:
         self.per_user = 0
         self.user_next = np.zeros(0)
         self.pool_rng = child_rng(seed, "vector/pools")
+        # the nodes' other work; a scenario without it draws nothing more
+        self.shares = np.array(background_shares(scenario, topology.nodes))
+        self.preempted_s = profile.host.preempted_wait_us.value * 1e-6
+        self.preempted = bool(self.shares.max(initial=0.0) > 0 and self.preempted_s > 0)
+        # and the core time it takes from a burst (profile: host.contention)
+        self.stretch = 1.0 / (1.0 - profile.host.contention.value * self.shares)
         self._init_pools()
         self.latency_sum = 0.0
         self.latency_count = 0
@@ -580,11 +593,15 @@ class _VectorRun:
             # the links to the previous and the next box that cross nodes, half each pass
             cross = sum(nodes[k] != nodes[j] for k in (j - 1, j + 1) if 0 <= k < len(nodes))
             cross_s = self.profile.proxy(spec.kind).cpu.cross_node_us.value * 1e-6 / 2 * cross
-            request_s.append((cost.request_s + cross_s) * req_mult * passes)
-            response_s.append((cost.response_s + cross_s) * resp_mult * passes)
-            deferred_s.append(cost.deferred_s * resp_mult * passes)
+            slow = self.stretch[nodes[j]]
+            request_s.append((cost.request_s + cross_s) * req_mult * passes * slow)
+            response_s.append((cost.response_s + cross_s) * resp_mult * passes * slow)
+            deferred_s.append(cost.deferred_s * resp_mult * passes * slow)
             hop_in_s.append((spec.hop_s + spec.hop_per_kib_s * slot.request_bytes / KIB) * passes)
             hop_out_s.append((spec.hop_s + spec.hop_per_kib_s * slot.response_bytes / KIB) * passes)
+            if self.preempted:  # each pass is a wake-up on the box's node
+                hop_in_s[-1] = hop_in_s[-1] + self._preempted_s(nodes[j], rng) * passes
+                hop_out_s[-1] = hop_out_s[-1] + self._preempted_s(nodes[j], rng) * passes
         delays: list[np.ndarray] = []
         segs: list[_Seg | None] = []
         for j, spec in enumerate(m.boxes):
@@ -601,6 +618,7 @@ class _VectorRun:
             target_key = dst[pos] if spec.kind == "sidecar" else comps[j][pos]
             hs_c = prev.hs_client_s * _unit_mean(rng, prev.cv, pos.shape[0])
             hs_s = spec.hs_server_s * _unit_mean(rng, spec.cv, pos.shape[0])
+            hs_c, hs_s = hs_c * self.stretch[nodes[j - 1][pos]], hs_s * self.stretch[nodes[j][pos]]
             segs.append(
                 _Seg(
                     pos,
@@ -632,12 +650,15 @@ class _VectorRun:
         app_cpu = _sample(workload.cpu_time, rng, n) + app_call_cpu_s(
             self.profile, slot.request_bytes, slot.response_bytes
         )
+        app_cpu *= self.stretch[m.pod_node[dst]]
         service = _sample(workload.service_time, rng, n)
         app = self.profile.app
         if app.visit_latency_us.value > 0:  # the app stack's own latency, outside its CPU
             service += (
                 app.visit_latency_us.value * 1e-6 * _unit_mean(rng, app.visit_latency_cv.value, n)
             )
+        if self.preempted:  # woken by the request
+            service += self._preempted_s(m.pod_node[dst], rng)
         calls = _Calls(
             slot,
             rows,
@@ -665,12 +686,18 @@ class _VectorRun:
                 present = np.arange(n)
             else:
                 present = np.flatnonzero(rng.random(n) < kid.probability)
-            calls.app_cpu_s[present] += app_call_cpu_s(
-                self.profile, kid.request_bytes, kid.response_bytes, client=True
+            calls.app_cpu_s[present] += (
+                app_call_cpu_s(self.profile, kid.request_bytes, kid.response_bytes, client=True)
+                * self.stretch[m.pod_node[dst[present]]]
             )
             calls.service_s[present] += app.call_latency_us.value * 1e-6
+            if self.preempted:  # and by the call's response
+                calls.service_s[present] += self._preempted_s(m.pod_node[dst[present]], rng)
             calls.children.append(self._draw_calls(kid, rows[present], present, dst[present], rng))
         return calls
+
+    def _preempted_s(self, nodes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return preempted_wait_s(rng, self.shares[nodes], self.preempted_s, nodes.shape[0])
 
     # ---- one window: lay the calls out flat, then run them ---------------------------
 
@@ -982,7 +1009,9 @@ class _VectorRun:
             + self.gone_conn_s
         )
         window = self.w1 - self.w0
-        tally = WindowTally(self.cpu_s, self.resid_s, conn_s, self.handshakes)
+        # the bursts ran stretched by their node's other work: the CPU they took is less
+        cpu_s = self.cpu_s / self.stretch[self.m.comp_node]
+        tally = WindowTally(cpu_s, self.resid_s, conn_s, self.handshakes)
         proxies = self.m.topology.proxies(self.mode, self.scenario, self.profile)
         usages = component_usages(
             self.scenario, self.profile, self.m.topology, proxies, tally, window

@@ -11,6 +11,7 @@ import click
 import yaml
 from rich.console import Console
 
+from meshsim.calibrate.dataset import measured_background
 from meshsim.loader import InputError, load_scenario, resolve_profile_path
 from meshsim.render import print_run
 from meshsim.results import RunResult, write_results
@@ -36,9 +37,14 @@ def measured_scenario(scenario: Scenario, profile_path: Path, run: RunResult) ->
             "cross_node_ms": round(net.cross_node_ms, 6),
             "cross_zone_ms": round(net.cross_zone_ms, 6),
         }
+    background = measured_background(run)
+    if background:
+        doc["cluster"]["background_cores"] = background
     header = (
         f"# {scenario.name} as measured by {run.engine}: link delays are half the\n"
-        "# round trips measured when the testbed came up. Simulate it with `meshsim run`.\n"
+        "# round trips measured when the testbed came up, background_cores the other work\n"
+        "# found on each node's cores (the mean over the modes; each mode's is in the\n"
+        "# results). Simulate it with `meshsim run`.\n"
     )
     return header + yaml.safe_dump(doc, sort_keys=False)
 

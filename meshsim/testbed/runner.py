@@ -46,7 +46,14 @@ from meshsim.testbed.processes import Managed, Supervisor
 from meshsim.testbed.system import TestbedError, in_netns, missing_requirements, sh
 from meshsim.topology import CLIENT, Topology, build_topology
 
-__all__ = ["ENGINE", "LocalTestbed", "StandingMode", "measure_local"]
+__all__ = [
+    "ENGINE",
+    "LocalTestbed",
+    "StandingMode",
+    "background_cores",
+    "host_busy_s",
+    "measure_local",
+]
 
 ENGINE = "testbed-local"
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -333,6 +340,40 @@ class _Snapshot:
     at: float
     cpu_ns: dict[str, int]
     proxies: dict[str, ProxyStats]
+    host_busy_s: dict[int, float]  # host core -> busy seconds since boot (/proc/stat)
+
+
+def host_busy_s(stat: str | None = None) -> dict[int, float]:
+    """Busy seconds of each host core since boot: user, nice, system, irq, softirq and steal
+    (time the hypervisor gave to someone else) from /proc/stat."""
+    text = stat if stat is not None else Path("/proc/stat").read_text()
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for line in text.splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit():
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+            out[int(name[3:])] = (user + nice + system + irq + softirq + steal) / tick
+    return out
+
+
+def background_cores(
+    busy_cores: dict[int, float],
+    cpus_by_node: dict[int, list[int]],
+    modelled_cores: dict[int, float],
+) -> dict[int, float]:
+    """CPU on each node's host cores that the simulator does not model: the cores' busy
+    time less the node's apps and proxies (never below 0). Nodes sharing cores (not pinned)
+    share that core's background in proportion to their cores."""
+    sharing: dict[int, int] = {}
+    for cpus in cpus_by_node.values():
+        for c in cpus:
+            sharing[c] = sharing.get(c, 0) + 1
+    out = {}
+    for node, cpus in cpus_by_node.items():
+        busy = sum(busy_cores.get(c, 0.0) / sharing[c] for c in cpus)
+        out[node] = max(0.0, busy - modelled_cores.get(node, 0.0))
+    return out
 
 
 @dataclass(frozen=True)
@@ -368,7 +409,7 @@ class _Meter:
             name: proxy_stats(f"{self.bed.run_dir}/{name}.sock", spec.tls_frontends)
             for name, (spec, _) in self.standing.proxies.items()
         }
-        return _Snapshot(at, cpu, stats)
+        return _Snapshot(at, cpu, stats, host_busy_s())
 
     def sample(self) -> None:
         served = 0.0
@@ -409,7 +450,7 @@ class _Meter:
                 )
             )
         proxies = [spec.proxy for spec, _ in self.standing.proxies.values()]
-        return mode_result(
+        result = mode_result(
             bed.scenario,
             proxies,
             usages,
@@ -419,6 +460,28 @@ class _Meter:
             tls_handshakes=handshakes_in,
             connection_seconds=_mean(self.served) * window,
         )
+        background = self._background(start, end, window, usages)
+        return result.model_copy(update={"background_cores": background})
+
+    def _background(
+        self, start: _Snapshot, end: _Snapshot, window: float, usages: list[ComponentUsage]
+    ) -> dict[str, float]:
+        """Each node's background over the window, by node name (see `background_cores`)."""
+        bed = self.bed
+        busy = {c: (end.host_busy_s[c] - start.host_busy_s.get(c, end.host_busy_s[c])) / window
+                for c in end.host_busy_s}  # fmt: skip
+        nodes = bed.topology.nodes_in_use()
+        if bed.cpus is not None:
+            cpus = {n: [int(c) for c in bed.cpus[n].split(",")] for n in nodes}
+        else:  # not pinned: every node on every core
+            cpus = {n: sorted(busy) for n in nodes}
+        index = {bed.topology.nodes[n].name: n for n in nodes}
+        modelled: dict[int, float] = {}
+        for u in usages:
+            if u.kind != "loadgen":  # the simulator does not model the load generator's CPU
+                modelled[index[u.node]] = modelled.get(index[u.node], 0.0) + u.cpu_cores
+        background = background_cores(busy, cpus, modelled)
+        return {bed.topology.nodes[n].name: round(b, 6) for n, b in background.items()}
 
 
 def _mean(values: list[float]) -> float:
