@@ -125,6 +125,15 @@ class AppCost(_Model):
     visit_latency_cv: Sourced = Field(
         description="Coefficient of variation of that latency (lognormal): its tail."
     )
+    visit_latency_floor_us: Sourced = Field(
+        default=Sourced(
+            value=0,
+            source="default: no fixed part; the visit latency is all lognormal "
+            "(profiles/README.md#the-app-stack)",
+        ),
+        description="A fixed part of each visit's latency outside its CPU, added to the "
+        "lognormal one: the narrow body of a latency distribution whose tail is long.",
+    )
     call_latency_us: Sourced = Field(
         description="Latency of each call an app makes, at its client end, outside its CPU "
         "(the HTTP client's request and response handling on the event loop), added to the "

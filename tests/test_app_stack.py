@@ -67,6 +67,22 @@ def test_a_constant_visit_latency_shifts_every_percentile_by_it_per_app_visited(
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_the_fixed_part_of_a_visit_latency_shifts_every_percentile_by_it_per_app_visited(
+    engine: str,
+) -> None:
+    doc = two_hop_chain()
+    spread = app_stack(1000.0, cv=0.8)
+    raw = spread.model_dump()
+    raw["app"]["visit_latency_floor_us"] = {"value": 400.0, "source": "test"}
+    floored = Profile.model_validate(raw)
+    before = run(doc, spread, engine).latency_ms
+    after = run(doc, floored, engine).latency_ms
+    # the same draws, two apps visited: 2 x 0.4 ms more on every request
+    for p in ("mean", "p50", "p90", "p99"):
+        assert getattr(after, p) - getattr(before, p) == pytest.approx(0.8, rel=1e-6), p
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_a_lognormal_visit_latency_has_the_lognormal_quantiles(engine: str) -> None:
     mean_ms, cv = 2.0, 1.5
     doc = single_app({"dist": "constant", "value_ms": 1.0}, None, 100.0, 300.0, 5.0)

@@ -294,14 +294,14 @@ STACK = {"app.visit_latency_us": 1500.0, "app.visit_latency_cv": 1.0, "app.call_
 def test_one_topology_cannot_split_a_visit_from_a_call(
     truth: Profile, istio_profile: Profile
 ) -> None:
-    # in the chain every request visits two apps and makes one call: always together, so
-    # only the shape of the latency's spread (lognormal visits, constant calls) tells them
-    # apart, too little to pin the call's latency down: it is reported, and not set
+    # in the chain every request visits two apps and makes one call: always together, so a
+    # constant latency per call cannot be told from the fixed part of each visit's latency
+    # (app.visit_latency_floor_us): it is reported as such, and not set
     points = _points(with_values(truth, STACK), [50, 200], [256], ["none"], shape=_chain)
     fit = fit_profile(points, truth, engine="vector", stages=("latency",))
     call = _estimate(fit, "app.call_latency_us")
-    assert call.status == "poorly determined" and call.kept_prior
-    assert call.note.endswith("holds the prior: kept")
+    assert call.status == "not identifiable" and call.kept_prior
+    assert "app.visit_latency_floor_us" in call.note
     assert call.value == get_value(truth, "app.call_latency_us") == 0.0
     assert get_value(fit.profile, "app.call_latency_us") == 0.0
 

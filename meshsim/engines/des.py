@@ -212,6 +212,7 @@ class _Simulation:
             )
         app = profile.app
         self.visit_s = app.visit_latency_us.value * 1e-6
+        self.visit_floor_s = app.visit_latency_floor_us.value * 1e-6
         self.call_s = app.call_latency_us.value * 1e-6
         # own streams, so that a profile without visit latency draws exactly as before
         self.visit_mult = [
@@ -536,7 +537,7 @@ class _Simulation:
             )
         if cpu > 0:
             yield from self._burst(pod.node, pod.index, cpu)
-        wait = draw(service_time)
+        wait = draw(service_time) + self.visit_floor_s
         if self.visit_s > 0:
             wait += self.visit_s * draw(self.visit_mult[pod.index])
         wait += self.call_s * len(calls)  # the client end of each call the app makes

@@ -653,6 +653,7 @@ class _VectorRun:
         app_cpu *= self.stretch[m.pod_node[dst]]
         service = _sample(workload.service_time, rng, n)
         app = self.profile.app
+        service += app.visit_latency_floor_us.value * 1e-6  # its fixed part
         if app.visit_latency_us.value > 0:  # the app stack's own latency, outside its CPU
             service += (
                 app.visit_latency_us.value * 1e-6 * _unit_mean(rng, app.visit_latency_cv.value, n)
