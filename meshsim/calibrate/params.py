@@ -86,7 +86,7 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter("app.per_connection_kib", "memory", "KiB", 16.0),
     Parameter("app.per_inflight_kib", "memory", "KiB", 8.0),
     Parameter("app.visit_latency_us", "latency", "us", 1000.0, start=1000.0),
-    Parameter("app.visit_latency_cv", "latency", "ratio", 0.5, upper=5.0, start=0.5),
+    Parameter("app.visit_latency_cv", "latency", "ratio", 0.5, upper=20.0, start=0.5),
     Parameter("app.visit_latency_floor_us", "latency", "us", 500.0, start=300.0),
     Parameter("app.call_latency_us", "latency", "us", 500.0, start=500.0),
     Parameter("host.preempted_wait_us", "latency", "us", 500.0),
