@@ -319,5 +319,9 @@ def test_engines_agree_with_background_work_on_the_nodes() -> None:
         update={"background_cores": {"node-1": 0.3, "node-2": 0.5}}
     )
     busy = steadied(scenario).model_copy(update={"cluster": cluster})
-    profile = steady_profile(load_profile(ROOT / "profiles" / "local-haproxy.yaml"))
+    # the visit latency steadied like the app times, as in the test above: the fitted cv
+    # (13) puts the run's mean at the mercy of a few draws in either engine
+    doc = steady_profile(load_profile(ROOT / "profiles" / "local-haproxy.yaml")).model_dump()
+    doc["app"]["visit_latency_cv"] = {"value": SMOOTHING_CV, "source": "test: steadied"}
+    profile = Profile.model_validate(doc)
     assert compare(busy, profile, scenario.seed) == {}
