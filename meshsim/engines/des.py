@@ -225,15 +225,11 @@ class _Simulation:
         wait_s = profile.host.preempted_wait_us.value * 1e-6
         # and the core time it takes from a burst (profile: host.contention)
         contention = profile.host.contention.value
-        self.stretch = [
-            1.0 / (1.0 - contention * share)
-            for share in background_shares(scenario, topology.nodes)
-        ]
+        shares = background_shares(scenario, topology.nodes)
+        self.stretch = [1.0 / (1.0 - contention * share) for share in shares]
         self.preempted = [
             _preempted_draws(child_rng(seed, f"background/{n.name}"), share, wait_s)
-            for n, share in zip(
-                topology.nodes, background_shares(scenario, topology.nodes), strict=True
-            )
+            for n, share in zip(topology.nodes, shares, strict=True)
         ]
         self.plans: dict[tuple[int, int], _Plan] = {}
         self.latencies: list[float] = []

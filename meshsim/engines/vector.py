@@ -438,6 +438,7 @@ class _VectorRun:
         self.preempted = bool(self.shares.max(initial=0.0) > 0 and self.preempted_s > 0)
         # and the core time it takes from a burst (profile: host.contention)
         self.stretch = 1.0 / (1.0 - profile.host.contention.value * self.shares)
+        self.stretched = bool((self.stretch != 1.0).any())
         self._init_pools()
         self.latency_sum = 0.0
         self.latency_count = 0
@@ -593,7 +594,7 @@ class _VectorRun:
             # the links to the previous and the next box that cross nodes, half each pass
             cross = sum(nodes[k] != nodes[j] for k in (j - 1, j + 1) if 0 <= k < len(nodes))
             cross_s = self.profile.proxy(spec.kind).cpu.cross_node_us.value * 1e-6 / 2 * cross
-            slow = self.stretch[nodes[j]]
+            slow = self._stretch_at(nodes[j])
             request_s.append((cost.request_s + cross_s) * req_mult * passes * slow)
             response_s.append((cost.response_s + cross_s) * resp_mult * passes * slow)
             deferred_s.append(cost.deferred_s * resp_mult * passes * slow)
@@ -618,7 +619,10 @@ class _VectorRun:
             target_key = dst[pos] if spec.kind == "sidecar" else comps[j][pos]
             hs_c = prev.hs_client_s * _unit_mean(rng, prev.cv, pos.shape[0])
             hs_s = spec.hs_server_s * _unit_mean(rng, spec.cv, pos.shape[0])
-            hs_c, hs_s = hs_c * self.stretch[nodes[j - 1][pos]], hs_s * self.stretch[nodes[j][pos]]
+            hs_c, hs_s = (
+                hs_c * self._stretch_at(nodes[j - 1][pos]),
+                hs_s * self._stretch_at(nodes[j][pos]),
+            )
             segs.append(
                 _Seg(
                     pos,
@@ -650,10 +654,11 @@ class _VectorRun:
         app_cpu = _sample(workload.cpu_time, rng, n) + app_call_cpu_s(
             self.profile, slot.request_bytes, slot.response_bytes
         )
-        app_cpu *= self.stretch[m.pod_node[dst]]
+        app_cpu *= self._stretch_at(m.pod_node[dst])
         service = _sample(workload.service_time, rng, n)
         app = self.profile.app
-        service += app.visit_latency_floor_us.value * 1e-6  # its fixed part
+        if app.visit_latency_floor_us.value > 0:  # its fixed part
+            service += app.visit_latency_floor_us.value * 1e-6
         if app.visit_latency_us.value > 0:  # the app stack's own latency, outside its CPU
             service += (
                 app.visit_latency_us.value * 1e-6 * _unit_mean(rng, app.visit_latency_cv.value, n)
@@ -687,15 +692,19 @@ class _VectorRun:
                 present = np.arange(n)
             else:
                 present = np.flatnonzero(rng.random(n) < kid.probability)
-            calls.app_cpu_s[present] += (
-                app_call_cpu_s(self.profile, kid.request_bytes, kid.response_bytes, client=True)
-                * self.stretch[m.pod_node[dst[present]]]
-            )
+            calls.app_cpu_s[present] += app_call_cpu_s(
+                self.profile, kid.request_bytes, kid.response_bytes, client=True
+            ) * self._stretch_at(m.pod_node[dst[present]])
             calls.service_s[present] += app.call_latency_us.value * 1e-6
             if self.preempted:  # and by the call's response
                 calls.service_s[present] += self._preempted_s(m.pod_node[dst[present]], rng)
             calls.children.append(self._draw_calls(kid, rows[present], present, dst[present], rng))
         return calls
+
+    def _stretch_at(self, nodes: np.ndarray) -> np.ndarray | float:
+        """How much longer a burst takes on these nodes' cores for their other work; 1.0
+        where no node has any, without a gather per draw (the common case)."""
+        return self.stretch[nodes] if self.stretched else 1.0
 
     def _preempted_s(self, nodes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return preempted_wait_s(rng, self.shares[nodes], self.preempted_s, nodes.shape[0])
