@@ -151,13 +151,13 @@ def work_sizes(n_calls: int, n_boxes: int, n_servers: int) -> dict[str, tuple[in
     window to window: a page touched for the first time costs a fault)."""
     visits = n_calls + n_servers + 1
     events = n_calls + 2 * n_servers + 16
+    if visits * 64 >= _CODE_OFFSET:  # an event's code is call or visit * 64 + stage
+        raise ValueError(f"run_window: {n_calls} calls in one window, too many for an event code")
     return {
         "st": (n_calls, _S_BOXES + 2 * n_boxes),
         "vi": (visits, 10),
         "vsec": (visits, 2),
-        "h_time": (events,),
-        "h_seq": (events,),
-        "h_code": (events,),
+        "heap": (2 * events,),
         "ring": (1 << (events - 1).bit_length(),),
     }
 
@@ -169,50 +169,74 @@ def _overlap(a: float, b: float, w0: float, w1: float) -> float:
     return hi - lo if hi > lo else 0.0
 
 
+# The heap of timed events: a 4-ary heap of 16-byte entries, each the event's time and a key
+# of (its sequence number, its code), so that one cache line holds all children of a node
+# and ties in time go first come first served. `heap` is float64; its odd entries, read
+# through an int64 view, hold the keys.
+_CODE_BITS = 32
+_CODE_OFFSET = 1 << (_CODE_BITS - 1)  # codes are signed (negative: a server's release)
+_CODE_MASK = (1 << _CODE_BITS) - 1
+_MAX_SEQ = 1 << (63 - _CODE_BITS)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _before(ta: float, ka: int, tb: float, kb: int) -> bool:
+    # bitwise, not short-circuit: the heap's comparisons are unpredictable branches
+    return (ta < tb) | ((ta == tb) & (ka < kb))
+
+
 @numba.njit(cache=True, nogil=True)
-def _push(
-    h_time: np.ndarray,
-    h_seq: np.ndarray,
-    h_code: np.ndarray,
-    size: int,
-    seq: int,
-    t: float,
-    code: int,
-) -> int:
+def _push(hf: np.ndarray, hk: np.ndarray, size: int, seq: int, t: float, code: int) -> int:
+    if seq >= _MAX_SEQ:
+        raise OverflowError("run_window: too many events in one window")
+    key = (seq << _CODE_BITS) | (code + _CODE_OFFSET)
     i = size
     while i > 0:
-        parent = (i - 1) >> 1
-        pt = h_time[parent]
-        if pt < t or (pt == t and h_seq[parent] < seq):
+        parent = (i - 1) >> 2
+        pt = hf[2 * parent]
+        pk = hk[2 * parent + 1]
+        if _before(pt, pk, t, key):
             break
-        h_time[i], h_seq[i], h_code[i] = pt, h_seq[parent], h_code[parent]
+        hf[2 * i] = pt
+        hk[2 * i + 1] = pk
         i = parent
-    h_time[i], h_seq[i], h_code[i] = t, seq, code
+    hf[2 * i] = t
+    hk[2 * i + 1] = key
     return size + 1
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _top_code(hk: np.ndarray) -> int:
+    return (hk[1] & _CODE_MASK) - _CODE_OFFSET
+
+
 @numba.njit(cache=True, nogil=True)
-def _pop(h_time: np.ndarray, h_seq: np.ndarray, h_code: np.ndarray, size: int) -> int:
+def _pop(hf: np.ndarray, hk: np.ndarray, size: int) -> int:
     size -= 1
-    t, s, c = h_time[size], h_seq[size], h_code[size]
+    t = hf[2 * size]
+    k = hk[2 * size + 1]
     i = 0
     while True:
-        left = 2 * i + 1
-        if left >= size:
+        first = 4 * i + 1
+        if first >= size:
             break
-        best = left
-        right = left + 1
-        if right < size and (
-            h_time[right] < h_time[left]
-            or (h_time[right] == h_time[left] and h_seq[right] < h_seq[left])
-        ):
-            best = right
-        bt = h_time[best]
-        if t < bt or (t == bt and s < h_seq[best]):
+        best = first
+        bt = hf[2 * first]
+        bk = hk[2 * first + 1]
+        for child in range(first + 1, min(first + 4, size)):
+            ct = hf[2 * child]
+            ck = hk[2 * child + 1]
+            less = _before(ct, ck, bt, bk)
+            best = child if less else best
+            bt = ct if less else bt
+            bk = ck if less else bk
+        if _before(t, k, bt, bk):
             break
-        h_time[i], h_seq[i], h_code[i] = bt, h_seq[best], h_code[best]
+        hf[2 * i] = bt
+        hk[2 * i + 1] = bk
         i = best
-    h_time[i], h_seq[i], h_code[i] = t, s, c
+    hf[2 * i] = t
+    hk[2 * i + 1] = k
     return size
 
 
@@ -421,9 +445,7 @@ def run_window(
     st: np.ndarray,
     vi: np.ndarray,
     vsec: np.ndarray,
-    h_time: np.ndarray,
-    h_seq: np.ndarray,
-    h_code: np.ndarray,
+    heap: np.ndarray,
     ring: np.ndarray,
 ) -> np.ndarray:
     """Run one window's calls to completion; returns when each root call ended (inf when
@@ -455,6 +477,8 @@ def run_window(
     # makes for the same instant (a grant of an idle server, a call resumed) is not queued
     # in the ring but runs next (`pending`): zero-time chains run depth first. That only
     # reorders events of one instant, which FIFO leaves open, and saves most ring traffic
+    hf = heap
+    hk = heap.view(np.int64)
     size = 0
     seq = 0
     t_first = root_start[0] if (n_roots > 0 and not closed) else window_end
@@ -468,11 +492,11 @@ def run_window(
                 user_next[u] = math.inf
                 if t < t_first:
                     t_first = t
-                size = _push(h_time, h_seq, h_code, size, seq, t, root_call[r] * 64 + _START)
+                size = _push(hf, hk, size, seq, t, root_call[r] * 64 + _START)
                 seq += 1
     for m in range(n_servers - 1, -1, -1):  # the lowest-numbered server on top
         if free_at[m] > t_first:  # still busy with the previous window's visits
-            size = _push(h_time, h_seq, h_code, size, seq, free_at[m], -(m + 1))
+            size = _push(hf, hk, size, seq, free_at[m], -(m + 1))
             seq += 1
         else:
             s = station_of[m]
@@ -493,12 +517,12 @@ def run_window(
             code = int(ring[r_head])
             r_head = (r_head + 1) & r_mask
             r_count -= 1
-        elif size > 0 and (next_root >= n_roots or h_time[0] <= root_start[next_root]):
-            now = float(h_time[0])
-            code = int(h_code[0])
+        elif size > 0 and (next_root >= n_roots or hf[0] <= root_start[next_root]):
+            now = hf[0]
+            code = _top_code(hk)
             if now > cutoff:
                 break
-            size = _pop(h_time, h_seq, h_code, size)
+            size = _pop(hf, hk, size)
         elif next_root < n_roots:
             now = float(root_start[next_root])
             code = int(root_call[next_root]) * 64 + _START
@@ -540,7 +564,7 @@ def run_window(
                     burst = vsec[v, _V_FIRST] if ev == _GRANT_CORE1 else vsec[v, _V_SECOND]
                     cpu_s[vi[v, _V_COMP]] += _overlap(now, now + burst, w0, w1)
                     done = _CORE1_DONE if ev == _GRANT_CORE1 else _CORE2_DONE
-                    size = _push(h_time, h_seq, h_code, size, seq, now + burst, v * 64 + done)
+                    size = _push(hf, hk, size, seq, now + burst, v * 64 + done)
                     seq += 1
                 elif ev == _CORE1_DONE:
                     release = vi[v, _V_CORE]
@@ -593,7 +617,7 @@ def run_window(
                     elif stage == _RESP_DONE:
                         resid_s[int(calls[c, bj + _B_COMP])] += _overlap(st[c, sj], now, w0, w1)
                         t = now + calls[c, bj + _B_DELAY] + calls[c, bj + _B_HOP_OUT]
-                        size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _RESP_BACK)
+                        size = _push(hf, hk, size, seq, t, c * 64 + _RESP_BACK)
                         seq += 1
                         stage = -1
                     elif stage == _RESP_BACK:
@@ -611,7 +635,7 @@ def run_window(
                             stage = _DONE
                     elif stage == _TRANSIT:
                         t = now + calls[c, bj + _B_DELAY] + calls[c, bj + _B_HOP_IN]
-                        size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _REQ)
+                        size = _push(hf, hk, size, seq, t, c * 64 + _REQ)
                         seq += 1
                         stage = -1
                     elif stage == _CONNECT:
@@ -657,14 +681,14 @@ def run_window(
                         st[c, _S_CONN_APP] = k
                         if new:
                             t = now + last_round_trips * 2 * calls[c, _F_LAST_DELAY]
-                            size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _APP_HS_DONE)
+                            size = _push(hf, hk, size, seq, t, c * 64 + _APP_HS_DONE)
                             seq += 1
                             stage = -1
                         else:
                             stage = _APP_TRANSIT
                     elif stage == _APP_TRANSIT:
                         t = now + calls[c, _F_LAST_DELAY]
-                        size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _APP)
+                        size = _push(hf, hk, size, seq, t, c * 64 + _APP)
                         seq += 1
                         stage = -1
                     elif stage == _APP:
@@ -687,7 +711,7 @@ def run_window(
                     elif stage == _SERVICE:
                         if calls[c, _F_SERVICE] > 0:
                             t = now + calls[c, _F_SERVICE]
-                            size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _KIDS)
+                            size = _push(hf, hk, size, seq, t, c * 64 + _KIDS)
                             seq += 1
                             stage = -1
                         else:
@@ -717,7 +741,7 @@ def run_window(
                             st[c, _S_APP_START], now, w0, w1
                         )
                         t = now + calls[c, _F_LAST_DELAY]
-                        size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _APP_BACK)
+                        size = _push(hf, hk, size, seq, t, c * 64 + _APP_BACK)
                         seq += 1
                         stage = -1
                     elif stage == _APP_BACK:
@@ -735,13 +759,7 @@ def run_window(
                             stage = _DONE
                     elif stage == _HS1_DONE:
                         size = _push(
-                            h_time,
-                            h_seq,
-                            h_code,
-                            size,
-                            seq,
-                            now + calls[c, bj + _B_DELAY],
-                            c * 64 + _HS2,
+                            hf, hk, size, seq, now + calls[c, bj + _B_DELAY], c * 64 + _HS2
                         )
                         seq += 1
                         stage = -1
@@ -753,7 +771,7 @@ def run_window(
                     elif stage == _HS2_DONE:
                         d = calls[c, bj + _B_DELAY]
                         t = now + d + (round_trips[j] - 1) * 2 * d
-                        size = _push(h_time, h_seq, h_code, size, seq, t, c * 64 + _HS_DONE)
+                        size = _push(hf, hk, size, seq, t, c * 64 + _HS_DONE)
                         seq += 1
                         stage = -1
                     elif stage in (_HS_DONE, _APP_HS_DONE):
@@ -777,7 +795,7 @@ def run_window(
                                 if nxt < window_end and nxt < w1 and r + 1 < (u + 1) * per_user:
                                     root_start[r + 1] = nxt
                                     q = root_call[r + 1] * 64 + _START
-                                    size = _push(h_time, h_seq, h_code, size, seq, nxt, q)
+                                    size = _push(hf, hk, size, seq, nxt, q)
                                     seq += 1
                                 else:
                                     user_next[u] = nxt

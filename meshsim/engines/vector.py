@@ -398,7 +398,7 @@ class _Scratch:
 
 _CALL = {name: i for i, name in enumerate(CALL_FIELDS)}
 _BOX = {name: len(CALL_FIELDS) + i for i, name in enumerate(BOX_FIELDS)}  # box 0's columns
-_WORK_DTYPES = {"vi": np.int64, "h_seq": np.int64, "h_code": np.int64, "ring": np.int64}
+_WORK_DTYPES = {"vi": np.int64, "ring": np.int64}
 
 
 class _VectorRun:
@@ -887,8 +887,7 @@ class _VectorRun:
             c["next"], c["opened"], c["expires"], c["last"], c["requests"], c["active"],
             c["waiters"], self.free, self.live,
             self.w0, self.w1, 2 * self.w1, self.cpu_s, self.resid_s, self.handshakes,
-            self.counters, work["st"], work["vi"], work["vsec"], work["h_time"], work["h_seq"],
-            work["h_code"], work["ring"],
+            self.counters, work["st"], work["vi"], work["vsec"], work["heap"], work["ring"],
         )  # fmt: skip
         made = np.isfinite(starts)
         if closed:
