@@ -207,7 +207,7 @@ def _push(hf: np.ndarray, hk: np.ndarray, size: int, seq: int, t: float, code: i
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _top_code(hk: np.ndarray) -> int:
-    return (hk[1] & _CODE_MASK) - _CODE_OFFSET
+    return int(hk[1] & _CODE_MASK) - _CODE_OFFSET
 
 
 @numba.njit(cache=True, nogil=True)
