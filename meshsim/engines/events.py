@@ -31,6 +31,7 @@ never delays one of the previous window: the only approximation, at window bound
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numba
 import numpy as np
@@ -39,8 +40,11 @@ __all__ = [
     "ACC_FIELDS",
     "BOX_FIELDS",
     "CALL_FIELDS",
+    "CONN_DTYPE",
+    "POOL_DTYPE",
     "call_columns",
     "close_idle",
+    "compact",
     "finish_pools",
     "layout_calls",
     "lookup_or_insert",
@@ -91,9 +95,37 @@ _HOLD = 2  # hold an app slot until the call releases it
 _V_CALL, _V_KIND, _V_STATION, _V_NODE, _V_COMP, _V_WORKER, _V_CORE = range(7)
 _V_NEXT, _V_PHASE, _V_RESUME = 7, 8, 9  # next: the free list, and station queues
 _V_FIRST, _V_SECOND = 0, 1
-# c_waiters of a connection: ready, or handshaking with no call waiting for it yet
+# A connection's `waiters`: _READY, or it is handshaking and this is the first call
+# waiting for it (_NO_WAITERS: none yet)
 _READY = -2
 _NO_WAITERS = -1
+
+# Pools and connections are records: a pool walk reads one cache line per connection, not
+# one per field (at cluster scale there are tens of millions, and every read misses).
+POOL_DTYPE = np.dtype(
+    [
+        ("head", np.int32),  # its most recently opened connection; -1: none
+        ("origin", np.int32),  # the components at its two ends
+        ("target", np.int32),
+        ("mux", np.bool_),  # HTTP/2: streams share a connection
+        ("tls", np.bool_),  # mTLS: handshakes, and connections close at certificate rotation
+        ("phase", np.float64),  # when its certificates rotate (every certificate lifetime)
+        ("seconds", np.float64),  # connection-seconds inside the measurement window
+        ("key", np.int64),  # (origin, owner, target) packed: what the lookup table hashes
+    ],
+    align=True,
+)
+CONN_DTYPE = np.dtype(
+    [
+        ("next", np.int32),  # the next connection in its pool's list (or the free list)
+        ("requests", np.int32),  # requests it carried
+        ("active", np.int32),  # requests on it now
+        ("waiters", np.int32),
+        ("opened", np.float64),  # when it opened (its certificate rotation follows)
+        ("last", np.float64),  # when it was last used
+    ],
+    align=True,
+)
 
 # A call's row in `calls` (float64; indices and ids are whole numbers): its own fields,
 # then BOX_FIELDS for each box it passes, so that what one call reads sits in a few cache
@@ -240,29 +272,44 @@ def _pop(hf: np.ndarray, hk: np.ndarray, size: int) -> int:
     return size
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _expires(pools: np.ndarray, p: int, life_s: float, opened: float) -> float:
+    """When a connection of pool p opened at `opened` must close: TLS pools rotate their
+    certificates every life_s from their phase; plain TCP never does."""
+    if not pools[p].tls:
+        return math.inf
+    phase = float(pools[p].phase)
+    return phase + (math.floor((opened - phase) / life_s) + 1) * life_s
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _closes_at(pools: np.ndarray, p: int, k: Any, idle_s: float, life_s: float) -> float:
+    """When idle connection k (a record of pool p) closes: its idle timeout, or the
+    certificate rotation after its last use, whichever is first."""
+    last = float(k.last)
+    return min(last + idle_s, max(_expires(pools, p, life_s, k.opened), last))
+
+
 @numba.njit(cache=True, nogil=True)
 def _pool_close(
     c: int,
     p: int,
     prev: int,
     at: float,
-    p_head: np.ndarray,
-    c_next: np.ndarray,
-    c_opened: np.ndarray,
-    p_seconds: np.ndarray,
+    pools: np.ndarray,
+    conns: np.ndarray,
     free: np.ndarray,
-    live: np.ndarray,
     w0: float,
     w1: float,
 ) -> None:
     if prev < 0:
-        p_head[p] = c_next[c]
+        pools[p].head = conns[c].next
     else:
-        c_next[prev] = c_next[c]
-    p_seconds[p] += _overlap(c_opened[c], at, w0, w1)
-    c_next[c] = free[0]
+        conns[prev].next = conns[c].next
+    pools[p].seconds += _overlap(conns[c].opened, at, w0, w1)
+    conns[c].next = free[0]
     free[0] = c
-    live[0] -= 1
+    free[1] -= 1
 
 
 @numba.njit(cache=True, nogil=True)
@@ -270,33 +317,28 @@ def _expire(
     p: int,
     now: float,
     idle_s: float,
-    p_head: np.ndarray,
-    p_seconds: np.ndarray,
-    c_next: np.ndarray,
-    c_opened: np.ndarray,
-    c_expires: np.ndarray,
-    c_last: np.ndarray,
-    c_active: np.ndarray,
+    life_s: float,
+    pools: np.ndarray,
+    conns: np.ndarray,
     free: np.ndarray,
-    live: np.ndarray,
     w0: float,
     w1: float,
 ) -> None:
     """Close pool p's connections that timed out or rotated while idle by `now`, at the
     moment they did."""
     prev = -1
-    cur = p_head[p]
+    cur = pools[p].head
     while cur >= 0:
-        following = c_next[cur]
-        if c_active[cur] == 0:
-            idle_end = c_last[cur] + idle_s
-            if idle_end <= now or c_expires[cur] <= now:
-                at = min(idle_end, max(c_expires[cur], c_last[cur]))
-                _pool_close(
-                    cur, p, prev, at, p_head, c_next, c_opened, p_seconds, free, live, w0, w1
-                )
-                cur = following
-                continue
+        k = conns[cur]
+        following = k.next
+        if k.active == 0 and (
+            k.last + idle_s <= now or _expires(pools, p, life_s, k.opened) <= now
+        ):
+            _pool_close(
+                cur, p, prev, _closes_at(pools, p, k, idle_s, life_s), pools, conns, free, w0, w1
+            )
+            cur = following
+            continue
         prev = cur
         cur = following
 
@@ -305,57 +347,47 @@ def _expire(
 def _acquire(
     p: int,
     now: float,
-    p_mux: np.ndarray,
-    p_tls: np.ndarray,
     max_streams: int,
     idle_s: float,
     max_req: int,
     life_s: float,
-    p_phase: np.ndarray,
-    p_head: np.ndarray,
-    p_seconds: np.ndarray,
-    c_next: np.ndarray,
-    c_opened: np.ndarray,
-    c_expires: np.ndarray,
-    c_last: np.ndarray,
-    c_requests: np.ndarray,
-    c_active: np.ndarray,
-    c_waiters: np.ndarray,
+    pools: np.ndarray,
+    conns: np.ndarray,
     free: np.ndarray,
-    live: np.ndarray,
     w0: float,
     w1: float,
 ) -> tuple[int, bool]:
     """A connection of pool p at `now`: (connection, opened). A new one is handshaking
-    (c_waiters = _NO_WAITERS, not _READY) until its handshake completes."""
-    _expire(
-        p, now, idle_s, p_head, p_seconds, c_next, c_opened, c_expires, c_last, c_active,
-        free, live, w0, w1,
-    )  # fmt: skip
-    cur = p_head[p]  # most recently opened first
+    (waiters = _NO_WAITERS, not _READY) until its handshake completes."""
+    _expire(p, now, idle_s, life_s, pools, conns, free, w0, w1)
+    mux = pools[p].mux
+    cur = pools[p].head  # most recently opened first
     while cur >= 0:
-        used_up = 0 < max_req <= c_requests[cur]
-        if c_expires[cur] > now and not used_up:
-            idle = c_active[cur] == 0 and (p_mux[p] or c_last[cur] <= now)
-            if idle or (p_mux[p] and c_active[cur] < max_streams):
-                c_active[cur] += 1
-                c_requests[cur] += 1
-                c_last[cur] = now
+        k = conns[cur]
+        used_up = 0 < max_req <= k.requests
+        if _expires(pools, p, life_s, k.opened) > now and not used_up:
+            idle = k.active == 0 and (mux or k.last <= now)
+            if idle or (mux and k.active < max_streams):
+                k.active += 1
+                k.requests += 1
+                k.last = now
                 return cur, False
-        cur = c_next[cur]
-    c = free[0]
-    free[0] = c_next[c]
-    live[0] += 1
-    period = life_s if p_tls[p] else math.inf  # certificates rotate; plain TCP does not
-    phase = p_phase[p]
-    c_opened[c] = now
-    c_expires[c] = phase + (math.floor((now - phase) / period) + 1) * period
-    c_last[c] = now
-    c_requests[c] = 1
-    c_active[c] = 1
-    c_waiters[c] = _NO_WAITERS
-    c_next[c] = p_head[p]
-    p_head[p] = c
+        cur = k.next
+    c = free[0]  # a closed connection's record, else the first never used
+    if c >= 0:
+        free[0] = conns[c].next
+    else:
+        c = free[2]
+        free[2] += 1
+    k = conns[c]
+    free[1] += 1
+    k.opened = now
+    k.last = now
+    k.requests = 1
+    k.active = 1
+    k.waiters = _NO_WAITERS
+    k.next = pools[p].head
+    pools[p].head = c
     return c, True
 
 
@@ -365,27 +397,22 @@ def _release_conn(
     p: int,
     now: float,
     max_req: int,
-    p_head: np.ndarray,
-    p_seconds: np.ndarray,
-    c_next: np.ndarray,
-    c_opened: np.ndarray,
-    c_last: np.ndarray,
-    c_requests: np.ndarray,
-    c_active: np.ndarray,
+    pools: np.ndarray,
+    conns: np.ndarray,
     free: np.ndarray,
-    live: np.ndarray,
     w0: float,
     w1: float,
 ) -> None:
-    c_active[c] -= 1
-    c_last[c] = now
-    if c_active[c] == 0 and 0 < max_req <= c_requests[c]:
+    k = conns[c]
+    k.active -= 1
+    k.last = now
+    if k.active == 0 and 0 < max_req <= k.requests:
         prev = -1
-        cur = p_head[p]
+        cur = pools[p].head
         while cur != c:
             prev = cur
-            cur = c_next[cur]
-        _pool_close(c, p, prev, now, p_head, c_next, c_opened, p_seconds, free, live, w0, w1)
+            cur = conns[cur].next
+        _pool_close(c, p, prev, now, pools, conns, free, w0, w1)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -410,29 +437,16 @@ def run_window(
     servers: np.ndarray,
     station_of: np.ndarray,  # the station of each server
     free_at: np.ndarray,
-    # pools
-    pool_origin: np.ndarray,
-    pool_target: np.ndarray,
-    pool_tls: np.ndarray,
-    p_mux: np.ndarray,
+    # pools: a POOL_DTYPE record per pool, a CONN_DTYPE record per connection (each pool's
+    # list through `next`, most recently opened first; free ones in the free list), and
+    # free = [head of the free list, connections open]
+    pools: np.ndarray,
+    conns: np.ndarray,
+    free: np.ndarray,
     max_streams: int,  # the mesh's pool settings
     idle_s: float,
     max_req: int,  # 0: no limit
     life_s: float,  # certificate lifetime (TLS pools rotate at their phase)
-    p_phase: np.ndarray,
-    p_head: np.ndarray,
-    p_seconds: np.ndarray,
-    c_next: np.ndarray,
-    c_opened: np.ndarray,
-    c_expires: np.ndarray,
-    c_last: np.ndarray,
-    c_requests: np.ndarray,
-    c_active: np.ndarray,
-    # _READY, or the connection is handshaking and this is the first call waiting for it
-    # (_NO_WAITERS: none)
-    c_waiters: np.ndarray,
-    free: np.ndarray,
-    live: np.ndarray,
     # accounting
     w0: float,
     w1: float,
@@ -623,11 +637,8 @@ def run_window(
                     elif stage == _RESP_BACK:
                         k = int(st[c, sj + 1])
                         if k >= 0:
-                            _release_conn(
-                                k, int(calls[c, bj + _B_POOL]), now, max_req, p_head,
-                                p_seconds, c_next, c_opened, c_last, c_requests, c_active, free,
-                                live, w0, w1,
-                            )  # fmt: skip
+                            kp = int(calls[c, bj + _B_POOL])
+                            _release_conn(k, kp, now, max_req, pools, conns, free, w0, w1)
                         if j > 0:
                             st[c, _S_BOX] = j - 1
                             stage = _RESP
@@ -644,24 +655,22 @@ def run_window(
                             stage = _TRANSIT
                             continue
                         k, new = _acquire(
-                            p, now, p_mux, pool_tls, max_streams, idle_s, max_req, life_s, p_phase,
-                            p_head, p_seconds, c_next, c_opened, c_expires, c_last, c_requests,
-                            c_active, c_waiters, free, live, w0, w1,
-                        )  # fmt: skip
+                            p, now, max_streams, idle_s, max_req, life_s, pools, conns, free, w0, w1
+                        )
                         st[c, sj + 1] = k
                         if new:
-                            if w0 <= now < w1 and pool_tls[p]:
-                                handshakes[pool_origin[p]] += 1
-                                handshakes[pool_target[p]] += 1
+                            if w0 <= now < w1 and pools[p].tls:
+                                handshakes[pools[p].origin] += 1
+                                handshakes[pools[p].target] += 1
                                 tls_hs += 1
                             # the client end handshakes on the previous box's worker
                             visit_kind = _PASS
                             vbox = bj - _BF  # on the previous box's worker
                             vf, vd, resume = calls[c, bj + _B_HS_CLIENT], 0.0, _HS1_DONE
                             stage = -1
-                        elif c_waiters[k] != _READY:  # joined an HTTP/2 connection handshaking
-                            st[c, _S_WAIT] = c_waiters[k]
-                            c_waiters[k] = c
+                        elif conns[k].waiters != _READY:  # joined an HTTP/2 connection handshaking
+                            st[c, _S_WAIT] = conns[k].waiters
+                            conns[k].waiters = c
                             stage = -1
                         else:
                             stage = _TRANSIT
@@ -674,10 +683,8 @@ def run_window(
                             stage = _APP_TRANSIT
                             continue
                         k, new = _acquire(
-                            p, now, p_mux, pool_tls, max_streams, idle_s, max_req, life_s, p_phase,
-                            p_head, p_seconds, c_next, c_opened, c_expires, c_last, c_requests,
-                            c_active, c_waiters, free, live, w0, w1,
-                        )  # fmt: skip
+                            p, now, max_streams, idle_s, max_req, life_s, pools, conns, free, w0, w1
+                        )
                         st[c, _S_CONN_APP] = k
                         if new:
                             t = now + last_round_trips * 2 * calls[c, _F_LAST_DELAY]
@@ -747,11 +754,8 @@ def run_window(
                     elif stage == _APP_BACK:
                         k = int(st[c, _S_CONN_APP])
                         if k >= 0:
-                            _release_conn(
-                                k, int(calls[c, _F_LAST_POOL]), now, max_req, p_head,
-                                p_seconds, c_next, c_opened, c_last, c_requests, c_active, free,
-                                live, w0, w1,
-                            )  # fmt: skip
+                            kp = int(calls[c, _F_LAST_POOL])
+                            _release_conn(k, kp, now, max_req, pools, conns, free, w0, w1)
                         if n_boxes > 0:
                             st[c, _S_BOX] = n_boxes - 1
                             stage = _RESP
@@ -776,12 +780,12 @@ def run_window(
                         stage = -1
                     elif stage in (_HS_DONE, _APP_HS_DONE):
                         k = int(st[c, sj + 1]) if stage == _HS_DONE else int(st[c, _S_CONN_APP])
-                        w = c_waiters[k]
+                        w = conns[k].waiters
                         while w >= 0:
                             ring[(r_head + r_count) & r_mask] = w * 64 + _TRANSIT
                             r_count += 1
                             w = int(st[w, _S_WAIT])
-                        c_waiters[k] = _READY
+                        conns[k].waiters = _READY
                         stage = _TRANSIT if stage == _HS_DONE else _APP_TRANSIT
                     else:  # _DONE
                         stage = -1
@@ -939,26 +943,23 @@ def finish_pools(
     n_pools: int,
     end: float,
     idle_s: float,
-    p_head: np.ndarray,
-    p_seconds: np.ndarray,
-    c_next: np.ndarray,
-    c_opened: np.ndarray,
-    c_expires: np.ndarray,
-    c_last: np.ndarray,
-    c_active: np.ndarray,
+    life_s: float,
+    pools: np.ndarray,
+    conns: np.ndarray,
     w0: float,
     w1: float,
 ) -> None:
     """Close every connection at the end of the run, or where it would have timed out."""
     for p in range(n_pools):
-        c = p_head[p]
+        c = pools[p].head
         while c >= 0:
+            k = conns[c]
             at = end
-            if c_active[c] == 0:
-                at = min(end, c_last[c] + idle_s, max(c_expires[c], c_last[c]))
-            p_seconds[p] += _overlap(c_opened[c], at, w0, w1)
-            c = c_next[c]
-        p_head[p] = -1
+            if k.active == 0:
+                at = min(end, _closes_at(pools, p, k, idle_s, life_s))
+            pools[p].seconds += _overlap(k.opened, at, w0, w1)
+            c = k.next
+        pools[p].head = -1
 
 
 @numba.njit(cache=True, nogil=True)
@@ -966,22 +967,27 @@ def close_idle(
     n_pools: int,
     now: float,
     idle_s: float,
-    p_head: np.ndarray,
-    p_seconds: np.ndarray,
-    c_next: np.ndarray,
-    c_opened: np.ndarray,
-    c_expires: np.ndarray,
-    c_last: np.ndarray,
-    c_active: np.ndarray,
+    life_s: float,
+    pools: np.ndarray,
+    conns: np.ndarray,
     free: np.ndarray,
-    live: np.ndarray,
     w0: float,
     w1: float,
 ) -> None:
     """`_expire` for every pool at once: what the next acquire of each would do first (so
     that pools left without connections can be forgotten)."""
     for p in range(n_pools):
-        _expire(
-            p, now, idle_s, p_head, p_seconds, c_next, c_opened, c_expires, c_last, c_active,
-            free, live, w0, w1,
-        )  # fmt: skip
+        _expire(p, now, idle_s, life_s, pools, conns, free, w0, w1)
+
+
+@numba.njit(cache=True, nogil=True)
+def compact(records: np.ndarray, keep: np.ndarray) -> int:
+    """Move the records to keep to the front, in order, in place (a copy of millions of
+    pool records at once would double them in memory); returns how many were kept."""
+    kept = 0
+    for i in range(keep.shape[0]):
+        if keep[i]:
+            if kept != i:
+                records[kept] = records[i]
+            kept += 1
+    return kept

@@ -29,6 +29,7 @@ Approximations (bounded by tests/test_engine_agreement.py against the DES engine
 from __future__ import annotations
 
 import math
+import mmap
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,8 +51,11 @@ from meshsim.engines.events import (
     ACC_FIELDS,
     BOX_FIELDS,
     CALL_FIELDS,
+    CONN_DTYPE,
+    POOL_DTYPE,
     call_columns,
     close_idle,
+    compact,
     finish_pools,
     layout_calls,
     lookup_or_insert,
@@ -379,6 +383,26 @@ class _Window:
     root_call: np.ndarray  # the call of each request
 
 
+# Pools and connections are reserved at a size no run reaches: the kernel maps a page of
+# them only when a record on it is first written, so memory follows the records in use,
+# and millions of them are never copied to grow (which would hold two copies at once).
+_POOLS_RESERVED = 1 << 27
+_CONNS_RESERVED = 1 << 28
+
+
+def _reserve(dtype: np.dtype, n: int, keep: np.ndarray | None = None) -> np.ndarray:
+    """n zeroed records in address space reserved for them (anonymous memory, not counted
+    against the machine's memory until written), with `keep`'s records first."""
+    if hasattr(mmap, "MAP_PRIVATE"):
+        flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0)
+        out = np.frombuffer(mmap.mmap(-1, n * dtype.itemsize, flags=flags), dtype, n)
+    else:  # no mmap flags (Windows): calloc, which maps zero pages lazily too
+        out = np.zeros(n, dtype)
+    if keep is not None:
+        out[: keep.shape[0]] = keep
+    return out
+
+
 class _Scratch:
     """Work arrays kept from window to window. Allocated by numpy, which asks the kernel
     for huge pages, and reused: every fresh 4 KiB page costs a fault on first touch, and
@@ -455,54 +479,20 @@ class _VectorRun:
     # ---- pools ---------------------------------------------------------------------
 
     def _init_pools(self) -> None:
-        # open addressing over pool ids (-1: empty); a pool's key is p["key"][id]
+        # open addressing over pool ids (-1: empty); a pool's key is pools[id].key. The
+        # mesh's pool settings (idle timeout, limits, certificate lifetime) are the same
+        # for every pool and passed to the loop once.
         self.table = np.full(1 << 12, -1, np.int32)
         self.n_pools = np.zeros(1, np.int64)
-        self.p = {
-            # the mesh's pool settings (idle timeout, limits, certificate lifetime) are the
-            # same for every pool; ids of connections and components fit in 32 bits
-            "mux": np.zeros(0, np.bool_),
-            "tls": np.zeros(0, np.bool_),
-            "phase": np.zeros(0),
-            "head": np.zeros(0, np.int32),
-            "seconds": np.zeros(0),
-            "origin": np.zeros(0, np.int32),
-            "target": np.zeros(0, np.int32),
-            "key": np.zeros(0, np.int64),
-        }
+        self.pools = _reserve(POOL_DTYPE, _POOLS_RESERVED)
         # pools forgotten once they had no connection left: what they added up
         self.gone_conn_s = np.zeros(self.m.n_comp)
         self.gone_seconds = 0.0
         self.pools_kept = 0
-        self.c: dict[str, np.ndarray] = {}
-        self.free = np.full(1, -1, np.int64)
-        self.live = np.zeros(1, np.int64)
-        self._grow_connections(1024)
-
-    def _grow_connections(self, extra: int) -> None:
-        old = self.c.get("next")
-        n_old = 0 if old is None else old.shape[0]
-        n_new = max(n_old + n_old // 2, n_old + extra)  # by half: millions are held
-        fields = {
-            "next": np.int32,
-            "opened": np.float64,
-            "expires": np.float64,
-            "last": np.float64,
-            "requests": np.int32,
-            "active": np.int32,
-            "waiters": np.int32,
-        }
-        for name, dtype in fields.items():
-            arr = np.zeros(n_new, dtype)
-            if old is not None:
-                arr[:n_old] = self.c[name]
-            self.c[name] = arr
-        # new slots join the free list
-        nxt = self.c["next"]
-        nxt[n_old : n_new - 1] = np.arange(n_old + 1, n_new)
-        nxt[n_new - 1] = self.free[0]
-        self.free[0] = n_old
-        self.capacity = n_new
+        self.conns = _reserve(CONN_DTYPE, _CONNS_RESERVED)
+        # the free list's head (records of closed connections), connections open, and the
+        # first record never used
+        self.free = np.array([-1, 0, 0], np.int64)
 
     def _pool_ids(self, keys: np.ndarray) -> np.ndarray:
         """The pool of each key; keys not seen yet get the next ids (and their key)."""
@@ -510,17 +500,13 @@ class _VectorRun:
         self._reserve_pools(n + keys.shape[0])
         if 2 * (n + keys.shape[0]) > self.table.shape[0]:  # keep it under half full
             self.table = np.full(1 << (3 * (n + keys.shape[0])).bit_length(), -1, np.int32)
-            rehash(self.table, self.p["key"], n)
-        return lookup_or_insert(keys, self.table, self.p["key"], self.n_pools)
+            rehash(self.table, self.pools["key"], n)
+        return lookup_or_insert(keys, self.table, self.pools["key"], self.n_pools)
 
     def _reserve_pools(self, n: int) -> None:
-        capacity = self.p["head"].shape[0]
-        if n > capacity:  # grow by half: each pool is copied O(1) times
-            capacity = max(capacity + capacity // 2, n)
-            for name, arr in self.p.items():
-                grown = np.zeros(capacity, arr.dtype)
-                grown[: arr.shape[0]] = arr
-                self.p[name] = grown
+        capacity = self.pools.shape[0]
+        if n > capacity:  # beyond the reservation: copy once into a larger one
+            self.pools = _reserve(POOL_DTYPE, max(2 * capacity, n), self.pools)
 
     def _new_pools(self, segs: list[_Seg], ids: np.ndarray, before: int, after: int) -> None:
         lifetime = self.cert_life_s
@@ -536,17 +522,14 @@ class _VectorRun:
         target = np.concatenate([s.target for s in segs])
         new_tls = tls[first]
         phase = np.where(new_tls, self.pool_rng.uniform(0, lifetime, grow), 0.0)
-        add = {
-            "mux": mux[first],
-            "tls": new_tls,
-            "phase": phase,
-            "head": np.full(grow, -1, np.int64),
-            "seconds": np.zeros(grow),
-            "origin": origin[first],
-            "target": target[first],
-        }
-        for name, values in add.items():
-            self.p[name][before:after] = values
+        new = self.pools[before:after]  # a view: the key is already set
+        new["mux"] = mux[first]
+        new["tls"] = new_tls
+        new["phase"] = phase
+        new["head"] = -1
+        new["seconds"] = 0.0
+        new["origin"] = origin[first]
+        new["target"] = target[first]
 
     # ---- one window: draw the calls ----------------------------------------------------
 
@@ -807,8 +790,9 @@ class _VectorRun:
                 col[b + _BOX["pool"], at] = got
                 col[b + _BOX["hs_client"], at] = seg.hs_client_s
                 col[b + _BOX["hs_server"], at] = seg.hs_server_s
-        if self.capacity - int(self.live[0]) < keys.shape[0] + 1:
-            self._grow_connections(keys.shape[0] + 1)
+        need = int(self.free[1]) + keys.shape[0] + 1  # every pooled hop may open one
+        if need > self.conns.shape[0]:  # beyond the reservation: copy once into a larger one
+            self.conns = _reserve(CONN_DTYPE, max(2 * self.conns.shape[0], need), self.conns)
 
     def _window_length(self) -> float:
         per_s = expected_queue_visits(self.scenario, self.mode) / self.w1
@@ -875,17 +859,14 @@ class _VectorRun:
             name: self.scratch.get(name, shape, _WORK_DTYPES.get(name, np.float64))
             for name, shape in sizes.items()
         }
-        p, c, pool = self.p, self.c, self.scenario.mesh.pool
+        pool = self.scenario.mesh.pool
         ends = run_window(
             rows, len(self.m.boxes), flat.kids, self.round_trips,
             self.profile.app.connect_round_trips.value,
             starts, flat.root_call, closed, self.per_user, think, self.user_next, b,
             self.m.first_server, self.m.servers, self.m.station_of, self.free_at,
-            p["origin"], p["target"], p["tls"], p["mux"], pool.max_streams_per_connection,
-            pool.idle_timeout_s, pool.max_requests_per_connection or 0,
-            self.cert_life_s, p["phase"], p["head"], p["seconds"],
-            c["next"], c["opened"], c["expires"], c["last"], c["requests"], c["active"],
-            c["waiters"], self.free, self.live,
+            self.pools, self.conns, self.free, pool.max_streams_per_connection,
+            pool.idle_timeout_s, pool.max_requests_per_connection or 0, self.cert_life_s,
             self.w0, self.w1, 2 * self.w1, self.cpu_s, self.resid_s, self.handshakes,
             self.counters, work["st"], work["vi"], work["vsec"], work["heap"], work["ring"],
         )  # fmt: skip
@@ -906,26 +887,23 @@ class _VectorRun:
         n = int(self.n_pools[0])
         if n < self.pools_kept + self.pools_kept // 2 + _FORGET_POOLS_FROM:
             return
-        p, c = self.p, self.c
+        pools = self.pools
         close_idle(
-            n, now, self.scenario.mesh.pool.idle_timeout_s, p["head"], p["seconds"], c["next"],
-            c["opened"], c["expires"], c["last"], c["active"], self.free, self.live, self.w0,
-            self.w1,
+            n, now, self.scenario.mesh.pool.idle_timeout_s, self.cert_life_s, pools, self.conns,
+            self.free, self.w0, self.w1,
         )  # fmt: skip
-        keep: np.ndarray = np.asarray(p["head"][:n]) >= 0
-        gone = ~keep
-        self.stats.pools_forgotten += int(gone.sum())
+        keep: np.ndarray = pools["head"][:n] >= 0
+        gone = np.flatnonzero(~keep)
+        self.stats.pools_forgotten += gone.shape[0]
         m = self.m.n_comp
-        seconds = p["seconds"][:n][gone]
-        self.gone_conn_s += np.bincount(p["origin"][:n][gone], weights=seconds, minlength=m)
-        self.gone_conn_s += np.bincount(p["target"][:n][gone], weights=seconds, minlength=m)
+        seconds = pools["seconds"][gone]
+        self.gone_conn_s += np.bincount(pools["origin"][gone], weights=seconds, minlength=m)
+        self.gone_conn_s += np.bincount(pools["target"][gone], weights=seconds, minlength=m)
         self.gone_seconds += float(seconds.sum())
-        kept = int(keep.sum())
-        for arr in p.values():
-            arr[:kept] = arr[:n][keep]
+        kept = compact(pools, keep)
         size = 1 << max(12, (3 * kept).bit_length())  # under half full until the next time
         self.table = np.full(size, -1, np.int32)
-        rehash(self.table, p["key"], kept)
+        rehash(self.table, pools["key"], kept)
         self.n_pools[0] = kept
         self.pools_kept = kept
 
@@ -994,27 +972,16 @@ class _VectorRun:
         return LatencyMs(mean=mean, p50=pct(50), p90=pct(90), p99=pct(99), p999=pct(99.9)), hist
 
     def _result(self) -> ModeResult:
-        p = self.p
         n_pools = int(self.n_pools[0])
-        c = self.c
         finish_pools(
-            n_pools,
-            self.end_s,
-            self.scenario.mesh.pool.idle_timeout_s,
-            p["head"],
-            p["seconds"],
-            c["next"],
-            c["opened"],
-            c["expires"],
-            c["last"],
-            c["active"],
-            self.w0,
-            self.w1,
-        )
+            n_pools, self.end_s, self.scenario.mesh.pool.idle_timeout_s, self.cert_life_s,
+            self.pools, self.conns, self.w0, self.w1,
+        )  # fmt: skip
+        used = self.pools[:n_pools]
         n = self.m.n_comp
         conn_s = (
-            np.bincount(p["origin"][:n_pools], weights=p["seconds"][:n_pools], minlength=n)
-            + np.bincount(p["target"][:n_pools], weights=p["seconds"][:n_pools], minlength=n)
+            np.bincount(used["origin"], weights=used["seconds"], minlength=n)
+            + np.bincount(used["target"], weights=used["seconds"], minlength=n)
             + self.gone_conn_s
         )
         window = self.w1 - self.w0
@@ -1036,7 +1003,7 @@ class _VectorRun:
             unfinished=self.outstanding,
             window_s=window,
             tls_handshakes=int(self.counters[ACC_FIELDS.index("tls_handshakes")]),
-            connection_seconds=float(p["seconds"][:n_pools].sum()) + self.gone_seconds,
+            connection_seconds=float(used["seconds"].sum()) + self.gone_seconds,
         )
 
 
