@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -82,6 +83,44 @@ def test_forgetting_pools_without_connections_changes_no_figure(
         assert (a.name, a.cpu_cores, a.handshakes) == (b.name, b.cpu_cores, b.handshakes)
         assert a.connections_open == pytest.approx(b.connections_open, rel=1e-12)
         assert a.memory_mib == pytest.approx(b.memory_mib, rel=1e-12)
+
+
+def test_pools_and_connections_outgrowing_their_reservation_change_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pool and connection records live in reserved address space; a run that outgrows it
+    is copied into a larger one, and where none can be reserved (no mmap flags, or a
+    kernel that refuses to overcommit) they are plain arrays that grow as they fill."""
+    scenario, profile = shop(duration_s=4.0)
+    topology = build_topology(scenario)
+    monkeypatch.setattr(vector, "_VISITS_PER_WINDOW", 2_000)  # grown while in use
+    reserved = vector.simulate_mode(scenario, profile, topology, "sidecar", seed=2)
+    grown: list[int] = []
+    reserve = vector._reserve
+
+    def counting(
+        dtype: np.dtype, n: int, keep: np.ndarray | None = None, need: int | None = None
+    ) -> np.ndarray:
+        if keep is not None:
+            grown.append(keep.shape[0])
+        return reserve(dtype, n, keep, need)
+
+    monkeypatch.setattr(vector, "_reserve", counting)
+    monkeypatch.setattr(vector, "_POOLS_RESERVED", 3)
+    monkeypatch.setattr(vector, "_CONNS_RESERVED", 5)
+    outgrown = vector.simulate_mode(scenario, profile, topology, "sidecar", seed=2)
+    assert outgrown.model_dump() == reserved.model_dump()
+    assert len(grown) >= 2
+
+    class NoFlags:  # mmap as Windows has it: no MAP_PRIVATE
+        pass
+
+    grown.clear()
+    monkeypatch.setattr(vector, "mmap", NoFlags)
+    monkeypatch.setattr(vector, "_PLAIN_RECORDS", 4)
+    plain = vector.simulate_mode(scenario, profile, topology, "sidecar", seed=2)
+    assert plain.model_dump() == reserved.model_dump()
+    assert len(grown) >= 2
 
 
 def test_auto_picks_the_vector_engine_for_large_scenarios_only() -> None:

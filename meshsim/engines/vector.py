@@ -388,16 +388,26 @@ class _Window:
 # and millions of them are never copied to grow (which would hold two copies at once).
 _POOLS_RESERVED = 1 << 27
 _CONNS_RESERVED = 1 << 28
+_PLAIN_RECORDS = 1 << 16  # where no space can be reserved: the first allocation
 
 
-def _reserve(dtype: np.dtype, n: int, keep: np.ndarray | None = None) -> np.ndarray:
+def _reserve(
+    dtype: np.dtype, n: int, keep: np.ndarray | None = None, need: int | None = None
+) -> np.ndarray:
     """n zeroed records in address space reserved for them (anonymous memory, not counted
-    against the machine's memory until written), with `keep`'s records first."""
+    against the machine's memory until written), with `keep`'s records first. Where the
+    space cannot be reserved (no mmap flags, as on Windows, or a kernel that refuses to
+    overcommit), `need` records, allocated plainly: they grow by copying as they run out."""
+    out = None
     if hasattr(mmap, "MAP_PRIVATE"):
         flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0)
-        out = np.frombuffer(mmap.mmap(-1, n * dtype.itemsize, flags=flags), dtype, n)
-    else:  # no mmap flags (Windows): calloc, which maps zero pages lazily too
-        out = np.zeros(n, dtype)
+        try:
+            out = np.frombuffer(mmap.mmap(-1, n * dtype.itemsize, flags=flags), dtype, n)
+        except OSError:
+            out = None
+    if out is None:
+        size = _PLAIN_RECORDS if need is None else need
+        out = np.zeros(max(size, 0 if keep is None else keep.shape[0]), dtype)
     if keep is not None:
         out[: keep.shape[0]] = keep
     return out
@@ -506,7 +516,8 @@ class _VectorRun:
     def _reserve_pools(self, n: int) -> None:
         capacity = self.pools.shape[0]
         if n > capacity:  # beyond the reservation: copy once into a larger one
-            self.pools = _reserve(POOL_DTYPE, max(2 * capacity, n), self.pools)
+            more = max(2 * capacity, n)
+            self.pools = _reserve(POOL_DTYPE, more, self.pools, need=more)
 
     def _new_pools(self, segs: list[_Seg], ids: np.ndarray, before: int, after: int) -> None:
         lifetime = self.cert_life_s
@@ -792,7 +803,8 @@ class _VectorRun:
                 col[b + _BOX["hs_server"], at] = seg.hs_server_s
         need = int(self.free[1]) + keys.shape[0] + 1  # every pooled hop may open one
         if need > self.conns.shape[0]:  # beyond the reservation: copy once into a larger one
-            self.conns = _reserve(CONN_DTYPE, max(2 * self.conns.shape[0], need), self.conns)
+            more = max(2 * self.conns.shape[0], need)
+            self.conns = _reserve(CONN_DTYPE, more, self.conns, need=more)
 
     def _window_length(self) -> float:
         per_s = expected_queue_visits(self.scenario, self.mode) / self.w1
