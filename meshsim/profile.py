@@ -165,16 +165,20 @@ class HostCost(_Model):
     )
     wake_up_idle_ms: Sourced = Field(
         default=Sourced(
-            value=10.0,
-            source="default: unused while wake_up_us is 0",
+            value=15.5,
+            source="measured: the no-mesh two-pod shape's p50 at 25 to 200 requests per "
+            "second on the local testbed (results/calibration/testbed-chain/idle-gap/), fitted "
+            "with the shape 3 (profiles/README.md#waking-idle-nodes)",
         ),
         description="Idle time scale of the deep sleep: a node idle for a gap g pays "
         "wake_up_us x (1 - exp(-(g / wake_up_idle_ms) ^ wake_up_shape)).",
     )
     wake_up_shape: Sourced = Field(
         default=Sourced(
-            value=1.0,
-            source="default: unused while wake_up_us is 0",
+            value=3.0,
+            source="measured: the no-mesh two-pod shape's p50 at 25 to 200 requests per "
+            "second on the local testbed (results/calibration/testbed-chain/idle-gap/): the "
+            "wait sets in between 9 and 19 ms idle (profiles/README.md#waking-idle-nodes)",
         ),
         description="How sharply the deep sleep sets in around wake_up_idle_ms (1: as an "
         "exponential; larger: more like a threshold).",

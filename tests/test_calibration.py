@@ -342,6 +342,32 @@ def test_without_background_its_wait_is_not_identifiable(truth: Profile) -> None
     assert get_value(fit.profile, "host.preempted_wait_us") == 750.0
 
 
+WAKE = {"host.wake_up_us": 800.0}
+
+
+def test_the_wake_up_of_idle_nodes_is_fitted_from_load_levels(truth: Profile) -> None:
+    # gaps of 25, 14, 10 and 5 ms between requests: the wait is all there, part there,
+    # mostly not, not there (its time scale, 15.5 ms, is measured, not fitted); the app's
+    # own latency is the same at every load
+    measured = with_values(truth, {**STACK, **WAKE})
+    points = _points(measured, [40, 70, 100, 200], [256], ["none", "sidecar"])
+    fit = fit_profile(points, truth, engine="vector", stages=("latency",))
+    _assert_recovered(fit, WAKE, rel=0.25)
+
+
+def test_one_load_level_cannot_tell_the_wake_up_from_the_apps_latency(
+    truth: Profile,
+) -> None:
+    # every request finds node-2 idle for the same gap: the wake-up is a constant per
+    # request, as is the fixed part of each app visit
+    points = _points(with_values(truth, {**STACK, **WAKE}), [70], [256], ["none", "sidecar"])
+    fit = fit_profile(points, truth, engine="vector", stages=("latency",))
+    wake = _estimate(fit, "host.wake_up_us")
+    assert (wake.status, wake.kept_prior) == ("not identifiable", True)
+    assert wake.note.startswith("its effect is a combination of app.visit_latency_floor_us")
+    assert get_value(fit.profile, "host.wake_up_us") == 0.0
+
+
 def test_fitted_profile_names_the_dataset_everywhere(
     full_fit: FitResult, istio_profile: Profile, tmp_path: Path
 ) -> None:
