@@ -346,11 +346,15 @@ WAKE = {"host.wake_up_us": 800.0}
 
 
 def test_the_wake_up_of_idle_nodes_is_fitted_from_load_levels(truth: Profile) -> None:
-    # gaps of 25, 14, 10 and 5 ms between requests: the wait is all there, part there,
-    # mostly not, not there (its time scale, 15.5 ms, is measured, not fitted); the app's
-    # own latency is the same at every load
+    # gaps of 40 and 20 ms between requests: the wait is all there; of 5 and 3 ms: it is
+    # not (its time scale, 15.5 ms, is measured, not fitted); the app's own latency is the
+    # same at every load
     measured = with_values(truth, {**STACK, **WAKE})
-    points = _points(measured, [40, 70, 100, 200], [256], ["none", "sidecar"])
+
+    def longer(**traffic: Any) -> dict[str, Any]:  # a few hundred requests even at 25/s
+        return _two_pods(**traffic, duration_s=13)
+
+    points = _points(measured, [25, 50, 200, 300], [256], ["none", "sidecar"], shape=longer)
     fit = fit_profile(points, truth, engine="vector", stages=("latency",))
     _assert_recovered(fit, WAKE, rel=0.25)
 
@@ -358,9 +362,9 @@ def test_the_wake_up_of_idle_nodes_is_fitted_from_load_levels(truth: Profile) ->
 def test_one_load_level_cannot_tell_the_wake_up_from_the_apps_latency(
     truth: Profile,
 ) -> None:
-    # every request finds node-2 idle for the same gap: the wake-up is a constant per
-    # request, as is the fixed part of each app visit
-    points = _points(with_values(truth, {**STACK, **WAKE}), [70], [256], ["none", "sidecar"])
+    # every request finds node-2 idle for 40 ms, long asleep: the wake-up is the same
+    # constant for every request, as is the fixed part of each app visit
+    points = _points(with_values(truth, {**STACK, **WAKE}), [25], [256], ["none", "sidecar"])
     fit = fit_profile(points, truth, engine="vector", stages=("latency",))
     wake = _estimate(fit, "host.wake_up_us")
     assert (wake.status, wake.kept_prior) == ("not identifiable", True)
