@@ -21,6 +21,7 @@ from meshsim.calibrate.calibration import (
     fitted_profile_doc,
     measure_grid,
     profile_yaml,
+    report_text,
     run_calibration,
 )
 from meshsim.calibrate.compare import summarize
@@ -480,6 +481,43 @@ def test_calibration_end_to_end_predicts_held_out_settings(
     assert held["cpu"].median_abs_error is not None and held["cpu"].median_abs_error < 0.03
     assert held["memory"].median_abs_error is not None and held["memory"].median_abs_error < 0.01
     assert held["p50"].median_abs_error is not None and held["p50"].median_abs_error < 0.05
+
+
+def test_a_parameter_the_grid_fixes_is_set_not_fitted(
+    tmp_path: Path, truth: Profile, istio_profile: Profile
+) -> None:
+    measured_by_sweep = {"value": 20.0, "source": "measured: a sweep of its own"}
+    grid = {**GRID, "fixed": {"sidecar.cpu.per_kib_us": measured_by_sweep}}
+    plan = load_grid(*_grid_files(tmp_path, grid))
+    runs = measure_grid(
+        plan,
+        tmp_path / "dataset",
+        lambda s: simulate(s.scenario, truth, seed=MEASURE_SEED, engine="vector"),
+    )
+    cal = run_calibration(plan, runs, istio_profile, engine="vector")
+    assert "sidecar.cpu.per_kib_us" not in {e.parameter.path for e in cal.fit.estimates()}
+    assert get_value(cal.fit.profile, "sidecar.cpu.per_kib_us") == 20.0
+    ref = "results/calibration/x/dataset/manifest.json"
+    doc = fitted_profile_doc(cal, istio_profile, ref, "fitted")
+    assert doc["sidecar"]["cpu"]["per_kib_us"] == {
+        "value": 20.0,
+        "source": f"not fitted to {ref}: measured: a sweep of its own",
+    }
+    assert "    sidecar.cpu.per_kib_us: 20 — measured: a sweep of its own" in report_text(cal)
+
+
+def test_a_fixed_parameter_the_profile_lacks_stops_the_calibration_before_it_measures(
+    tmp_path: Path,
+) -> None:
+    grid = {**GRID, "fixed": {"sidecar.hop_latency_per_mib": {"value": 1.0, "source": "a guess"}}}
+    grid_file, scenario_file = _grid_files(tmp_path, grid)
+    args = ["calibrate", str(scenario_file), "--grid", str(grid_file), "--out", str(tmp_path)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert "grid.yaml: fixed: 'sidecar.hop_latency_per_mib' is not a sourced number" in (
+        result.output
+    )
+    assert not (tmp_path / "dataset").exists()
 
 
 def test_latency_residuals_are_the_mesh_overhead_error_when_a_baseline_exists(

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -451,9 +451,11 @@ def _handshakes_unseen(
     return out
 
 
-def _fit_stage(model: _Model, stage: Stage, profile: Profile, say: Say) -> tuple[Profile, StageFit]:
+def _fit_stage(
+    model: _Model, stage: Stage, profile: Profile, say: Say, fixed: Collection[str] = ()
+) -> tuple[Profile, StageFit]:
     modes = sorted({pt.mode for pt in model.points})
-    params = parameters_for(stage, modes)
+    params = [p for p in parameters_for(stage, modes) if p.path not in fixed]
     prior = {p.path: get_value(profile, p.path) for p in params}
     model.use(profile)
     x0 = np.array([_start(p, prior[p.path]) for p in params])
@@ -552,8 +554,10 @@ def fit_profile(
     engine: str = "vector",
     stages: Sequence[Stage] = STAGES,
     say: Say = _quiet,
+    fixed: Collection[str] = (),
 ) -> FitResult:
-    """Fit the prior profile's parameters to measured points, stage by stage."""
+    """Fit the prior profile's parameters to measured points, stage by stage; those named
+    in `fixed` (set some other way: measured on their own, or left out) keep the prior's."""
     if not points:
         raise ValueError("no measured points to fit")
     # a point's no-mesh baseline is measured data too: fit it alongside
@@ -564,7 +568,7 @@ def fit_profile(
     profile = prior
     fits = []
     for stage in stages:
-        profile, stage_fit = _fit_stage(model, stage, profile, say)
+        profile, stage_fit = _fit_stage(model, stage, profile, say, fixed)
         fits.append(stage_fit)
     say(f"fit used {model.runs} simulations")
     return FitResult(profile, fits)

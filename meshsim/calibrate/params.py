@@ -110,7 +110,7 @@ def parameters_for(stage: Stage, modes: Sequence[str]) -> list[Parameter]:
 def _sourced(doc: dict[str, Any], path: str) -> dict[str, Any]:
     node: Any = doc
     for part in path.split("."):
-        node = node[part]
+        node = node.get(part) if isinstance(node, dict) else None
     if not (isinstance(node, dict) and set(node) == {"value", "source"}):
         raise KeyError(f"'{path}' is not a sourced number of the profile")
     return node
