@@ -373,6 +373,31 @@ def test_one_load_level_cannot_tell_the_wake_up_from_the_apps_latency(
     assert get_value(fit.profile, "host.wake_up_us") == 0.0
 
 
+def test_a_parameter_whose_effect_vanishes_at_the_solution_is_not_reported_as_exact(
+    truth: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the wake-up's time scale, fitted with its size to loads with no wake-up at all: once
+    # the size is kept at 0, the time scale moves nothing, and its covariance is 0; that is
+    # no interval of ± 0 but a parameter the figures do not pin down
+    import meshsim.calibrate.fit as fit_module
+    from meshsim.calibrate.params import BY_PATH, Parameter
+
+    scale = Parameter("host.wake_up_idle_ms", "latency", "ms", 15.0)
+    params = [BY_PATH["host.wake_up_us"], scale]
+    monkeypatch.setattr(fit_module, "parameters_for", lambda stage, modes: params)
+
+    def longer(**traffic: Any) -> dict[str, Any]:
+        return _two_pods(**traffic, duration_s=13)
+
+    points = _points(truth, [25, 50, 200], [256], ["none", "sidecar"], shape=longer)
+    fit = fit_profile(points, truth, engine="vector", stages=("latency",))
+    assert _estimate(fit, "host.wake_up_us").kept_prior
+    e = _estimate(fit, "host.wake_up_idle_ms")
+    assert (e.status, e.ci95, e.value) == ("not identifiable", None, 15.5)
+    assert e.note == "the measured figures do not depend on it at the fitted values of the others"
+    assert get_value(fit.profile, "host.wake_up_idle_ms") == 15.5
+
+
 def test_fitted_profile_names_the_dataset_everywhere(
     full_fit: FitResult, istio_profile: Profile, tmp_path: Path
 ) -> None:
