@@ -60,7 +60,10 @@ def main() -> None:
     table(p50s(args.suffix, None, args.engine), f"measured: {head}")
     if args.profile:
         profile = load_profile(args.profile)
-        table(p50s(args.suffix, profile, args.engine), f"simulated ({args.engine}, {args.profile}): {head}")
+        table(
+            p50s(args.suffix, profile, args.engine),
+            f"simulated ({args.engine}, {args.profile}): {head}",
+        )
 
 
 if __name__ == "__main__":
