@@ -7,6 +7,7 @@ the same worker after the response has left, off the latency path but not off th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,6 +26,7 @@ __all__ = [
     "preempted_wait_s",
     "proxy_memory_mib",
     "usd_per_month",
+    "wake_up_s",
 ]
 
 Role = Literal["outbound", "inbound", "through"]
@@ -108,3 +110,13 @@ def preempted_wait_s(
     mean `mean_s` (Poisson arrivals see the time average: PASTA)."""
     taken = rng.random(n) < share
     return np.where(taken, rng.exponential(mean_s, n), 0.0)
+
+
+def wake_up_s(gap_s: float, wake_s: float, idle_s: float, shape: float) -> float:
+    """The wait of a burst on a node whose cores have all been idle for gap_s: a core left
+    idle drops into deep sleep after a time with scale idle_s and this shape (Weibull), and
+    waking it from there takes wake_s: the expected wait is wake_s x P(asleep by gap_s).
+    Both engines call this (the vector engine compiled), so they agree exactly."""
+    if wake_s <= 0.0 or gap_s <= 0.0:
+        return 0.0
+    return wake_s * -math.expm1(-((gap_s / idle_s) ** shape))

@@ -142,7 +142,8 @@ class AppCost(_Model):
 
 
 class HostCost(_Model):
-    """How the host's other work (a scenario's `cluster.background_cores`) delays bursts."""
+    """How the host delays bursts: its other work (a scenario's `cluster.background_cores`)
+    and waking its idle cores."""
 
     preempted_wait_us: Sourced = Field(
         description="Mean wait of a CPU burst that finds its core running other work: the "
@@ -152,6 +153,35 @@ class HostCost(_Model):
         description="Share of the other work that competes with a running burst for its "
         "core: a burst runs at 1 - contention x (the other work's share) of the core's speed "
         "(1: every burst time-shares with it; 0: the scheduler runs bursts first)."
+    )
+    wake_up_us: Sourced = Field(
+        default=Sourced(
+            value=0,
+            source="default: no wake-up latency; a node's idle cores start a burst at once",
+        ),
+        description="Latency of starting a burst on a node whose cores have all been idle "
+        "long enough to sleep deeply (CPU idle states, a halted virtual CPU): the core is "
+        "woken before the burst runs. It grows with the node's idle gap (wake_up_idle_ms).",
+    )
+    wake_up_idle_ms: Sourced = Field(
+        default=Sourced(
+            value=15.5,
+            source="measured: the no-mesh two-pod shape's p50 at 25 to 200 requests per "
+            "second on the local testbed (results/calibration/testbed-chain/idle-gap/), fitted "
+            "with the shape 3 (profiles/README.md#waking-idle-nodes)",
+        ),
+        description="Idle time scale of the deep sleep: a node idle for a gap g pays "
+        "wake_up_us x (1 - exp(-(g / wake_up_idle_ms) ^ wake_up_shape)).",
+    )
+    wake_up_shape: Sourced = Field(
+        default=Sourced(
+            value=3.0,
+            source="measured: the no-mesh two-pod shape's p50 at 25 to 200 requests per "
+            "second on the local testbed (results/calibration/testbed-chain/idle-gap/): the "
+            "wait sets in between 9 and 19 ms idle (profiles/README.md#waking-idle-nodes)",
+        ),
+        description="How sharply the deep sleep sets in around wake_up_idle_ms (1: as an "
+        "exponential; larger: more like a threshold).",
     )
 
 
@@ -181,7 +211,8 @@ class Profile(_Model):
     waypoint: ProxyCost
     host: HostCost = Field(
         default=_DEFAULT_HOST,
-        description="Only matters where a scenario gives its nodes background work.",
+        description="The nodes' other work (only where a scenario gives its nodes background "
+        "work) and how their idle cores wake up.",
     )
 
     def proxy(self, kind: str) -> ProxyCost:

@@ -21,6 +21,7 @@ from meshsim.calibrate.calibration import (
     fitted_profile_doc,
     measure_grid,
     profile_yaml,
+    report_text,
     run_calibration,
 )
 from meshsim.calibrate.compare import summarize
@@ -342,6 +343,61 @@ def test_without_background_its_wait_is_not_identifiable(truth: Profile) -> None
     assert get_value(fit.profile, "host.preempted_wait_us") == 750.0
 
 
+WAKE = {"host.wake_up_us": 800.0}
+
+
+def test_the_wake_up_of_idle_nodes_is_fitted_from_load_levels(truth: Profile) -> None:
+    # gaps of 40 and 20 ms between requests: the wait is all there; of 5 and 3 ms: it is
+    # not (its time scale, 15.5 ms, is measured, not fitted); the app's own latency is the
+    # same at every load
+    measured = with_values(truth, {**STACK, **WAKE})
+
+    def longer(**traffic: Any) -> dict[str, Any]:  # a few hundred requests even at 25/s
+        return _two_pods(**traffic, duration_s=13)
+
+    points = _points(measured, [25, 50, 200, 300], [256], ["none", "sidecar"], shape=longer)
+    fit = fit_profile(points, truth, engine="vector", stages=("latency",))
+    _assert_recovered(fit, WAKE, rel=0.25)
+
+
+def test_one_load_level_cannot_tell_the_wake_up_from_the_apps_latency(
+    truth: Profile,
+) -> None:
+    # every request finds node-2 idle for 40 ms, long asleep: the wake-up is the same
+    # constant for every request, as is the fixed part of each app visit
+    points = _points(with_values(truth, {**STACK, **WAKE}), [25], [256], ["none", "sidecar"])
+    fit = fit_profile(points, truth, engine="vector", stages=("latency",))
+    wake = _estimate(fit, "host.wake_up_us")
+    assert (wake.status, wake.kept_prior) == ("not identifiable", True)
+    assert wake.note.startswith("its effect is a combination of app.visit_latency_floor_us")
+    assert get_value(fit.profile, "host.wake_up_us") == 0.0
+
+
+def test_a_parameter_whose_effect_vanishes_at_the_solution_is_not_reported_as_exact(
+    truth: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the wake-up's time scale, fitted with its size to loads with no wake-up at all: once
+    # the size is kept at 0, the time scale moves nothing, and its covariance is 0; that is
+    # no interval of ± 0 but a parameter the figures do not pin down
+    import meshsim.calibrate.fit as fit_module
+    from meshsim.calibrate.params import BY_PATH, Parameter
+
+    scale = Parameter("host.wake_up_idle_ms", "latency", "ms", 15.0)
+    params = [BY_PATH["host.wake_up_us"], scale]
+    monkeypatch.setattr(fit_module, "parameters_for", lambda stage, modes: params)
+
+    def longer(**traffic: Any) -> dict[str, Any]:
+        return _two_pods(**traffic, duration_s=13)
+
+    points = _points(truth, [25, 50, 200], [256], ["none", "sidecar"], shape=longer)
+    fit = fit_profile(points, truth, engine="vector", stages=("latency",))
+    assert _estimate(fit, "host.wake_up_us").kept_prior
+    e = _estimate(fit, "host.wake_up_idle_ms")
+    assert (e.status, e.ci95, e.value) == ("not identifiable", None, 15.5)
+    assert e.note == "the measured figures do not depend on it at the fitted values of the others"
+    assert get_value(fit.profile, "host.wake_up_idle_ms") == 15.5
+
+
 def test_fitted_profile_names_the_dataset_everywhere(
     full_fit: FitResult, istio_profile: Profile, tmp_path: Path
 ) -> None:
@@ -450,6 +506,43 @@ def test_calibration_end_to_end_predicts_held_out_settings(
     assert held["cpu"].median_abs_error is not None and held["cpu"].median_abs_error < 0.03
     assert held["memory"].median_abs_error is not None and held["memory"].median_abs_error < 0.01
     assert held["p50"].median_abs_error is not None and held["p50"].median_abs_error < 0.05
+
+
+def test_a_parameter_the_grid_fixes_is_set_not_fitted(
+    tmp_path: Path, truth: Profile, istio_profile: Profile
+) -> None:
+    measured_by_sweep = {"value": 20.0, "source": "measured: a sweep of its own"}
+    grid = {**GRID, "fixed": {"sidecar.cpu.per_kib_us": measured_by_sweep}}
+    plan = load_grid(*_grid_files(tmp_path, grid))
+    runs = measure_grid(
+        plan,
+        tmp_path / "dataset",
+        lambda s: simulate(s.scenario, truth, seed=MEASURE_SEED, engine="vector"),
+    )
+    cal = run_calibration(plan, runs, istio_profile, engine="vector")
+    assert "sidecar.cpu.per_kib_us" not in {e.parameter.path for e in cal.fit.estimates()}
+    assert get_value(cal.fit.profile, "sidecar.cpu.per_kib_us") == 20.0
+    ref = "results/calibration/x/dataset/manifest.json"
+    doc = fitted_profile_doc(cal, istio_profile, ref, "fitted")
+    assert doc["sidecar"]["cpu"]["per_kib_us"] == {
+        "value": 20.0,
+        "source": f"not fitted to {ref}: measured: a sweep of its own",
+    }
+    assert "    sidecar.cpu.per_kib_us: 20 — measured: a sweep of its own" in report_text(cal)
+
+
+def test_a_fixed_parameter_the_profile_lacks_stops_the_calibration_before_it_measures(
+    tmp_path: Path,
+) -> None:
+    grid = {**GRID, "fixed": {"sidecar.hop_latency_per_mib": {"value": 1.0, "source": "a guess"}}}
+    grid_file, scenario_file = _grid_files(tmp_path, grid)
+    args = ["calibrate", str(scenario_file), "--grid", str(grid_file), "--out", str(tmp_path)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert "grid.yaml: fixed: 'sidecar.hop_latency_per_mib' is not a sourced number" in (
+        result.output
+    )
+    assert not (tmp_path / "dataset").exists()
 
 
 def test_latency_residuals_are_the_mesh_overhead_error_when_a_baseline_exists(

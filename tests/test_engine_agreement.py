@@ -325,3 +325,22 @@ def test_engines_agree_with_background_work_on_the_nodes() -> None:
     doc["app"]["visit_latency_cv"] = {"value": SMOOTHING_CV, "source": "test: steadied"}
     profile = Profile.model_validate(doc)
     assert compare(busy, profile, scenario.seed) == {}
+
+
+def test_engines_agree_with_idle_nodes_waking_up() -> None:
+    """A burst on a node idle for a while first wakes its core (host.wake_up_*): both
+    engines track each node's idle gap and charge the same wait, at two loads (long gaps
+    at 50 rps, short ones at 200)."""
+    scenario, _ = load_scenario(ROOT / "scenarios" / "testbed-chain.yaml")
+    doc = steady_profile(load_profile(ROOT / "profiles" / "local-haproxy.yaml")).model_dump()
+    doc["app"]["visit_latency_cv"] = {"value": SMOOTHING_CV, "source": "test: steadied"}
+    doc["host"]["wake_up_us"] = {"value": 600.0, "source": "test"}
+    doc["host"]["wake_up_idle_ms"] = {"value": 8.0, "source": "test"}
+    doc["host"]["wake_up_shape"] = {"value": 2.0, "source": "test"}
+    profile = Profile.model_validate(doc)
+    for rate in (50, 200):
+        assert scenario.traffic.open_loop is not None
+        loop = scenario.traffic.open_loop.model_copy(update={"rate_rps": rate})
+        traffic = scenario.traffic.model_copy(update={"open_loop": loop})
+        at_rate = scenario.model_copy(update={"traffic": traffic})
+        assert compare(steadied(at_rate, 2000), profile, scenario.seed) == {}, rate

@@ -14,7 +14,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,8 @@ from meshsim.calibrate.dataset import (
 )
 from meshsim.calibrate.fit import FitPoint, FitResult, fit_profile
 from meshsim.calibrate.grid import GridPlan, Setting, split
-from meshsim.calibrate.params import BY_PATH
-from meshsim.profile import Profile
+from meshsim.calibrate.params import BY_PATH, with_values
+from meshsim.profile import Profile, Sourced
 from meshsim.results import RunResult
 from meshsim.run import simulate
 from meshsim.scenario import Mode, Scenario
@@ -63,6 +63,8 @@ class Calibration:
     in_sample: list[ErrorRow]
     held_out_rows: list[ErrorRow]
     split_note: str
+    # parameters set, not fitted (the grid's `fixed`)
+    fixed: dict[str, Sourced] = field(default_factory=dict)
 
 
 def measure_grid(
@@ -142,7 +144,13 @@ def run_calibration(
         + ("; ".join(s.label for s in held_out) or "none")
     )
     say(note)
-    fit = fit_profile(fit_points(fit_settings, runs), prior, engine=engine, say=say)
+    fixed = plan.grid.fixed
+    start = with_values(
+        prior, {k: v.value for k, v in fixed.items()}, {k: v.source for k, v in fixed.items()}
+    )
+    fit = fit_profile(
+        fit_points(fit_settings, runs), start, engine=engine, say=say, fixed=set(fixed)
+    )
     return Calibration(
         fit_settings,
         held_out,
@@ -150,6 +158,7 @@ def run_calibration(
         predict(fit_settings, runs, fit.profile, engine),
         predict(held_out, runs, fit.profile, engine),
         note,
+        dict(fixed),
     )
 
 
@@ -189,7 +198,9 @@ def fitted_profile_doc(
             node = node[part]
         kept = f"kept from {prior.name}: {node['source']}"
         e = estimates.get(path)
-        if e is None:
+        if path in cal.fixed:
+            source = f"not fitted to {dataset_ref}: {cal.fixed[path].source}"
+        elif e is None:
             why = "not a fitted parameter" if path not in BY_PATH else "no fitted run deploys it"
             source = f"not fitted ({why}) by {dataset_ref}; {kept}"
         elif e.status == "not identifiable":
@@ -263,6 +274,9 @@ def report_text(cal: Calibration) -> str:
             f"rms error {stage.rms_before:.3f} (prior) -> {stage.rms_after:.3f}"
         )
         lines += [f"    {e.describe()}" for e in stage.estimates]
+    if cal.fixed:
+        lines.append("  set, not fitted (the grid's `fixed`):")
+        lines += [f"    {k}: {v.value:.4g} — {v.source}" for k, v in cal.fixed.items()]
     lines += ["", "fitted settings (in sample):"]
     lines += summary_lines(summarize(cal.in_sample, by_kind=True))
     lines += ["", "held-out settings (never seen by the fit):"]

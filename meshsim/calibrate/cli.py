@@ -138,6 +138,7 @@ def calibrate(
     """Measure SCENARIO over a grid, fit a profile on part of it, print the error on the rest."""
     from meshsim.calibrate import calibration as cal
     from meshsim.calibrate.grid import load_grid
+    from meshsim.calibrate.params import with_values
     from meshsim.loader import InputError, load_profile, load_scenario
 
     console = Console(stderr=True)
@@ -149,8 +150,13 @@ def calibrate(
         scenario, prior = load_scenario(scenario_file)
         grid_file = grid_file or _default_grid(scenario_file)
         plan = load_grid(grid_file, scenario_file)
+        # before measuring for 20 minutes: what the grid sets must be numbers of the profile
+        with_values(prior, {k: v.value for k, v in plan.grid.fixed.items()})
     except (InputError, ValueError) as err:
         click.echo(str(err), err=True)
+        sys.exit(BAD_INPUT)
+    except KeyError as err:
+        click.echo(f"{grid_file}: fixed: {err.args[0]}", err=True)
         sys.exit(BAD_INPUT)
     out_dir = out_dir or Path("results") / "calibration" / scenario.name
     dataset = out_dir / "dataset"

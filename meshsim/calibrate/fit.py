@@ -18,14 +18,16 @@ payload size cannot tell per-request from per-KiB CPU), is reported as not
 identifiable and keeps its prior value. After the fit, the covariance of the
 estimates gives 95% confidence intervals; an estimate whose interval is wider than
 the estimate itself is reported as poorly determined, and if that interval holds the
-prior, the prior is kept and the rest fitted again, one such parameter at a time.
+prior, the prior is kept and the rest fitted again, one such parameter at a time. A
+parameter whose effect is gone at the solution (a time scale once the size it scales is
+kept at 0) is reported as not identifiable there, not as fitted with an interval of 0.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -63,6 +65,9 @@ FD_STEP = 0.1
 # prior and the solution is not a proportional cost in these figures.
 NONLINEAR_TOL = 0.5
 NOT_PROPORTIONAL = "the figures do not move in proportion to it (an edge effect, not a cost)"
+# A parameter whose effect is gone at the solution (a time scale once the size it scales
+# went to 0) has no interval there: the covariance would call it exact (± 0).
+VANISHED = "the measured figures do not depend on it at the fitted values of the others"
 # The latency stage differentiates the simulator at every step and its objective is
 # noisy (percentiles of finite runs): a few steps get most of the way.
 LATENCY_MAX_STEPS = 8
@@ -399,6 +404,12 @@ def _not_proportional(
     return out
 
 
+def _vanished(jac: np.ndarray, scales: np.ndarray) -> list[int]:
+    """Columns whose effect at the solution is below what the data can show (EFFECT_TOL)."""
+    return [k for k in range(jac.shape[1]) if float(np.linalg.norm(jac[:, k])) * scales[k]
+            < EFFECT_TOL]  # fmt: skip
+
+
 def _looseness(e: Estimate) -> float:
     """The width of an estimate's interval over the estimate (backward elimination drops
     the least significant first)."""
@@ -451,9 +462,11 @@ def _handshakes_unseen(
     return out
 
 
-def _fit_stage(model: _Model, stage: Stage, profile: Profile, say: Say) -> tuple[Profile, StageFit]:
+def _fit_stage(
+    model: _Model, stage: Stage, profile: Profile, say: Say, fixed: Collection[str] = ()
+) -> tuple[Profile, StageFit]:
     modes = sorted({pt.mode for pt in model.points})
-    params = parameters_for(stage, modes)
+    params = [p for p in parameters_for(stage, modes) if p.path not in fixed]
     prior = {p.path: get_value(profile, p.path) for p in params}
     model.use(profile)
     x0 = np.array([_start(p, prior[p.path]) for p in params])
@@ -489,11 +502,13 @@ def _fit_stage(model: _Model, stage: Stage, profile: Profile, say: Say) -> tuple
         # A cost whose effect at the solution is not what it was at the prior is not a
         # cost the figures carry in proportion (CPU, memory): an edge effect, e.g. a
         # burst straddling the window's start. Its estimate would be an artefact.
-        bent = _not_proportional(fit.stage, jac0[:, kept], jac, scales[kept]) if kept else []
-        for k in bent:
+        bent = {k: NOT_PROPORTIONAL for k in _not_proportional(fit.stage, jac0[:, kept], jac,
+                                                                scales[kept])}  # fmt: skip
+        bent.update({k: VANISHED for k in _vanished(jac, scales[kept]) if k not in bent})
+        for k, note in bent.items():
             j = kept[k]
             estimates[j] = Estimate(params[j], prior[params[j].path], prior[params[j].path],
-                                    None, "not identifiable", NOT_PROPORTIONAL)  # fmt: skip
+                                    None, "not identifiable", note)  # fmt: skip
         # An estimate the data barely constrain, whose interval holds the prior, does not
         # contradict the prior: keep the prior and fit the others again without it, one at
         # a time, the loosest (widest interval for its size) first, since a loose
@@ -522,12 +537,19 @@ def _fit_stage(model: _Model, stage: Stage, profile: Profile, say: Say) -> tuple
                 r1 = fit.residuals(np.zeros(0), [])
                 break
             start = np.array([current[j].value for j in again])
-            xf, r1, ci, _ = _solve(
+            xf, r1, ci, jac = _solve(
                 fit, [params[j] for j in again], start, scales[again], jac0[:, again],
                 steps=LATENCY_REFIT_STEPS,
             )  # fmt: skip
             current = {j: _estimate(params[j], prior[params[j].path], float(xf[k]), ci[k])
                        for k, j in enumerate(again)}  # fmt: skip
+            for k in _vanished(jac, scales[again]):
+                j = again[k]
+                del current[j]
+                estimates[j] = Estimate(params[j], prior[params[j].path], prior[params[j].path],
+                                        None, "not identifiable", VANISHED)  # fmt: skip
+                dropped.append(j)
+                refit = True
             estimates.update(current)
     values = {p.path: estimates[j].value for j, p in enumerate(params)}
     result = StageFit(
@@ -552,8 +574,10 @@ def fit_profile(
     engine: str = "vector",
     stages: Sequence[Stage] = STAGES,
     say: Say = _quiet,
+    fixed: Collection[str] = (),
 ) -> FitResult:
-    """Fit the prior profile's parameters to measured points, stage by stage."""
+    """Fit the prior profile's parameters to measured points, stage by stage; those named
+    in `fixed` (set some other way: measured on their own, or left out) keep the prior's."""
     if not points:
         raise ValueError("no measured points to fit")
     # a point's no-mesh baseline is measured data too: fit it alongside
@@ -564,7 +588,7 @@ def fit_profile(
     profile = prior
     fits = []
     for stage in stages:
-        profile, stage_fit = _fit_stage(model, stage, profile, say)
+        profile, stage_fit = _fit_stage(model, stage, profile, say, fixed)
         fits.append(stage_fit)
     say(f"fit used {model.runs} simulations")
     return FitResult(profile, fits)

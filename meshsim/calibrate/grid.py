@@ -4,7 +4,8 @@ A grid file varies the scenario the way a sweep file does (the same parameter pa
 and named parameters, see `meshsim.sweep`), optionally over more topologies (other
 scenario files measured over the same grid), and says how to split it: a seeded share
 of the settings (every combination of values but the mode; all modes of a setting go
-to the same side) is held out of the fit and predicted afterwards.
+to the same side) is held out of the fit and predicted afterwards. Profile parameters it
+names under `fixed` are set, not fitted: measured by a sweep of their own, or left out.
 
     parameters:
       payload_bytes: {paths: [traffic.request_bytes, traffic.response_bytes]}
@@ -14,6 +15,8 @@ to the same side) is held out of the fit and predicted afterwards.
       mode: [none, sidecar, ambient, ambient-waypoint]
     topologies: [../testbed-two-pods.yaml]
     holdout: {fraction: 0.34, seed: 5}
+    fixed:  # set, not fitted
+      host.wake_up_us: {value: 0, source: "left out: ..."}
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from meshsim.checks import check_scenario
 from meshsim.loader import InputError, read_source, validate_source
+from meshsim.profile import Sourced
 from meshsim.scenario import Mode, Scenario
 from meshsim.sweep import (
     ParameterSpec,
@@ -65,6 +69,11 @@ class CalibrationGrid(_Model):
         description="More scenario files (relative to this file) measured over the same grid.",
     )
     holdout: Holdout = Field(default_factory=Holdout)
+    fixed: dict[str, Sourced] = Field(
+        default_factory=dict,
+        description="Profile parameters this calibration sets rather than fits (measured by a "
+        "sweep of their own, or left out on purpose): path (host.wake_up_us) -> value, source.",
+    )
 
     def as_sweep(self, scenario: str) -> SweepSpec:
         return SweepSpec(

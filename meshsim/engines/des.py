@@ -32,6 +32,7 @@ from meshsim.costs import (
     background_shares,
     pass_cost,
     preempted_wait_s,
+    wake_up_s,
 )
 from meshsim.distributions import Constant, Distribution
 from meshsim.profile import Profile, ProxyCost
@@ -231,6 +232,14 @@ class _Simulation:
             _preempted_draws(child_rng(seed, f"background/{n.name}"), share, wait_s)
             for n, share in zip(topology.nodes, shares, strict=True)
         ]
+        # waking a node's idle cores (host.wake_up_*): when each node's last burst ends
+        host = profile.host
+        self.wake = (
+            host.wake_up_us.value * 1e-6,
+            host.wake_up_idle_ms.value * _MS,
+            host.wake_up_shape.value,
+        )
+        self.quiet = [0.0] * len(topology.nodes)
         self.plans: dict[tuple[int, int], _Plan] = {}
         self.latencies: list[float] = []
         self.outstanding = 0
@@ -381,10 +390,13 @@ class _Simulation:
         core = self.cores[node]
         req = core.request()
         yield req
-        start = self.env.now
+        # a node idle for a while wakes its core first (host.wake_up_us)
+        start = self.env.now + wake_up_s(self.env.now - self.quiet[node], *self.wake)
         # the node's other work takes some of the core from the burst (host.contention)
         slow = self.stretch[node]
-        yield self.env.timeout(cpu_s * slow)
+        end = start + cpu_s * slow
+        self.quiet[node] = max(self.quiet[node], end)
+        yield self.env.timeout(end - self.env.now)
         core.release(req)
         self.demand_s[comp] += cpu_s
         inside = max(0.0, min(start + cpu_s * slow, self.w1) - max(start, self.w0))
@@ -561,6 +573,9 @@ class _Simulation:
         counted = self.w0 <= start < self.w1
         if counted:
             self.outstanding += 1
+        # the load generator runs on its node as it sends: that node is awake
+        node = self.topology.client.node
+        self.quiet[node] = max(self.quiet[node], start)
         yield from self._call(
             self.topology.client, traffic.entry, traffic.request_bytes, traffic.response_bytes
         )

@@ -36,6 +36,8 @@ from typing import Any
 import numba
 import numpy as np
 
+from meshsim.costs import wake_up_s
+
 __all__ = [
     "ACC_FIELDS",
     "BOX_FIELDS",
@@ -52,6 +54,8 @@ __all__ = [
     "run_window",
     "work_sizes",
 ]
+
+_wake_up_s = numba.njit(cache=True, nogil=True)(wake_up_s)
 
 # counters[] written by run_window
 ACC_FIELDS = ("tls_handshakes", "queue_visits", "end_time")
@@ -437,9 +441,15 @@ def run_window(
     servers: np.ndarray,
     station_of: np.ndarray,  # the station of each server
     free_at: np.ndarray,
+    # waking idle nodes (meshsim.costs.wake_up_s): when each node's last burst ends, the
+    # wake-up's (seconds, idle seconds, shape), and the load generator's node (awake as
+    # it sends a request)
+    node_quiet: np.ndarray,
+    wake: np.ndarray,
+    client_node: int,
     # pools: a POOL_DTYPE record per pool, a CONN_DTYPE record per connection (each pool's
-    # list through `next`, most recently opened first; free ones in the free list), and
-    # free = [head of the free list, connections open]
+    # list through `next`, most recently opened first; closed ones in the free list), and
+    # free = [head of the free list, connections open, first record never used]
     pools: np.ndarray,
     conns: np.ndarray,
     free: np.ndarray,
@@ -576,9 +586,13 @@ def run_window(
                             v_free = v
                 elif ev in (_GRANT_CORE1, _GRANT_CORE2):
                     burst = vsec[v, _V_FIRST] if ev == _GRANT_CORE1 else vsec[v, _V_SECOND]
-                    cpu_s[vi[v, _V_COMP]] += _overlap(now, now + burst, w0, w1)
+                    # a node idle for a while wakes its core first (host.wake_up_us)
+                    n = vi[v, _V_NODE]
+                    begin = now + _wake_up_s(now - node_quiet[n], wake[0], wake[1], wake[2])
+                    node_quiet[n] = max(node_quiet[n], begin + burst)
+                    cpu_s[vi[v, _V_COMP]] += _overlap(begin, begin + burst, w0, w1)
                     done = _CORE1_DONE if ev == _GRANT_CORE1 else _CORE2_DONE
-                    size = _push(hf, hk, size, seq, now + burst, v * 64 + done)
+                    size = _push(hf, hk, size, seq, begin + burst, v * 64 + done)
                     seq += 1
                 elif ev == _CORE1_DONE:
                     release = vi[v, _V_CORE]
@@ -675,6 +689,8 @@ def run_window(
                         else:
                             stage = _TRANSIT
                     elif stage == _START:
+                        if calls[c, _F_PARENT] < 0:  # the load generator sends: its node wakes
+                            node_quiet[client_node] = max(node_quiet[client_node], now)
                         st[c, _S_BOX] = 0
                         stage = _TRANSIT if n_boxes > 0 else _APP_CONNECT
                     elif stage == _APP_CONNECT:

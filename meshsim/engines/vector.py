@@ -459,6 +459,14 @@ class _VectorRun:
         self.handshakes = np.zeros(n, np.int64)
         self.counters = np.zeros(len(ACC_FIELDS))
         self.free_at = np.zeros(int(self.m.servers.sum()))
+        # waking idle nodes (host.wake_up_*): when each node's last burst ends
+        host = profile.host
+        self.node_quiet = np.zeros(len(topology.nodes))
+        self.wake = np.array(
+            [host.wake_up_us.value * 1e-6, host.wake_up_idle_ms.value * 1e-3,
+             host.wake_up_shape.value]
+        )  # fmt: skip
+        self.client_node = topology.client.node
         # the link into box j is opened with the previous box's protocol
         self.round_trips = np.array(
             [self.m.boxes[j - 1].round_trips if j else 0.0 for j in range(len(self.m.boxes))]
@@ -877,6 +885,7 @@ class _VectorRun:
             self.profile.app.connect_round_trips.value,
             starts, flat.root_call, closed, self.per_user, think, self.user_next, b,
             self.m.first_server, self.m.servers, self.m.station_of, self.free_at,
+            self.node_quiet, self.wake, self.client_node,
             self.pools, self.conns, self.free, pool.max_streams_per_connection,
             pool.idle_timeout_s, pool.max_requests_per_connection or 0, self.cert_life_s,
             self.w0, self.w1, 2 * self.w1, self.cpu_s, self.resid_s, self.handshakes,
