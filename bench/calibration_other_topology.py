@@ -6,7 +6,8 @@ another shape on the local testbed, by default two echo replicas on node-2 (a th
 sidecar, two endpoints, load balanced), or any testbed scenario as written (--scenario
 scenarios/testbed-fanout.yaml --replicas 0: a gateway calling four services in parallel),
 writes it as a scenario per mode with the measured link delays, the other work that mode's
-window found on the nodes' cores, and the calibrated profile, simulates each with
+window found on the nodes' cores, and the calibrated profile (ten times the measured window,
+as the calibration predicts), simulates each with
 `meshsim run`, and prints `meshsim compare` of the measured and simulated runs, with the
 issue's bounds.
 
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import yaml
 
+from meshsim.calibrate.calibration import PREDICTION_SPAN, prediction_scenario
 from meshsim.calibrate.dataset import measured_network, save_measured
 from meshsim.loader import load_scenario
 from meshsim.results import load_run, write_results
@@ -70,12 +72,16 @@ def main() -> None:
     meshsim = [sys.executable, "-c", "from meshsim.cli import main; main()"]
     modes = {}
     for mode in measured.modes:
-        doc = measured_network(scenario, measured, mode).model_dump(mode="json", exclude_none=True)
+        # simulated for PREDICTION_SPAN times the measured window, as the calibration
+        # predicts: the model's figures, without a short window's sampling noise of their own
+        shape = prediction_scenario(measured_network(scenario, measured, mode))
+        doc = shape.model_dump(mode="json", exclude_none=True)
         doc["profile"] = args.profile
         as_measured = out / f"{scenario.name}-{mode}.yaml"
         as_measured.write_text(
             "# Written by bench/calibration_other_topology.py: the measured shape, its measured\n"
-            f"# link delays and the background {mode}'s window found, the calibrated profile.\n"
+            f"# link delays and the background {mode}'s window found, the calibrated profile;\n"
+            f"# {PREDICTION_SPAN} times the measured window (meshsim.calibrate.calibration).\n"
             + yaml.safe_dump(doc, sort_keys=False)
         )
         mode_dir = out / "simulated" / mode

@@ -18,8 +18,10 @@ import yaml
 from click.testing import CliRunner
 
 from meshsim.calibrate.calibration import (
+    PREDICTION_SPAN,
     fitted_profile_doc,
     measure_grid,
+    prediction_scenario,
     profile_yaml,
     report_text,
     run_calibration,
@@ -474,6 +476,28 @@ def test_split_is_seeded_and_keeps_both_sides(tmp_path: Path) -> None:
     assert len(fit1) == 1 and held1 == []
 
 
+def test_split_by_a_value_holds_out_within_each_group(tmp_path: Path) -> None:
+    grid = {**GRID, "holdout": {"fraction": 0.34, "seed": 2, "by": ["payload"]}}
+    plan = load_grid(*_grid_files(tmp_path, grid))
+    for seed in range(8):
+        fit, held = split(plan.settings, Holdout(fraction=0.34, seed=seed, by=["payload"]))
+        # three load levels per payload size: one of each is held out, two are fitted
+        assert sorted(s.params["payload"] for s in held) == [256, 16384]
+        assert sorted(s.params["payload"] for s in fit) == [256, 256, 16384, 16384]
+    by_topology = split(plan.settings, Holdout(fraction=0.34, seed=2, by=["topology"]))
+    assert by_topology == split(plan.settings, Holdout(fraction=0.34, seed=2))  # one group
+
+
+def test_split_by_an_unknown_value_names_the_place(tmp_path: Path) -> None:
+    grid = {**GRID, "holdout": {"fraction": 0.34, "seed": 2, "by": ["topology", "payloads"]}}
+    with pytest.raises(InputError) as err:
+        load_grid(*_grid_files(tmp_path, grid))
+    assert str(err.value).endswith(
+        "grid.yaml:25:5: holdout.by[1]: 'payloads' is not a value the settings vary by (did "
+        "you mean 'payload'?); expected one of: topology, traffic.open_loop.rate_rps, payload"
+    )
+
+
 def test_grid_errors_name_the_place(tmp_path: Path) -> None:
     bad = {**GRID, "grid": {"traffic.open_loop.rate": [1], "mode": ["none"]}}
     with pytest.raises(
@@ -506,6 +530,20 @@ def test_calibration_end_to_end_predicts_held_out_settings(
     assert held["cpu"].median_abs_error is not None and held["cpu"].median_abs_error < 0.03
     assert held["memory"].median_abs_error is not None and held["memory"].median_abs_error < 0.01
     assert held["p50"].median_abs_error is not None and held["p50"].median_abs_error < 0.05
+
+
+def test_a_prediction_simulates_ten_measured_windows_after_the_same_warm_up(
+    tmp_path: Path,
+) -> None:
+    plan = load_grid(*_grid_files(tmp_path, GRID))
+    measured = plan.settings[0].scenario.traffic
+    longer = prediction_scenario(plan.settings[0].scenario).traffic
+    assert PREDICTION_SPAN == 10
+    assert longer.warmup_s == measured.warmup_s
+    assert longer.duration_s - longer.warmup_s == pytest.approx(
+        10 * (measured.duration_s - measured.warmup_s)
+    )
+    assert longer.open_loop == measured.open_loop
 
 
 def test_a_parameter_the_grid_fixes_is_set_not_fitted(

@@ -4,7 +4,10 @@ A grid file varies the scenario the way a sweep file does (the same parameter pa
 and named parameters, see `meshsim.sweep`), optionally over more topologies (other
 scenario files measured over the same grid), and says how to split it: a seeded share
 of the settings (every combination of values but the mode; all modes of a setting go
-to the same side) is held out of the fit and predicted afterwards. Profile parameters it
+to the same side) is held out of the fit and predicted afterwards. With `by`, the share is
+taken within each group of settings that agree on the named values (grid keys, or
+`topology`), so every group is on both sides: no payload size or topology is left with too
+few settings in the fit to pin down what it costs. Profile parameters it
 names under `fixed` are set, not fitted: measured by a sweep of their own, or left out.
 
     parameters:
@@ -14,7 +17,7 @@ names under `fixed` are set, not fitted: measured by a sweep of their own, or le
       payload_bytes: [256, 16384]
       mode: [none, sidecar, ambient, ambient-waypoint]
     topologies: [../testbed-two-pods.yaml]
-    holdout: {fraction: 0.34, seed: 5}
+    holdout: {fraction: 0.34, seed: 5, by: [topology, payload_bytes]}
     fixed:  # set, not fitted
       host.wake_up_us: {value: 0, source: "left out: ..."}
 """
@@ -30,7 +33,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from meshsim.checks import check_scenario
+from meshsim.checks import check_scenario, did_you_mean
 from meshsim.loader import InputError, read_source, validate_source
 from meshsim.profile import Sourced
 from meshsim.scenario import Mode, Scenario
@@ -54,6 +57,11 @@ class Holdout(_Model):
     fraction: float = Field(default=0.3, gt=0, lt=1, description="Share of settings held out.")
     seed: int = Field(
         default=0, ge=0, description="Seed of the split: the same seed, the same split."
+    )
+    by: list[str] = Field(
+        default_factory=list,
+        description="Split within each group of settings sharing these values (grid keys, or "
+        "'topology'): every group keeps settings on both sides.",
     )
 
 
@@ -160,6 +168,17 @@ def load_grid(grid_file: Path | None, scenario_file: Path) -> GridPlan:
         grid = validate_source(source, CalibrationGrid)
         problems = check_parameter_names(grid.as_sweep(str(scenario_file)), source)
         problems = [p for p in problems if "a sweep needs a grid" not in p.message]
+        keys = [*grid.grid, *(k for point in grid.points for k in point)]
+        known = ["topology", *dict.fromkeys(k for k in keys if k != "mode")]
+        for i, name in enumerate(grid.holdout.by):
+            if name not in known:
+                problems.append(
+                    source.problem(
+                        ("holdout", "by", i),
+                        f"'{name}' is not a value the settings vary by"
+                        f"{did_you_mean(name, known)}; expected one of: {', '.join(known)}",
+                    )
+                )
         if problems:
             raise InputError(problems)
     files = [scenario_file]
@@ -176,13 +195,21 @@ def load_grid(grid_file: Path | None, scenario_file: Path) -> GridPlan:
 
 
 def split(settings: tuple[Setting, ...], holdout: Holdout) -> tuple[list[Setting], list[Setting]]:
-    """(fit, held out): a seeded random share of the settings is held out; at least one
-    setting stays on each side when there are two or more."""
-    n = len(settings)
-    if n < 2:
-        return list(settings), []
-    n_held = min(n - 1, max(1, round(holdout.fraction * n)))
-    order = np.random.default_rng(holdout.seed).permutation(n)
-    held = set(order[:n_held].tolist())
+    """(fit, held out): a seeded random share of the settings is held out, within each group
+    of `holdout.by` (the whole grid when it is empty); at least one setting of a group stays
+    on each side when the group has two or more."""
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(settings):
+        values = [s.topology if k == "topology" else s.params.get(k) for k in holdout.by]
+        groups.setdefault(json.dumps(values), []).append(i)
+    rng = np.random.default_rng(holdout.seed)
+    held: set[int] = set()
+    for members in groups.values():
+        n = len(members)
+        if n < 2:
+            continue
+        n_held = min(n - 1, max(1, round(holdout.fraction * n)))
+        order = rng.permutation(n)
+        held |= {members[j] for j in order[:n_held].tolist()}
     fit = [s for i, s in enumerate(settings) if i not in held]
     return fit, [s for i, s in enumerate(settings) if i in held]
