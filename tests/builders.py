@@ -42,6 +42,40 @@ def base_scenario(**overrides: Any) -> dict[str, Any]:
     return doc
 
 
+def client_and_one_pod(
+    modes: list[str],
+    *,
+    app: dict[str, Any] | None = None,
+    traffic: dict[str, Any] | None = None,
+    cores_per_node: int = 2,
+    network_ms: tuple[float, float] = (0, 0),
+    **cluster: Any,
+) -> dict[str, Any]:
+    """The testbed's two-pod shape: the load generator on node-1 calling one app on node-2.
+    `app` adds to the app's workload (name 'app'), `traffic` to the traffic (100 requests/s,
+    4 s, 1 s warm-up), `cluster` to the cluster; network_ms: same node, across nodes."""
+    same, cross = network_ms
+    return base_scenario(
+        cluster={
+            "nodes": 2,
+            "cores_per_node": cores_per_node,
+            "memory_gib_per_node": 4,
+            "network": {"same_node_ms": same, "cross_node_ms": cross, "cross_zone_ms": cross},
+            **cluster,
+        },
+        workloads=[{"name": "app", "placement": {"nodes": ["node-2"]}, **(app or {})}],
+        traffic={
+            "entry": (app or {}).get("name", "app"),
+            "open_loop": {"rate_rps": 100},
+            "duration_s": 4,
+            "warmup_s": 1,
+            "client": {"node": "node-1"},
+            **(traffic or {}),
+        },
+        mesh={"modes": modes},
+    )
+
+
 def scenario_of(doc: dict[str, Any]) -> Scenario:
     return Scenario.model_validate(doc)
 

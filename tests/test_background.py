@@ -15,7 +15,7 @@ from meshsim.results import RunResult
 from meshsim.run import simulate
 from meshsim.testbed.runner import background_cores, host_busy_s
 
-from .builders import base_scenario, scenario_of, zero_cost_profile
+from .builders import client_and_one_pod, scenario_of, zero_cost_profile
 
 WAIT_US = 2000.0
 REQUESTS = 4000
@@ -23,23 +23,8 @@ REQUESTS = 4000
 
 def _two_pods(background: dict[str, float], modes: list[str]) -> dict[str, Any]:
     """A load generator on node-1 calling one pod on node-2, nothing but the pure delays."""
-    return base_scenario(
-        cluster={
-            "nodes": 2,
-            "cores_per_node": 2,
-            "memory_gib_per_node": 4,
-            "network": {"same_node_ms": 0, "cross_node_ms": 0, "cross_zone_ms": 0},
-            "background_cores": background,
-        },
-        workloads=[{"name": "app", "placement": {"nodes": ["node-2"]}}],
-        traffic={
-            "entry": "app",
-            "open_loop": {"rate_rps": 100},
-            "duration_s": REQUESTS / 100 + 1,
-            "warmup_s": 1,
-            "client": {"node": "node-1"},
-        },
-        mesh={"modes": modes},
+    return client_and_one_pod(
+        modes, traffic={"duration_s": REQUESTS / 100 + 1}, background_cores=background
     )
 
 

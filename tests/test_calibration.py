@@ -36,7 +36,7 @@ from meshsim.profile import Profile
 from meshsim.run import simulate
 from meshsim.scenario import Scenario
 
-from .builders import base_scenario, write_yaml
+from .builders import client_and_one_pod, write_yaml
 
 TRUTH = {
     "app.per_request_us": 400.0,
@@ -58,27 +58,13 @@ FIT_SEED = 1
 
 def _two_pods(**traffic: Any) -> dict[str, Any]:
     """Load generator on node-1 calling one service on node-2, like the testbed scenario."""
-    doc = base_scenario(
-        name="synthetic",
-        cluster={
-            "nodes": 2,
-            "cores_per_node": 2,
-            "memory_gib_per_node": 4,
-            "network": {"same_node_ms": 0.02, "cross_node_ms": 0.05, "cross_zone_ms": 0.05},
-        },
-        workloads=[
-            {"name": "echo", "placement": {"nodes": ["node-2"]}, "cpu_time": 0.2, "memory_mib": 40}
-        ],
-        traffic={
-            "entry": "echo",
-            "open_loop": {"rate_rps": 100, "arrivals": "constant"},
-            "duration_s": 4,
-            "warmup_s": 1,
-            "client": {"node": "node-1"},
-            **traffic,
-        },
-        mesh={"modes": ["none", "sidecar", "ambient"]},
+    doc = client_and_one_pod(
+        ["none", "sidecar", "ambient"],
+        app={"name": "echo", "cpu_time": 0.2, "memory_mib": 40},
+        traffic={"open_loop": {"rate_rps": 100, "arrivals": "constant"}, **traffic},
+        network_ms=(0.02, 0.05),
     )
+    doc["name"] = "synthetic"
     return doc
 
 

@@ -13,7 +13,7 @@ from meshsim.costs import wake_up_s
 from meshsim.loader import load_profile
 from meshsim.run import simulate
 
-from .builders import ISTIO, base_scenario, scenario_of, zero_cost_profile
+from .builders import ISTIO, client_and_one_pod, scenario_of, zero_cost_profile
 
 CPU_MS = 0.2
 WAKE_US = 1000.0
@@ -34,28 +34,11 @@ def test_the_wait_grows_with_the_idle_gap_to_its_full_size() -> None:
 def _two_pods(rate_rps: float, modes: list[str]) -> dict[str, object]:
     """A load generator on node-1 calling one pod on node-2, constant arrivals: every
     request finds node-2 idle for the same gap."""
-    return base_scenario(
-        cluster={
-            "nodes": 2,
-            "cores_per_node": 1,
-            "memory_gib_per_node": 4,
-            "network": {"same_node_ms": 0, "cross_node_ms": 0, "cross_zone_ms": 0},
-        },
-        workloads=[
-            {
-                "name": "app",
-                "placement": {"nodes": ["node-2"]},
-                "cpu_time": {"dist": "constant", "value_ms": CPU_MS},
-            }
-        ],
-        traffic={
-            "entry": "app",
-            "open_loop": {"rate_rps": rate_rps, "arrivals": "constant"},
-            "duration_s": 6,
-            "warmup_s": 1,
-            "client": {"node": "node-1"},
-        },
-        mesh={"modes": modes},
+    return client_and_one_pod(
+        modes,
+        cores_per_node=1,
+        app={"cpu_time": {"dist": "constant", "value_ms": CPU_MS}},
+        traffic={"open_loop": {"rate_rps": rate_rps, "arrivals": "constant"}, "duration_s": 6},
     )
 
 

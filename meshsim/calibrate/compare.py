@@ -149,7 +149,8 @@ def percentile_sampling_error(histogram: LatencyHistogram, q: float) -> float | 
         return None
     spread = math.sqrt(n * q * (1 - q))
     cum = np.cumsum(counts)
-    mids = np.sqrt(LatencyHistogram.edges_us()[:-1] * LatencyHistogram.edges_us()[1:])
+    edges = LatencyHistogram.edges_us()
+    mids = np.sqrt(edges[:-1] * edges[1:])
     lo, mid, hi = (
         mids[min(int(np.searchsorted(cum, max(rank, 1.0))), len(mids) - 1)]
         for rank in (n * q - spread, n * q, n * q + spread)

@@ -11,7 +11,7 @@ import click
 import yaml
 from rich.console import Console
 
-from meshsim.calibrate.dataset import measured_background
+from meshsim.calibrate.dataset import measured_network
 from meshsim.loader import InputError, load_scenario, resolve_profile_path
 from meshsim.render import print_run
 from meshsim.results import RunResult, write_results
@@ -28,18 +28,11 @@ INTERRUPTED = 130
 def measured_scenario(scenario: Scenario, profile_path: Path, run: RunResult) -> str:
     """The scenario as it was measured: the testbed's link delays, its profile by path,
     so that `meshsim run` of this file simulates the very system that was measured."""
-    doc = scenario.model_dump(mode="json", exclude_none=True)
+    doc = measured_network(scenario, run).model_dump(mode="json", exclude_none=True)
     doc["profile"] = str(profile_path.resolve())
-    if run.network is not None:
-        net = run.network
-        doc["cluster"]["network"] = {
-            "same_node_ms": round(net.same_node_ms, 6),
-            "cross_node_ms": round(net.cross_node_ms, 6),
-            "cross_zone_ms": round(net.cross_zone_ms, 6),
-        }
-    background = measured_background(run)
-    if background:
-        doc["cluster"]["background_cores"] = background
+    if run.network is not None:  # to the nanosecond, for the eye
+        network = doc["cluster"]["network"]
+        doc["cluster"]["network"] = {k: round(v, 6) for k, v in network.items()}
     header = (
         f"# {scenario.name} as measured by {run.engine}: link delays are half the\n"
         "# round trips measured when the testbed came up, background_cores the other work\n"
