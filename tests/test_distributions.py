@@ -24,7 +24,7 @@ def test_sample_moments_match_analytic(dist: Distribution) -> None:
 
 
 def test_a_number_is_a_constant_in_ms() -> None:
-    dist = TypeAdapter(Distribution).validate_python(1.5)
+    dist: Distribution = TypeAdapter(Distribution).validate_python(1.5)
     assert dist == Constant(value_ms=1.5)
 
 

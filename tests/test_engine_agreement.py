@@ -143,7 +143,7 @@ def compare(
     scenario: Scenario, profile: Profile, seed: int, quick: bool = True, connections: bool = True
 ) -> dict[str, list[str]]:
     topology = build_topology(scenario)
-    found = {}
+    found: dict[str, list[str]] = {}
     for mode in scenario.mesh.modes:
         vec = simulate_vector(scenario, profile, topology, mode, seed=seed)
         des = simulate_des(scenario, profile, topology, mode, seed=seed)

@@ -102,7 +102,9 @@ class FakeCluster:
         elif any(a.startswith("jsonpath=") for a in argv):
             label = argv[argv.index("-l") + 1].split("=")[1]
             found = next(p for p in self.pods if p["metadata"]["labels"].get(POD) == label)
-            return found["status"]["podIP"] if "podIP" in argv[-1] else found["metadata"]["name"]
+            return str(
+                found["status"]["podIP"] if "podIP" in argv[-1] else found["metadata"]["name"]
+            )
         elif "rtt" in argv:
             # round trips in microseconds, as the testbed's rtt probe prints them
             same = argv[argv.index("rtt") + 1] == self.ip_of("web-0")
@@ -122,7 +124,7 @@ class FakeCluster:
 
     def ip_of(self, name: str) -> str:
         return next(
-            p["status"]["podIP"] for p in self.pods if p["metadata"]["labels"].get(POD) == name
+            str(p["status"]["podIP"]) for p in self.pods if p["metadata"]["labels"].get(POD) == name
         )
 
     def ztunnels(self) -> list[dict[str, Any]]:

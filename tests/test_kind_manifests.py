@@ -25,7 +25,12 @@ MODELS = {
     ("v1", "Service"): "V1Service",
     ("apps/v1", "Deployment"): "V1Deployment",
 }
-PRIMITIVES = {"str": str, "int": int, "bool": bool, "float": (int, float)}
+PRIMITIVES: dict[str, type | tuple[type, ...]] = {
+    "str": str,
+    "int": int,
+    "bool": bool,
+    "float": (int, float),
+}
 
 
 def strict(data: Any, type_name: str, path: str) -> None:
@@ -60,7 +65,7 @@ def validate(manifest: dict[str, Any]) -> None:
     name = f"{manifest['kind']}/{manifest['metadata']['name']}"
     strict(manifest, model, name)
     # the client's own checks: required fields present, enums in range
-    ApiClient()._ApiClient__deserialize(manifest, model)  # type: ignore[attr-defined]
+    ApiClient()._ApiClient__deserialize(manifest, model)
 
 
 def validate_gateway(gateway: dict[str, Any], by_ref: dict[tuple[str, str, str], Any]) -> None:

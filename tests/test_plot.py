@@ -14,6 +14,7 @@ from meshsim.cli import main
 from meshsim.loader import load_scenario
 from meshsim.plots import (
     Chart,
+    Inputs,
     SweepTable,
     charts_for,
     load_inputs,
@@ -38,7 +39,7 @@ def caption_of(chart: Chart) -> str:
 
 def assert_labelled(chart: Chart, *names: str) -> None:
     fig = chart.figure
-    assert fig._suptitle is not None and fig._suptitle.get_text() == chart.title
+    assert chart.title and fig.get_suptitle() == chart.title
     caption = " ".join(t.get_text() for t in fig.texts)
     for name in names:
         assert name in caption, f"{chart.stem}: caption must name {name!r}"
@@ -86,9 +87,7 @@ def test_the_cdf_ends_at_one_for_every_mode(run: RunResult) -> None:
             assert np.asarray(line.get_ydata())[-1] == pytest.approx(1.0)
 
 
-def load_inputs_from(run: RunResult) -> object:
-    from meshsim.plots import Inputs
-
+def load_inputs_from(run: RunResult) -> Inputs:
     return Inputs(runs=[run])
 
 

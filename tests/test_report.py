@@ -110,10 +110,10 @@ def test_report_and_plot_read_what_meshsim_calibrate_writes(run: RunResult, tmp_
     assert "estimates (95% confidence intervals)" in page
     assert "2 services, 2 app pods, 1 call edges" in page  # the scenario, from the manifest
     assert page.count("data:image/png;base64,") == 1  # the scatter, not the dataset's runs
-    result = CliRunner().invoke(
+    plotted = CliRunner().invoke(
         main, ["plot", str(tmp_path / "calibration"), "-o", str(tmp_path / "c")]
     )
-    assert result.exit_code == 0, result.output
+    assert plotted.exit_code == 0, plotted.output
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [
         "calibration-smoke.png",
         "calibration-smoke.svg",

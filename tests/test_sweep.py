@@ -142,7 +142,7 @@ def test_modes_of_a_point_share_its_seed_and_points_differ(tmp_path: Path) -> No
     # no mode in the grid: every mode of the base scenario, in its order
     modes = [p.params["mode"] for p in plan.points]
     assert modes == ["none", "sidecar", "ambient", "ambient-waypoint"] * 2
-    seeds = {p.params["pods_per_node"]: set() for p in plan.points}
+    seeds: dict[object, set[int]] = {p.params["pods_per_node"]: set() for p in plan.points}
     for p in plan.points:
         seeds[p.params["pods_per_node"]].add(p.seed)
     assert all(len(s) == 1 for s in seeds.values())
@@ -169,7 +169,7 @@ def test_local_and_dask_executors_give_identical_tables(tmp_path: Path) -> None:
     text = local.table.read_text()
     assert text == dask.table.read_text()
     # the same through the address of a scheduler someone else started (here: on loopback)
-    with LocalCluster(
+    with LocalCluster(  # type: ignore[no-untyped-call]
         n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
     ) as cluster:
         address = cluster.scheduler_address

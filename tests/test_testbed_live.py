@@ -211,7 +211,7 @@ def test_mtls_is_required_and_counted(mode: str, port: int, tmp_path: Path) -> N
     scenario, profile = short(TWO_PODS)
     topology = build_topology(scenario)
     echo = topology.pods[topology.services["echo"][0]]
-    with LocalTestbed(scenario, profile, modes=[mode]) as bed, bed.mode(mode) as standing:  # type: ignore[list-item]
+    with LocalTestbed(scenario, profile, modes=[mode]) as bed, bed.mode(mode) as standing:  # type: ignore[list-item,arg-type]
         node = bed.net.nodes[echo.node]
         host = bed.net.hosts[echo.name]
         # who accepts mTLS for the echo pod: its sidecar, or its node's ztunnel
