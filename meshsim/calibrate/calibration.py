@@ -46,6 +46,7 @@ __all__ = [
     "prediction_scenario",
     "profile_yaml",
     "run_calibration",
+    "with_fixed",
     "write_manifest",
 ]
 
@@ -143,6 +144,14 @@ def predict(
     return rows
 
 
+def with_fixed(prior: Profile, fixed: dict[str, Sourced]) -> Profile:
+    """The prior with the numbers a grid sets rather than fits (its `fixed`), sources and
+    all; KeyError names one that is not a sourced number of the profile."""
+    return with_values(
+        prior, {k: v.value for k, v in fixed.items()}, {k: v.source for k, v in fixed.items()}
+    )
+
+
 def _one_mode(scenario: Scenario, mode: Mode) -> Scenario:
     return scenario.model_copy(update={"mesh": scenario.mesh.model_copy(update={"modes": [mode]})})
 
@@ -165,11 +174,12 @@ def run_calibration(
     )
     say(note)
     fixed = plan.grid.fixed
-    start = with_values(
-        prior, {k: v.value for k, v in fixed.items()}, {k: v.source for k, v in fixed.items()}
-    )
     fit = fit_profile(
-        fit_points(fit_settings, runs), start, engine=engine, say=say, fixed=set(fixed)
+        fit_points(fit_settings, runs),
+        with_fixed(prior, fixed),
+        engine=engine,
+        say=say,
+        fixed=set(fixed),
     )
     return Calibration(
         fit_settings,

@@ -138,7 +138,6 @@ def calibrate(
     """Measure SCENARIO over a grid, fit a profile on part of it, print the error on the rest."""
     from meshsim.calibrate import calibration as cal
     from meshsim.calibrate.grid import load_grid
-    from meshsim.calibrate.params import with_values
     from meshsim.loader import InputError, load_profile, load_scenario
 
     console = Console(stderr=True)
@@ -151,7 +150,7 @@ def calibrate(
         grid_file = grid_file or _default_grid(scenario_file)
         plan = load_grid(grid_file, scenario_file)
         # before measuring for 20 minutes: what the grid sets must be numbers of the profile
-        with_values(prior, {k: v.value for k, v in plan.grid.fixed.items()})
+        cal.with_fixed(prior, plan.grid.fixed)
     except (InputError, ValueError) as err:
         click.echo(str(err), err=True)
         sys.exit(BAD_INPUT)

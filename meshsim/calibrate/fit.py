@@ -426,6 +426,11 @@ def _estimate(param: Parameter, prior: float, value: float, ci95: float | None) 
     return Estimate(param, prior, value, ci95, "fitted")
 
 
+def _unidentified(param: Parameter, prior: float, note: str) -> Estimate:
+    """Not identifiable: the parameter keeps its prior value, and the note says why."""
+    return Estimate(param, prior, prior, None, "not identifiable", note)
+
+
 def _handshakes_unseen(
     model: _Model, params: Sequence[Parameter], values: dict[str, float]
 ) -> dict[int, str]:
@@ -488,11 +493,9 @@ def _fit_stage(
         f"{stage}: {len(fit.points)} points, {r0.size} figures, "
         f"{len(free)} of {len(params)} parameters identifiable"
     )
-    estimates: dict[int, Estimate] = {
-        j: Estimate(params[j], prior[params[j].path], prior[params[j].path], None,
-                    "not identifiable", note)
-        for j, note in why.items()
-    }  # fmt: skip
+    estimates = {
+        j: _unidentified(params[j], prior[params[j].path], note) for j, note in why.items()
+    }
     r1 = r0
     if free:
         xf, r1, ci, jac = _solve(fit, free, x0[kept], scales[kept], jac0[:, kept])
@@ -507,8 +510,7 @@ def _fit_stage(
         bent.update({k: VANISHED for k in _vanished(jac, scales[kept]) if k not in bent})
         for k, note in bent.items():
             j = kept[k]
-            estimates[j] = Estimate(params[j], prior[params[j].path], prior[params[j].path],
-                                    None, "not identifiable", note)  # fmt: skip
+            estimates[j] = _unidentified(params[j], prior[params[j].path], note)
         # An estimate the data barely constrain, whose interval holds the prior, does not
         # contradict the prior: keep the prior and fit the others again without it, one at
         # a time, the loosest (widest interval for its size) first, since a loose
@@ -546,8 +548,7 @@ def _fit_stage(
             for k in _vanished(jac, scales[again]):
                 j = again[k]
                 del current[j]
-                estimates[j] = Estimate(params[j], prior[params[j].path], prior[params[j].path],
-                                        None, "not identifiable", VANISHED)  # fmt: skip
+                estimates[j] = _unidentified(params[j], prior[params[j].path], VANISHED)
                 dropped.append(j)
                 refit = True
             estimates.update(current)

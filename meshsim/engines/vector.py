@@ -413,6 +413,14 @@ def _reserve(
     return out
 
 
+def _room_for(records: np.ndarray, need: int) -> np.ndarray:
+    """`records`, or, past its reservation, a copy into one at least twice as large."""
+    if need <= records.shape[0]:
+        return records
+    more = max(2 * records.shape[0], need)
+    return _reserve(records.dtype, more, records, need=more)
+
+
 class _Scratch:
     """Work arrays kept from window to window. Allocated by numpy, which asks the kernel
     for huge pages, and reused: every fresh 4 KiB page costs a fault on first touch, and
@@ -515,17 +523,11 @@ class _VectorRun:
     def _pool_ids(self, keys: np.ndarray) -> np.ndarray:
         """The pool of each key; keys not seen yet get the next ids (and their key)."""
         n = int(self.n_pools[0])
-        self._reserve_pools(n + keys.shape[0])
+        self.pools = _room_for(self.pools, n + keys.shape[0])
         if 2 * (n + keys.shape[0]) > self.table.shape[0]:  # keep it under half full
             self.table = np.full(1 << (3 * (n + keys.shape[0])).bit_length(), -1, np.int32)
             rehash(self.table, self.pools["key"], n)
         return lookup_or_insert(keys, self.table, self.pools["key"], self.n_pools)
-
-    def _reserve_pools(self, n: int) -> None:
-        capacity = self.pools.shape[0]
-        if n > capacity:  # beyond the reservation: copy once into a larger one
-            more = max(2 * capacity, n)
-            self.pools = _reserve(POOL_DTYPE, more, self.pools, need=more)
 
     def _new_pools(self, segs: list[_Seg], ids: np.ndarray, before: int, after: int) -> None:
         lifetime = self.cert_life_s
@@ -809,10 +811,8 @@ class _VectorRun:
                 col[b + _BOX["pool"], at] = got
                 col[b + _BOX["hs_client"], at] = seg.hs_client_s
                 col[b + _BOX["hs_server"], at] = seg.hs_server_s
-        need = int(self.free[1]) + keys.shape[0] + 1  # every pooled hop may open one
-        if need > self.conns.shape[0]:  # beyond the reservation: copy once into a larger one
-            more = max(2 * self.conns.shape[0], need)
-            self.conns = _reserve(CONN_DTYPE, more, self.conns, need=more)
+        # every pooled hop may open one
+        self.conns = _room_for(self.conns, int(self.free[1]) + keys.shape[0] + 1)
 
     def _window_length(self) -> float:
         per_s = expected_queue_visits(self.scenario, self.mode) / self.w1
@@ -916,10 +916,8 @@ class _VectorRun:
         keep: np.ndarray = pools["head"][:n] >= 0
         gone = np.flatnonzero(~keep)
         self.stats.pools_forgotten += gone.shape[0]
-        m = self.m.n_comp
         seconds = pools["seconds"][gone]
-        self.gone_conn_s += np.bincount(pools["origin"][gone], weights=seconds, minlength=m)
-        self.gone_conn_s += np.bincount(pools["target"][gone], weights=seconds, minlength=m)
+        self._add_conn_s(self.gone_conn_s, pools["origin"][gone], pools["target"][gone], seconds)
         self.gone_seconds += float(seconds.sum())
         kept = compact(pools, keep)
         size = 1 << max(12, (3 * kept).bit_length())  # under half full until the next time
@@ -992,6 +990,13 @@ class _VectorRun:
         mean = self.latency_sum / total * 1e3
         return LatencyMs(mean=mean, p50=pct(50), p90=pct(90), p99=pct(99), p999=pct(99.9)), hist
 
+    def _add_conn_s(
+        self, into: np.ndarray, origin: np.ndarray, target: np.ndarray, seconds: np.ndarray
+    ) -> None:
+        """Add pools' connection-seconds to `into` by component, counted at both ends."""
+        into += np.bincount(origin, weights=seconds, minlength=self.m.n_comp)
+        into += np.bincount(target, weights=seconds, minlength=self.m.n_comp)
+
     def _result(self) -> ModeResult:
         n_pools = int(self.n_pools[0])
         finish_pools(
@@ -999,12 +1004,9 @@ class _VectorRun:
             self.pools, self.conns, self.w0, self.w1,
         )  # fmt: skip
         used = self.pools[:n_pools]
-        n = self.m.n_comp
-        conn_s = (
-            np.bincount(used["origin"], weights=used["seconds"], minlength=n)
-            + np.bincount(used["target"], weights=used["seconds"], minlength=n)
-            + self.gone_conn_s
-        )
+        conn_s = np.zeros(self.m.n_comp)
+        self._add_conn_s(conn_s, used["origin"], used["target"], used["seconds"])
+        conn_s += self.gone_conn_s
         window = self.w1 - self.w0
         # the bursts ran stretched by their node's other work: the CPU they took is less
         cpu_s = self.cpu_s / self.stretch[self.m.comp_node]
