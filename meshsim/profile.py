@@ -47,6 +47,23 @@ class Handshake(_Model):
     server: Sourced
 
 
+def _no_cold_cost(kind: str) -> Sourced:
+    return Sourced(
+        value=0,
+        source=f"default: no cold-cache cost; a {kind} burst costs the same however long "
+        "its program has been idle on the node",
+    )
+
+
+_COLD_DESCRIPTION = (
+    "More CPU for a burst on a node where no burst of the same program (the apps; Envoy, "
+    "that is sidecars and waypoints; ztunnel) has run for a while: its code and data are "
+    "read back into the core's caches. It grows with that gap g as the wake-up does: "
+    "cold_cpu_us x (1 - exp(-(g / host.wake_up_idle_ms) ^ host.wake_up_shape)) "
+    "(profiles/README.md#cold-caches)."
+)
+
+
 class CpuCost(_Model):
     per_request_us: Directional = Field(
         description="CPU per request through the box, request and response passes together."
@@ -62,6 +79,7 @@ class CpuCost(_Model):
         "different nodes (the packets' path through the node network), request and "
         "response passes together."
     )
+    cold_cpu_us: Sourced = Field(default=_no_cold_cost("proxy"), description=_COLD_DESCRIPTION)
 
 
 class MemoryCost(_Model):
@@ -118,6 +136,7 @@ class AppCost(_Model):
     idle_millicores: Sourced = Field(
         description="CPU of one app pod with no traffic (its runtime: event loop, timers)."
     )
+    cold_cpu_us: Sourced = Field(default=_no_cold_cost("app"), description=_COLD_DESCRIPTION)
     visit_latency_us: Sourced = Field(
         description="Mean latency of one visit to an app outside its CPU (the HTTP stack, "
         "event loop and host scheduler), added to the scenario's service time."

@@ -2,7 +2,7 @@
 
 DESIGN.md section 6. The fit runs in three stages, each on the figures that carry its
 parameters: CPU (per request, per call made, per KiB, per handshake, per cross-node link,
-idle) against the CPU of every component, then memory (base, per service, endpoint,
+idle, cold caches) against the CPU of every component, then memory (base, per service, endpoint,
 connection, request in flight, serving) against their memory, then the latency-side
 parameters (the app stack's latency per visit and its spread, per call made; hop latency,
 deferred fraction, variability of each proxy kind) against the p50/p90/p99 latencies: the

@@ -64,6 +64,7 @@ def _proxy_parameters(kind: str) -> list[Parameter]:
         Parameter(f"{kind}.cpu.handshake_us.client", "cpu", "us", 500.0),
         Parameter(f"{kind}.cpu.handshake_us.server", "cpu", "us", 500.0),
         Parameter(f"{kind}.cpu.cross_node_us", "cpu", "us", 50.0),
+        Parameter(f"{kind}.cpu.cold_cpu_us", "cpu", "us", 100.0),
         Parameter(f"{kind}.idle_millicores", "cpu", "millicores", 2.0),
         Parameter(f"{kind}.memory.base_mib", "memory", "MiB", 10.0),
         Parameter(f"{kind}.memory.per_service_kib", "memory", "KiB", 50.0),
@@ -83,6 +84,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter("app.per_call_us", "cpu", "us", 100.0),
     Parameter("app.per_kib_us", "cpu", "us", 5.0),
     Parameter("app.idle_millicores", "cpu", "millicores", 5.0),
+    # more CPU after the apps were idle on the node (profiles/README.md#cold-caches)
+    Parameter("app.cold_cpu_us", "cpu", "us", 300.0),
     Parameter("app.per_connection_kib", "memory", "KiB", 16.0),
     Parameter("app.per_inflight_kib", "memory", "KiB", 8.0),
     Parameter("app.visit_latency_us", "latency", "us", 1000.0, start=1000.0),

@@ -1,0 +1,148 @@
+"""Cold caches (profile: app.cold_cpu_us and each proxy's cpu.cold_cpu_us): a burst on a node
+where no burst of its program (the apps; Envoy: sidecars and waypoints; ztunnel) has run for
+a gap g costs cold_cpu_us x (1 - exp(-(g / host.wake_up_idle_ms) ^ host.wake_up_shape)) more
+CPU. Both engines track each program's last burst on each node."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from meshsim.calibrate.fit import FitPoint, fit_profile
+from meshsim.calibrate.params import get_value, with_values
+from meshsim.costs import wake_up_s
+from meshsim.loader import load_profile
+from meshsim.profile import Profile
+from meshsim.run import simulate
+
+from .builders import ISTIO, client_and_one_pod, scenario_of, zero_cost_profile
+
+CPU_MS = 0.2
+COLD_US = 400.0
+IDLE_MS = 10.0
+SHAPE = 3.0
+
+
+def _cold(**more: float) -> Profile:
+    return with_values(
+        zero_cost_profile(),
+        {"app.cold_cpu_us": COLD_US, "host.wake_up_idle_ms": IDLE_MS,
+         "host.wake_up_shape": SHAPE, **more},
+    )  # fmt: skip
+
+
+def _two_pods(rate_rps: float, modes: list[str]) -> dict[str, Any]:
+    """The load generator on node-1 calling one app on node-2, constant arrivals: every
+    request finds the app's program idle on node-2 for the same gap."""
+    return client_and_one_pod(
+        modes,
+        cores_per_node=1,
+        app={"cpu_time": {"dist": "constant", "value_ms": CPU_MS}},
+        traffic={"open_loop": {"rate_rps": rate_rps, "arrivals": "constant"}, "duration_s": 6},
+    )
+
+
+def _steady_burst_s(period_s: float) -> float:
+    """Each request's app burst in the steady state: the cold part depends on the gap the
+    previous burst left, g = T - burst(g) (solved by bisection: the right side falls as g
+    grows)."""
+    cpu, cold, idle = CPU_MS * 1e-3, COLD_US * 1e-6, IDLE_MS * 1e-3
+    lo, hi = 0.0, period_s
+    for _ in range(200):
+        gap = (lo + hi) / 2
+        if gap < period_s - cpu - wake_up_s(gap, cold, idle, SHAPE):
+            lo = gap
+        else:
+            hi = gap
+    return cpu + wake_up_s(gap, cold, idle, SHAPE)
+
+
+@pytest.mark.parametrize("engine", ["des", "vector"])
+def test_an_apps_burst_costs_more_the_longer_its_program_was_idle(engine: str) -> None:
+    # no costs but the app's CPU: each request's burst on node-2 finds the app idle for the
+    # period less the last burst; the cold part is CPU (accounted to the app) and holds the
+    # core, so it is also latency
+    for rate in (25.0, 100.0, 200.0):
+        run = simulate(scenario_of(_two_pods(rate, ["none"])), _cold(), seed=2, engine=engine)
+        burst_s = _steady_burst_s(1 / rate)
+        none = run.modes["none"]
+        assert none.latency_ms.mean == pytest.approx(burst_s * 1e3, rel=1e-6), rate
+        (app,) = [c for c in none.components if c.name.startswith("app")]
+        assert app.cpu_cores == pytest.approx(rate * burst_s, rel=0.01), rate
+    # at 25 requests per second the gap (about 40 ms) is four time scales: all of it
+    assert _steady_burst_s(1 / 25) == pytest.approx((CPU_MS + COLD_US / 1000) * 1e-3, rel=1e-9)
+
+
+def _chain(modes: list[str]) -> dict[str, Any]:
+    """front (node-2) calls back (node-2) at once: back runs right after front's burst."""
+    doc = _two_pods(25.0, modes)
+    doc["workloads"] = [
+        {"name": "front", "placement": {"nodes": ["node-2"]}, "calls": [{"to": "back"}],
+         "cpu_time": {"dist": "constant", "value_ms": CPU_MS}},
+        {"name": "back", "placement": {"nodes": ["node-2"]},
+         "cpu_time": {"dist": "constant", "value_ms": CPU_MS}},
+    ]  # fmt: skip
+    doc["traffic"]["entry"] = "front"
+    return doc
+
+
+@pytest.mark.parametrize("engine", ["des", "vector"])
+def test_a_program_that_just_ran_on_the_node_is_warm_for_the_next_app(engine: str) -> None:
+    # 40 ms between requests: front's burst finds the apps' program cold on node-2 and pays
+    # it all; back's burst follows front's at once and pays nothing. The sidecars are
+    # another program: front's sidecar running just before does not warm front
+    profile = _cold(**{"sidecar.cpu.per_request_us.inbound": 100.0})
+    rate = 25.0
+    run = simulate(scenario_of(_chain(["none", "sidecar"])), profile, seed=2, engine=engine)
+    for mode in ("none", "sidecar"):
+        cpu = {c.name: c.cpu_cores for c in run.modes[mode].components}
+        front = cpu["front-0"] / rate * 1e6
+        back = cpu["back-0"] / rate * 1e6
+        assert front == pytest.approx(CPU_MS * 1e3 + COLD_US, rel=0.01), mode
+        assert back == pytest.approx(CPU_MS * 1e3, rel=0.01), mode
+
+
+@pytest.mark.parametrize("engine", ["des", "vector"])
+def test_each_proxy_program_pays_its_own_cold_caches(engine: str) -> None:
+    # the sidecars' inbound passes (100 us each) on a node idle 40 ms between requests: the
+    # load generator's sidecar on node-1 gets the response pass only (its request pass
+    # carries no inbound cost); each sidecar's first burst of a request pays the cold part
+    profile = _cold(**{
+        "app.cold_cpu_us": 0.0,
+        "sidecar.cpu.per_request_us.inbound": 100.0,
+        "sidecar.cpu.cold_cpu_us": 300.0,
+    })  # fmt: skip
+    rate = 25.0
+    run = simulate(scenario_of(_two_pods(rate, ["sidecar"])), profile, seed=2, engine=engine)
+    cpu = {c.name: c.cpu_cores / rate * 1e6 for c in run.modes["sidecar"].components}
+    (app_sidecar,) = [v for k, v in cpu.items() if k.startswith("app") and "sidecar" in k]
+    assert app_sidecar == pytest.approx(100.0 + 300.0, rel=0.01)
+
+
+def test_the_sourced_profile_has_no_cold_cost() -> None:
+    profile = load_profile(ISTIO)
+    assert profile.app.cold_cpu_us.value == 0.0
+    for kind in ("sidecar", "ztunnel", "waypoint"):
+        assert profile.proxy(kind).cpu.cold_cpu_us.value == 0.0
+
+
+def test_the_cold_cost_is_fitted_from_load_levels(istio_profile: Profile) -> None:
+    # the two-pod shape at 25, 100 and 200 requests per second (gaps 40, 10 and 5 ms,
+    # against a 15.5 ms time scale): CPU per request falls with the load; a constant cost
+    # per request and an idle cost cannot make it fall this way
+    truth = with_values(
+        istio_profile,
+        {"app.per_request_us": 400.0, "app.idle_millicores": 1.0, "app.cold_cpu_us": 350.0},
+    )
+    points = []
+    for rate in (25, 100, 200):
+        doc = _two_pods(float(rate), ["none"])
+        doc["traffic"]["duration_s"] = 8
+        scenario = scenario_of(copy.deepcopy(doc))
+        measured = simulate(scenario, truth, seed=99, engine="vector")
+        points.append(FitPoint(f"rate={rate}", "none", scenario, measured.modes["none"], 1))
+    fit = fit_profile(points, istio_profile, engine="vector", stages=("cpu",))
+    assert get_value(fit.profile, "app.cold_cpu_us") == pytest.approx(350.0, rel=0.1)
+    assert get_value(fit.profile, "app.per_request_us") == pytest.approx(400.0, rel=0.1)
