@@ -19,7 +19,6 @@ from meshsim.scenario import Price, Scenario
 from meshsim.topology import Node, Proxy
 
 __all__ = [
-    "COLD_PROGRAMS",
     "PassCost",
     "Role",
     "background_shares",
@@ -124,19 +123,11 @@ def wake_up_s(gap_s: float, wake_s: float, idle_s: float, shape: float) -> float
     return wake_s * -math.expm1(-((gap_s / idle_s) ** shape))
 
 
-# The programs whose caches a burst finds warm or cold on its node: the apps, Envoy
-# (sidecars and waypoints) and ztunnel (profile: cold_cpu_us).
-COLD_PROGRAMS = 3
-_PROGRAM = {"sidecar": 1, "waypoint": 1, "ztunnel": 2}
-
-
 def cold_cpu(
     profile: Profile, n_pods: int, proxies: tuple[Proxy, ...] | list[Proxy]
-) -> tuple[list[float], list[int]]:
-    """Each component's cold-cache CPU at full size (seconds) and its program, pods first
-    then proxies in order: a burst of component k that finds no burst of its program on
-    its node for a gap g costs wake_up_s(g, cold[k], idle, shape) more CPU."""
+) -> list[float]:
+    """Each component's cold-cache CPU at full size (seconds), pods first then proxies in
+    order: a burst of component k idle for a gap g since its last burst ended costs
+    wake_up_s(g, cold[k], idle, shape) more CPU."""
     app = profile.app.cold_cpu_us.value * US
-    cold = [app] * n_pods + [profile.proxy(p.kind).cpu.cold_cpu_us.value * US for p in proxies]
-    program = [0] * n_pods + [_PROGRAM[p.kind] for p in proxies]
-    return cold, program
+    return [app] * n_pods + [profile.proxy(p.kind).cpu.cold_cpu_us.value * US for p in proxies]

@@ -51,16 +51,15 @@ def _no_cold_cost(kind: str) -> Sourced:
     return Sourced(
         value=0,
         source=f"default: no cold-cache cost; a {kind} burst costs the same however long "
-        "its program has been idle on the node",
+        f"the {kind} has been idle",
     )
 
 
 _COLD_DESCRIPTION = (
-    "More CPU for a burst on a node where no burst of the same program (the apps; Envoy, "
-    "that is sidecars and waypoints; ztunnel) has run for a while: its code and data are "
-    "read back into the core's caches. It grows with that gap g as the wake-up does: "
-    "cold_cpu_us x (1 - exp(-(g / host.wake_up_idle_ms) ^ host.wake_up_shape)) "
-    "(profiles/README.md#cold-caches)."
+    "More CPU for a burst of a component (an app pod, a proxy) that has run nothing for a "
+    "while: its code and data are read back into the core's caches. It grows with the gap g "
+    "since its last burst ended as the wake-up does: cold_cpu_us x (1 - exp(-(g / "
+    "host.wake_up_idle_ms) ^ host.wake_up_shape)) (profiles/README.md#cold-caches)."
 )
 
 

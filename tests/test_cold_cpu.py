@@ -1,7 +1,7 @@
-"""Cold caches (profile: app.cold_cpu_us and each proxy's cpu.cold_cpu_us): a burst on a node
-where no burst of its program (the apps; Envoy: sidecars and waypoints; ztunnel) has run for
-a gap g costs cold_cpu_us x (1 - exp(-(g / host.wake_up_idle_ms) ^ host.wake_up_shape)) more
-CPU. Both engines track each program's last burst on each node."""
+"""Cold caches (profile: app.cold_cpu_us and each proxy's cpu.cold_cpu_us): a burst of a
+component (an app pod, a proxy) that ran nothing for a gap g costs
+cold_cpu_us x (1 - exp(-(g / host.wake_up_idle_ms) ^ host.wake_up_shape)) more CPU. Both
+engines track each component's last burst."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _cold(**more: float) -> Profile:
 
 def _two_pods(rate_rps: float, modes: list[str]) -> dict[str, Any]:
     """The load generator on node-1 calling one app on node-2, constant arrivals: every
-    request finds the app's program idle on node-2 for the same gap."""
+    request finds the app idle for the same gap."""
     return client_and_one_pod(
         modes,
         cores_per_node=1,
@@ -60,7 +60,7 @@ def _steady_burst_s(period_s: float) -> float:
 
 
 @pytest.mark.parametrize("engine", ["des", "vector"])
-def test_an_apps_burst_costs_more_the_longer_its_program_was_idle(engine: str) -> None:
+def test_an_apps_burst_costs_more_the_longer_it_was_idle(engine: str) -> None:
     # no costs but the app's CPU: each request's burst on node-2 finds the app idle for the
     # period less the last burst; the cold part is CPU (accounted to the app) and holds the
     # core, so it is also latency
@@ -89,23 +89,21 @@ def _chain(modes: list[str]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("engine", ["des", "vector"])
-def test_a_program_that_just_ran_on_the_node_is_warm_for_the_next_app(engine: str) -> None:
-    # 40 ms between requests: front's burst finds the apps' program cold on node-2 and pays
-    # it all; back's burst follows front's at once and pays nothing. The sidecars are
-    # another program: front's sidecar running just before does not warm front
+def test_each_component_pays_for_its_own_idle_gap(engine: str) -> None:
+    # 40 ms between requests: front's burst and back's each find their own pod idle since
+    # the last request and pay it all, though front ran on the node just before back, and
+    # each pod's sidecar just before it
     profile = _cold(**{"sidecar.cpu.per_request_us.inbound": 100.0})
     rate = 25.0
     run = simulate(scenario_of(_chain(["none", "sidecar"])), profile, seed=2, engine=engine)
     for mode in ("none", "sidecar"):
-        cpu = {c.name: c.cpu_cores for c in run.modes[mode].components}
-        front = cpu["front-0"] / rate * 1e6
-        back = cpu["back-0"] / rate * 1e6
-        assert front == pytest.approx(CPU_MS * 1e3 + COLD_US, rel=0.01), mode
-        assert back == pytest.approx(CPU_MS * 1e3, rel=0.01), mode
+        cpu = {c.name: c.cpu_cores / rate * 1e6 for c in run.modes[mode].components}
+        for pod in ("front-0", "back-0"):
+            assert cpu[pod] == pytest.approx(CPU_MS * 1e3 + COLD_US, rel=0.01), (mode, pod)
 
 
 @pytest.mark.parametrize("engine", ["des", "vector"])
-def test_each_proxy_program_pays_its_own_cold_caches(engine: str) -> None:
+def test_a_proxy_pays_for_its_own_idle_gap(engine: str) -> None:
     # the sidecars' inbound passes (100 us each) on a node idle 40 ms between requests: the
     # load generator's sidecar on node-1 gets the response pass only (its request pass
     # carries no inbound cost); each sidecar's first burst of a request pays the cold part

@@ -26,7 +26,6 @@ import simpy
 from meshsim.accounting import WindowTally, component_usages, mode_result
 from meshsim.connections import Connection, ConnectionLedger, ConnectionPool
 from meshsim.costs import (
-    COLD_PROGRAMS,
     PassCost,
     Role,
     app_call_cpu_s,
@@ -242,9 +241,9 @@ class _Simulation:
             host.wake_up_shape.value,
         )
         self.quiet = [0.0] * len(topology.nodes)
-        # cold caches (cold_cpu_us): when each program's last burst on each node ends
-        self.cold, self.program = cold_cpu(profile, n_pods, self.proxies)
-        self.warm = [[0.0] * COLD_PROGRAMS for _ in topology.nodes]
+        # cold caches (cold_cpu_us): when each component's last burst ends
+        self.cold = cold_cpu(profile, n_pods, self.proxies)
+        self.warm = [0.0] * self.n_comp
         self.plans: dict[tuple[int, int], _Plan] = {}
         self.latencies: list[float] = []
         self.outstanding = 0
@@ -397,15 +396,13 @@ class _Simulation:
         yield req
         # a node idle for a while wakes its core first (host.wake_up_us)
         start = self.env.now + wake_up_s(self.env.now - self.quiet[node], *self.wake)
-        # a program idle on the node for a while finds its caches cold (cold_cpu_us)
-        warm = self.warm[node]
-        program = self.program[comp]
-        cpu_s += wake_up_s(start - warm[program], self.cold[comp], *self.wake[1:])
+        # a component idle for a while finds its caches cold (cold_cpu_us)
+        cpu_s += wake_up_s(start - self.warm[comp], self.cold[comp], *self.wake[1:])
         # the node's other work takes some of the core from the burst (host.contention)
         slow = self.stretch[node]
         end = start + cpu_s * slow
         self.quiet[node] = max(self.quiet[node], end)
-        warm[program] = max(warm[program], end)
+        self.warm[comp] = max(self.warm[comp], end)
         yield self.env.timeout(end - self.env.now)
         core.release(req)
         self.demand_s[comp] += cpu_s

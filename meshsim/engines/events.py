@@ -447,12 +447,10 @@ def run_window(
     node_quiet: np.ndarray,
     wake: np.ndarray,
     client_node: int,
-    # cold caches (meshsim.costs.cold_cpu): when each program's last burst on each node
-    # ends (node x program), and each component's cold-cache CPU at full size (stretched
-    # as its bursts are) and its program
+    # cold caches (meshsim.costs.cold_cpu): when each component's last burst ends, and its
+    # cold-cache CPU at full size (stretched as its bursts are)
     warm: np.ndarray,
     cold: np.ndarray,
-    program: np.ndarray,
     # pools: a POOL_DTYPE record per pool, a CONN_DTYPE record per connection (each pool's
     # list through `next`, most recently opened first; closed ones in the free list), and
     # free = [head of the free list, connections open, first record never used]
@@ -596,11 +594,10 @@ def run_window(
                     n = vi[v, _V_NODE]
                     k = vi[v, _V_COMP]
                     begin = now + _wake_up_s(now - node_quiet[n], wake[0], wake[1], wake[2])
-                    # a program idle on the node for a while finds its caches cold
-                    g = program[k]
-                    burst += _wake_up_s(begin - warm[n, g], cold[k], wake[1], wake[2])
+                    # a component idle for a while finds its caches cold
+                    burst += _wake_up_s(begin - warm[k], cold[k], wake[1], wake[2])
                     node_quiet[n] = max(node_quiet[n], begin + burst)
-                    warm[n, g] = max(warm[n, g], begin + burst)
+                    warm[k] = max(warm[k], begin + burst)
                     cpu_s[k] += _overlap(begin, begin + burst, w0, w1)
                     done = _CORE1_DONE if ev == _GRANT_CORE1 else _CORE2_DONE
                     size = _push(hf, hk, size, seq, begin + burst, v * 64 + done)

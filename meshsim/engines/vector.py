@@ -38,7 +38,6 @@ import numpy as np
 
 from meshsim.accounting import WindowTally, component_usages, mode_result
 from meshsim.costs import (
-    COLD_PROGRAMS,
     KIB,
     Role,
     app_call_cpu_s,
@@ -491,12 +490,11 @@ class _VectorRun:
         # and the core time it takes from a burst (profile: host.contention)
         self.stretch = 1.0 / (1.0 - profile.host.contention.value * self.shares)
         self.stretched = bool((self.stretch != 1.0).any())
-        # cold caches (cold_cpu_us): when each program's last burst on each node ends
+        # cold caches (cold_cpu_us): when each component's last burst ends
         proxies = topology.proxies(mode, scenario, profile)
-        cold, program = cold_cpu(profile, len(topology.pods), proxies)
-        self.warm = np.zeros((len(topology.nodes), COLD_PROGRAMS))
+        self.warm = np.zeros(n)
+        cold = cold_cpu(profile, len(topology.pods), proxies)
         self.cold = np.array(cold) * self._stretch_at(self.m.comp_node)
-        self.program = np.array(program, np.int64)
         self._init_pools()
         self.latency_sum = 0.0
         self.latency_count = 0
@@ -893,7 +891,7 @@ class _VectorRun:
             self.profile.app.connect_round_trips.value,
             starts, flat.root_call, closed, self.per_user, think, self.user_next, b,
             self.m.first_server, self.m.servers, self.m.station_of, self.free_at,
-            self.node_quiet, self.wake, self.client_node, self.warm, self.cold, self.program,
+            self.node_quiet, self.wake, self.client_node, self.warm, self.cold,
             self.pools, self.conns, self.free, pool.max_streams_per_connection,
             pool.idle_timeout_s, pool.max_requests_per_connection or 0, self.cert_life_s,
             self.w0, self.w1, 2 * self.w1, self.cpu_s, self.resid_s, self.handshakes,
