@@ -144,3 +144,19 @@ def test_the_cold_cost_is_fitted_from_load_levels(istio_profile: Profile) -> Non
     fit = fit_profile(points, istio_profile, engine="vector", stages=("cpu",))
     assert get_value(fit.profile, "app.cold_cpu_us") == pytest.approx(350.0, rel=0.1)
     assert get_value(fit.profile, "app.per_request_us") == pytest.approx(400.0, rel=0.1)
+
+
+def test_two_load_levels_cannot_tell_cold_caches_from_idle_cpu(istio_profile: Profile) -> None:
+    # at 50/s (20 ms gaps) the cold cost is nearly all there, at 200/s nearly none: over two
+    # load levels it adds what an idle CPU adds, and the idle CPU, the plainer term, is kept
+    truth = with_values(istio_profile, {"app.per_request_us": 400.0, "app.idle_millicores": 5.0})
+    points = []
+    for rate in (50, 200):
+        scenario = scenario_of(_two_pods(float(rate), ["none"]))
+        measured = simulate(scenario, truth, seed=99, engine="vector")
+        points.append(FitPoint(f"rate={rate}", "none", scenario, measured.modes["none"], 1))
+    fit = fit_profile(points, istio_profile, engine="vector", stages=("cpu",))
+    (cold,) = [e for e in fit.estimates() if e.parameter.path == "app.cold_cpu_us"]
+    assert (cold.status, cold.kept_prior) == ("not identifiable", True)
+    assert cold.note.startswith("its effect is a combination of app.idle_millicores")
+    assert get_value(fit.profile, "app.idle_millicores") == pytest.approx(5.0, rel=0.1)

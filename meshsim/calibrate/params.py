@@ -64,8 +64,10 @@ def _proxy_parameters(kind: str) -> list[Parameter]:
         Parameter(f"{kind}.cpu.handshake_us.client", "cpu", "us", 500.0),
         Parameter(f"{kind}.cpu.handshake_us.server", "cpu", "us", 500.0),
         Parameter(f"{kind}.cpu.cross_node_us", "cpu", "us", 50.0),
-        Parameter(f"{kind}.cpu.cold_cpu_us", "cpu", "us", 100.0),
         Parameter(f"{kind}.idle_millicores", "cpu", "millicores", 2.0),
+        # after the idle CPU: where the loads cannot tell them apart (two load levels, both
+        # add a constant at one and nothing at the other), the idle CPU is the one kept
+        Parameter(f"{kind}.cpu.cold_cpu_us", "cpu", "us", 100.0),
         Parameter(f"{kind}.memory.base_mib", "memory", "MiB", 10.0),
         Parameter(f"{kind}.memory.per_service_kib", "memory", "KiB", 50.0),
         Parameter(f"{kind}.memory.per_endpoint_kib", "memory", "KiB", 10.0),
