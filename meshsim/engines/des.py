@@ -243,6 +243,7 @@ class _Simulation:
         self.quiet = [0.0] * len(topology.nodes)
         # cold caches (cold_cpu_us): when each component's last burst ends
         self.cold = cold_cpu(profile, n_pods, self.proxies)
+        self.sleep = self.wake[1:]  # the time scale and shape they share with the wake-up
         self.warm = [0.0] * self.n_comp
         self.plans: dict[tuple[int, int], _Plan] = {}
         self.latencies: list[float] = []
@@ -397,7 +398,7 @@ class _Simulation:
         # a node idle for a while wakes its core first (host.wake_up_us)
         start = self.env.now + wake_up_s(self.env.now - self.quiet[node], *self.wake)
         # a component idle for a while finds its caches cold (cold_cpu_us)
-        cpu_s += wake_up_s(start - self.warm[comp], self.cold[comp], *self.wake[1:])
+        cpu_s += wake_up_s(start - self.warm[comp], self.cold[comp], *self.sleep)
         # the node's other work takes some of the core from the burst (host.contention)
         slow = self.stretch[node]
         end = start + cpu_s * slow

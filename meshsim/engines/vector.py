@@ -72,7 +72,7 @@ from meshsim.results import (
     latency_summary,
 )
 from meshsim.scenario import Mode, Scenario
-from meshsim.topology import ProxyKind, Topology
+from meshsim.topology import Proxy, ProxyKind, Topology
 
 __all__ = ["VectorStats", "expected_queue_visits", "simulate_mode"]
 
@@ -204,6 +204,7 @@ class _Model:
     topology: Topology
     mode: Mode
     boxes: tuple[_BoxSpec, ...]
+    proxies: list[Proxy]  # the mode's proxies (Topology.proxies), components n_pods onwards
     n_comp: int
     pod_node: np.ndarray
     pod_identity: np.ndarray
@@ -291,6 +292,7 @@ def _build_model(scenario: Scenario, profile: Profile, topology: Topology, mode:
         topology,
         mode,
         tuple(boxes),
+        proxies,
         n_comp,
         pod_node,
         pod_identity,
@@ -491,9 +493,8 @@ class _VectorRun:
         self.stretch = 1.0 / (1.0 - profile.host.contention.value * self.shares)
         self.stretched = bool((self.stretch != 1.0).any())
         # cold caches (cold_cpu_us): when each component's last burst ends
-        proxies = topology.proxies(mode, scenario, profile)
         self.warm = np.zeros(n)
-        cold = cold_cpu(profile, len(topology.pods), proxies)
+        cold = cold_cpu(profile, len(topology.pods), self.m.proxies)
         self.cold = np.array(cold) * self._stretch_at(self.m.comp_node)
         self._init_pools()
         self.latency_sum = 0.0
@@ -1017,7 +1018,7 @@ class _VectorRun:
         # the bursts ran stretched by their node's other work: the CPU they took is less
         cpu_s = self.cpu_s / self.stretch[self.m.comp_node]
         tally = WindowTally(cpu_s, self.resid_s, conn_s, self.handshakes)
-        proxies = self.m.topology.proxies(self.mode, self.scenario, self.profile)
+        proxies = self.m.proxies
         usages = component_usages(
             self.scenario, self.profile, self.m.topology, proxies, tally, window
         )
