@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from meshsim.costs import wake_up_s
 from meshsim.profile import Profile
 from meshsim.scenario import Scenario
 
@@ -74,6 +75,34 @@ def client_and_one_pod(
         },
         mesh={"modes": modes},
     )
+
+
+def one_pod_every_period(rate_rps: float, modes: list[str], cpu_ms: float) -> dict[str, Any]:
+    """The load generator on node-1 calling one app on node-2 (one core each), constant
+    arrivals, the app's CPU constant: every request finds node-2 and the app idle for the
+    same gap."""
+    return client_and_one_pod(
+        modes,
+        cores_per_node=1,
+        app={"cpu_time": {"dist": "constant", "value_ms": cpu_ms}},
+        traffic={"open_loop": {"rate_rps": rate_rps, "arrivals": "constant"}, "duration_s": 6},
+    )
+
+
+def steady_burst_s(
+    period_s: float, cpu_s: float, size_s: float, idle_s: float, shape: float
+) -> float:
+    """The app's burst in the steady state of one_pod_every_period, when it grows with the
+    gap the previous burst left by wake_up_s (a wake-up wait or a cold-cache cost):
+    g = T - cpu - w(g), solved by bisection (the right side falls as g grows)."""
+    lo, hi = 0.0, period_s
+    for _ in range(200):
+        gap = (lo + hi) / 2
+        if gap < period_s - cpu_s - wake_up_s(gap, size_s, idle_s, shape):
+            lo = gap
+        else:
+            hi = gap
+    return cpu_s + wake_up_s(gap, size_s, idle_s, shape)
 
 
 def scenario_of(doc: dict[str, Any]) -> Scenario:

@@ -5,19 +5,23 @@ engines track each component's last burst."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
 
-from meshsim.calibrate.fit import FitPoint, fit_profile
+from meshsim.calibrate.fit import FitPoint, FitResult, fit_profile
 from meshsim.calibrate.params import get_value, with_values
-from meshsim.costs import wake_up_s
 from meshsim.loader import load_profile
 from meshsim.profile import Profile
 from meshsim.run import simulate
 
-from .builders import ISTIO, client_and_one_pod, scenario_of, zero_cost_profile
+from .builders import (
+    ISTIO,
+    one_pod_every_period,
+    scenario_of,
+    steady_burst_s,
+    zero_cost_profile,
+)
 
 CPU_MS = 0.2
 COLD_US = 400.0
@@ -34,29 +38,13 @@ def _cold(**more: float) -> Profile:
 
 
 def _two_pods(rate_rps: float, modes: list[str]) -> dict[str, Any]:
-    """The load generator on node-1 calling one app on node-2, constant arrivals: every
-    request finds the app idle for the same gap."""
-    return client_and_one_pod(
-        modes,
-        cores_per_node=1,
-        app={"cpu_time": {"dist": "constant", "value_ms": CPU_MS}},
-        traffic={"open_loop": {"rate_rps": rate_rps, "arrivals": "constant"}, "duration_s": 6},
-    )
+    return one_pod_every_period(rate_rps, modes, CPU_MS)
 
 
 def _steady_burst_s(period_s: float) -> float:
-    """Each request's app burst in the steady state: the cold part depends on the gap the
-    previous burst left, g = T - burst(g) (solved by bisection: the right side falls as g
-    grows)."""
-    cpu, cold, idle = CPU_MS * 1e-3, COLD_US * 1e-6, IDLE_MS * 1e-3
-    lo, hi = 0.0, period_s
-    for _ in range(200):
-        gap = (lo + hi) / 2
-        if gap < period_s - cpu - wake_up_s(gap, cold, idle, SHAPE):
-            lo = gap
-        else:
-            hi = gap
-    return cpu + wake_up_s(gap, cold, idle, SHAPE)
+    """Each request's app burst in the steady state: its cold part depends on the gap the
+    previous burst left."""
+    return steady_burst_s(period_s, CPU_MS * 1e-3, COLD_US * 1e-6, IDLE_MS * 1e-3, SHAPE)
 
 
 @pytest.mark.parametrize("engine", ["des", "vector"])
@@ -126,6 +114,21 @@ def test_the_sourced_profile_has_no_cold_cost() -> None:
         assert profile.proxy(kind).cpu.cold_cpu_us.value == 0.0
 
 
+def _fit_cpu(
+    truth: Profile, prior: Profile, rates: tuple[int, ...], duration_s: float = 6
+) -> FitResult:
+    """The CPU stage fitted to the two-pod shape simulated with `truth` at these loads (no
+    mesh; another seed than the fit's, so the fit sees noise)."""
+    points = []
+    for rate in rates:
+        doc = _two_pods(float(rate), ["none"])
+        doc["traffic"]["duration_s"] = duration_s
+        scenario = scenario_of(doc)
+        measured = simulate(scenario, truth, seed=99, engine="vector")
+        points.append(FitPoint(f"rate={rate}", "none", scenario, measured.modes["none"], 1))
+    return fit_profile(points, prior, engine="vector", stages=("cpu",))
+
+
 def test_the_cold_cost_is_fitted_from_load_levels(istio_profile: Profile) -> None:
     # the two-pod shape at 25, 100 and 200 requests per second (gaps 40, 10 and 5 ms,
     # against a 15.5 ms time scale): CPU per request falls with the load; a constant cost
@@ -134,14 +137,7 @@ def test_the_cold_cost_is_fitted_from_load_levels(istio_profile: Profile) -> Non
         istio_profile,
         {"app.per_request_us": 400.0, "app.idle_millicores": 1.0, "app.cold_cpu_us": 350.0},
     )
-    points = []
-    for rate in (25, 100, 200):
-        doc = _two_pods(float(rate), ["none"])
-        doc["traffic"]["duration_s"] = 8
-        scenario = scenario_of(copy.deepcopy(doc))
-        measured = simulate(scenario, truth, seed=99, engine="vector")
-        points.append(FitPoint(f"rate={rate}", "none", scenario, measured.modes["none"], 1))
-    fit = fit_profile(points, istio_profile, engine="vector", stages=("cpu",))
+    fit = _fit_cpu(truth, istio_profile, (25, 100, 200), duration_s=8)
     assert get_value(fit.profile, "app.cold_cpu_us") == pytest.approx(350.0, rel=0.1)
     assert get_value(fit.profile, "app.per_request_us") == pytest.approx(400.0, rel=0.1)
 
@@ -150,12 +146,7 @@ def test_two_load_levels_cannot_tell_cold_caches_from_idle_cpu(istio_profile: Pr
     # at 50/s (20 ms gaps) the cold cost is nearly all there, at 200/s nearly none: over two
     # load levels it adds what an idle CPU adds, and the idle CPU, the plainer term, is kept
     truth = with_values(istio_profile, {"app.per_request_us": 400.0, "app.idle_millicores": 5.0})
-    points = []
-    for rate in (50, 200):
-        scenario = scenario_of(_two_pods(float(rate), ["none"]))
-        measured = simulate(scenario, truth, seed=99, engine="vector")
-        points.append(FitPoint(f"rate={rate}", "none", scenario, measured.modes["none"], 1))
-    fit = fit_profile(points, istio_profile, engine="vector", stages=("cpu",))
+    fit = _fit_cpu(truth, istio_profile, (50, 200))
     (cold,) = [e for e in fit.estimates() if e.parameter.path == "app.cold_cpu_us"]
     assert (cold.status, cold.kept_prior) == ("not identifiable", True)
     assert cold.note.startswith("its effect is a combination of app.idle_millicores")

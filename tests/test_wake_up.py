@@ -13,7 +13,13 @@ from meshsim.costs import wake_up_s
 from meshsim.loader import load_profile
 from meshsim.run import simulate
 
-from .builders import ISTIO, client_and_one_pod, scenario_of, zero_cost_profile
+from .builders import (
+    ISTIO,
+    one_pod_every_period,
+    scenario_of,
+    steady_burst_s,
+    zero_cost_profile,
+)
 
 CPU_MS = 0.2
 WAKE_US = 1000.0
@@ -32,29 +38,12 @@ def test_the_wait_grows_with_the_idle_gap_to_its_full_size() -> None:
 
 
 def _two_pods(rate_rps: float, modes: list[str]) -> dict[str, object]:
-    """A load generator on node-1 calling one pod on node-2, constant arrivals: every
-    request finds node-2 idle for the same gap."""
-    return client_and_one_pod(
-        modes,
-        cores_per_node=1,
-        app={"cpu_time": {"dist": "constant", "value_ms": CPU_MS}},
-        traffic={"open_loop": {"rate_rps": rate_rps, "arrivals": "constant"}, "duration_s": 6},
-    )
+    return one_pod_every_period(rate_rps, modes, CPU_MS)
 
 
 def _steady_latency_s(period_s: float, shape: float) -> float:
-    """The latency of each request in the steady state: the app's burst after the wake-up,
-    whose gap is the period less the previous request's latency, g = T - cpu - w(g)
-    (solved by bisection: the right side falls as g grows)."""
-    cpu, wake, idle = CPU_MS * 1e-3, WAKE_US * 1e-6, IDLE_MS * 1e-3
-    lo, hi = 0.0, period_s
-    for _ in range(200):
-        gap = (lo + hi) / 2
-        if gap < period_s - cpu - wake_up_s(gap, wake, idle, shape):
-            lo = gap
-        else:
-            hi = gap
-    return cpu + wake_up_s(gap, wake, idle, shape)
+    """The latency of each request in the steady state: the app's burst after the wake-up."""
+    return steady_burst_s(period_s, CPU_MS * 1e-3, WAKE_US * 1e-6, IDLE_MS * 1e-3, shape)
 
 
 @pytest.mark.parametrize("engine", ["des", "vector"])
