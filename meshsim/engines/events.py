@@ -31,7 +31,6 @@ never delays one of the previous window: the only approximation, at window bound
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numba
 import numpy as np
@@ -286,12 +285,14 @@ def _expires(pools: np.ndarray, p: int, life_s: float, opened: float) -> float:
     return phase + (math.floor((opened - phase) / life_s) + 1) * life_s
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _closes_at(pools: np.ndarray, p: int, k: Any, idle_s: float, life_s: float) -> float:
-    """When idle connection k (a record of pool p) closes: its idle timeout, or the
+@numba.njit(cache=True, nogil=True)
+def _idle_close(
+    pools: np.ndarray, conns: np.ndarray, p: int, k: int, idle_s: float, life_s: float
+) -> float:
+    """When connection k of pool p closes if left idle: its idle timeout, or the
     certificate rotation after its last use, whichever is first."""
-    last = float(k.last)
-    return min(last + idle_s, max(_expires(pools, p, life_s, k.opened), last))
+    last = float(conns[k].last)
+    return min(last + idle_s, max(_expires(pools, p, life_s, conns[k].opened), last))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -329,94 +330,61 @@ def _expire(
     w1: float,
 ) -> None:
     """Close pool p's connections that timed out or rotated while idle by `now`, at the
-    moment they did."""
+    moment they did. (run_window walks its pools this way, written out.)"""
     prev = -1
-    cur = pools[p].head
-    while cur >= 0:
-        k = conns[cur]
-        following = k.next
-        if k.active == 0 and (
-            k.last + idle_s <= now or _expires(pools, p, life_s, k.opened) <= now
-        ):
-            _pool_close(
-                cur, p, prev, _closes_at(pools, p, k, idle_s, life_s), pools, conns, free, w0, w1
-            )
-            cur = following
-            continue
-        prev = cur
-        cur = following
+    k = pools[p].head
+    while k >= 0:
+        following = conns[k].next
+        at = _idle_close(pools, conns, p, k, idle_s, life_s)
+        if conns[k].active == 0 and at <= now:
+            _pool_close(k, p, prev, at, pools, conns, free, w0, w1)
+        else:
+            prev = k
+        k = following
 
 
 @numba.njit(cache=True, nogil=True)
-def _acquire(
+def _usable(
+    pools: np.ndarray,
+    conns: np.ndarray,
     p: int,
+    k: int,
     now: float,
     max_streams: int,
-    idle_s: float,
     max_req: int,
     life_s: float,
-    pools: np.ndarray,
-    conns: np.ndarray,
-    free: np.ndarray,
-    w0: float,
-    w1: float,
-) -> tuple[int, bool]:
-    """A connection of pool p at `now`: (connection, opened). A new one is handshaking
-    (waiters = _NO_WAITERS, not _READY) until its handshake completes."""
-    _expire(p, now, idle_s, life_s, pools, conns, free, w0, w1)
-    mux = pools[p].mux
-    cur = pools[p].head  # most recently opened first
-    while cur >= 0:
-        k = conns[cur]
-        used_up = 0 < max_req <= k.requests
-        if _expires(pools, p, life_s, k.opened) > now and not used_up:
-            idle = k.active == 0 and (mux or k.last <= now)
-            if idle or (mux and k.active < max_streams):
-                k.active += 1
-                k.requests += 1
-                k.last = now
-                return cur, False
-        cur = k.next
-    c = free[0]  # a closed connection's record, else the first never used
-    if c >= 0:
-        free[0] = conns[c].next
-    else:
-        c = free[2]
-        free[2] += 1
-    k = conns[c]
-    free[1] += 1
-    k.opened = now
-    k.last = now
-    k.requests = 1
-    k.active = 1
-    k.waiters = _NO_WAITERS
-    k.next = pools[p].head
-    pools[p].head = c
-    return c, True
+) -> bool:
+    """Whether open connection k of pool p takes a request at `now`: not rotated, not used
+    up, and idle (HTTP/1.1), or with a stream to spare (HTTP/2). Bitwise, one block: a
+    branch here would keep numba's reference counts of the arrays (see run_window)."""
+    active = int(conns[k].active)
+    mux = bool(pools[p].mux)
+    alive = _expires(pools, p, life_s, conns[k].opened) > now
+    fresh = (max_req <= 0) | (conns[k].requests < max_req)
+    idle = (active == 0) & (mux | (conns[k].last <= now))
+    return bool(alive & fresh & (idle | (mux & (active < max_streams))))
 
 
 @numba.njit(cache=True, nogil=True)
-def _release_conn(
-    c: int,
-    p: int,
-    now: float,
-    max_req: int,
-    pools: np.ndarray,
-    conns: np.ndarray,
-    free: np.ndarray,
-    w0: float,
-    w1: float,
-) -> None:
-    k = conns[c]
-    k.active -= 1
-    k.last = now
-    if k.active == 0 and 0 < max_req <= k.requests:
-        prev = -1
-        cur = pools[p].head
-        while cur != c:
-            prev = cur
-            cur = conns[cur].next
-        _pool_close(c, p, prev, now, pools, conns, free, w0, w1)
+def _open(p: int, now: float, pools: np.ndarray, conns: np.ndarray, free: np.ndarray) -> int:
+    """A new connection of pool p, most recently opened: a closed connection's record, else
+    the first never used. It is handshaking (waiters = _NO_WAITERS, not _READY) until its
+    handshake completes."""
+    k = free[0]
+    if k >= 0:
+        free[0] = conns[k].next
+    else:
+        k = free[2]
+        free[2] += 1
+    free[1] += 1
+    conns[k].opened = now
+    conns[k].last = now
+    conns[k].requests = 1
+    conns[k].active = 1
+    conns[k].waiters = _NO_WAITERS
+    conns[k].next = pools[p].head
+    pools[p].head = k
+    return int(k)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -656,12 +624,30 @@ def run_window(
                         size = _push(hf, hk, size, seq, t, c * 64 + _RESP_BACK)
                         seq += 1
                         stage = -1
-                    elif stage == _RESP_BACK:
-                        k = int(st[c, sj + 1])
-                        if k >= 0:
-                            kp = int(calls[c, bj + _B_POOL])
-                            _release_conn(k, kp, now, max_req, pools, conns, free, w0, w1)
-                        if j > 0:
+                    elif stage in (_RESP_BACK, _APP_BACK):
+                        from_app = stage == _APP_BACK
+                        k = int(st[c, _S_CONN_APP] if from_app else st[c, sj + 1])
+                        if k >= 0:  # the connection back to its pool
+                            conns[k].active -= 1
+                            conns[k].last = now
+                            if conns[k].active == 0 and 0 < max_req <= conns[k].requests:
+                                # used up: closed (the walk written out, as the connect's)
+                                p = int(
+                                    calls[c, _F_LAST_POOL] if from_app else calls[c, bj + _B_POOL]
+                                )
+                                prev = -1
+                                cur = pools[p].head
+                                while cur != k:
+                                    prev = cur
+                                    cur = conns[cur].next
+                                _pool_close(k, p, prev, now, pools, conns, free, w0, w1)
+                        if from_app:
+                            if n_boxes > 0:
+                                st[c, _S_BOX] = n_boxes - 1
+                                stage = _RESP
+                            else:
+                                stage = _DONE
+                        elif j > 0:
                             st[c, _S_BOX] = j - 1
                             stage = _RESP
                         else:
@@ -671,14 +657,49 @@ def run_window(
                         size = _push(hf, hk, size, seq, t, c * 64 + _REQ)
                         seq += 1
                         stage = -1
-                    elif stage == _CONNECT:
-                        p = int(calls[c, bj + _B_POOL])
+                    elif stage in (_CONNECT, _APP_CONNECT):
+                        into_app = stage == _APP_CONNECT
+                        p = int(calls[c, _F_LAST_POOL] if into_app else calls[c, bj + _B_POOL])
                         if p < 0:
-                            stage = _TRANSIT
+                            stage = _APP_TRANSIT if into_app else _TRANSIT
                             continue
-                        k, new = _acquire(
-                            p, now, max_streams, idle_s, max_req, life_s, pools, conns, free, w0, w1
-                        )
+                        # A connection of pool p (meshsim.connections' rules). The walks
+                        # are written out here: a helper holding a loop keeps numba's
+                        # atomic reference counts of the arrays passed to it (six per
+                        # acquire, as `_expire` and an `_acquire` were), where one without
+                        # loses them. First close those that timed out or rotated while
+                        # idle, at the moment they did (`_expire`).
+                        prev = -1
+                        k = pools[p].head
+                        while k >= 0:
+                            following = conns[k].next
+                            at = _idle_close(pools, conns, p, k, idle_s, life_s)
+                            if conns[k].active == 0 and at <= now:
+                                _pool_close(k, p, prev, at, pools, conns, free, w0, w1)
+                            else:
+                                prev = k
+                            k = following
+                        k = pools[p].head  # most recently opened first
+                        while k >= 0:
+                            if _usable(pools, conns, p, k, now, max_streams, max_req, life_s):
+                                conns[k].active += 1
+                                conns[k].requests += 1
+                                conns[k].last = now
+                                break
+                            k = conns[k].next
+                        new = k < 0
+                        if new:
+                            k = _open(p, now, pools, conns, free)
+                        if into_app:
+                            st[c, _S_CONN_APP] = k
+                            if new:
+                                t = now + last_round_trips * 2 * calls[c, _F_LAST_DELAY]
+                                size = _push(hf, hk, size, seq, t, c * 64 + _APP_HS_DONE)
+                                seq += 1
+                                stage = -1
+                            else:
+                                stage = _APP_TRANSIT
+                            continue
                         st[c, sj + 1] = k
                         if new:
                             if w0 <= now < w1 and pools[p].tls:
@@ -701,22 +722,6 @@ def run_window(
                             node_quiet[client_node] = max(node_quiet[client_node], now)
                         st[c, _S_BOX] = 0
                         stage = _TRANSIT if n_boxes > 0 else _APP_CONNECT
-                    elif stage == _APP_CONNECT:
-                        p = int(calls[c, _F_LAST_POOL])
-                        if p < 0:
-                            stage = _APP_TRANSIT
-                            continue
-                        k, new = _acquire(
-                            p, now, max_streams, idle_s, max_req, life_s, pools, conns, free, w0, w1
-                        )
-                        st[c, _S_CONN_APP] = k
-                        if new:
-                            t = now + last_round_trips * 2 * calls[c, _F_LAST_DELAY]
-                            size = _push(hf, hk, size, seq, t, c * 64 + _APP_HS_DONE)
-                            seq += 1
-                            stage = -1
-                        else:
-                            stage = _APP_TRANSIT
                     elif stage == _APP_TRANSIT:
                         t = now + calls[c, _F_LAST_DELAY]
                         size = _push(hf, hk, size, seq, t, c * 64 + _APP)
@@ -775,16 +780,6 @@ def run_window(
                         size = _push(hf, hk, size, seq, t, c * 64 + _APP_BACK)
                         seq += 1
                         stage = -1
-                    elif stage == _APP_BACK:
-                        k = int(st[c, _S_CONN_APP])
-                        if k >= 0:
-                            kp = int(calls[c, _F_LAST_POOL])
-                            _release_conn(k, kp, now, max_req, pools, conns, free, w0, w1)
-                        if n_boxes > 0:
-                            st[c, _S_BOX] = n_boxes - 1
-                            stage = _RESP
-                        else:
-                            stage = _DONE
                     elif stage == _HS1_DONE:
                         size = _push(
                             hf, hk, size, seq, now + calls[c, bj + _B_DELAY], c * 64 + _HS2
@@ -975,14 +970,13 @@ def finish_pools(
 ) -> None:
     """Close every connection at the end of the run, or where it would have timed out."""
     for p in range(n_pools):
-        c = pools[p].head
-        while c >= 0:
-            k = conns[c]
+        k = pools[p].head
+        while k >= 0:
             at = end
-            if k.active == 0:
-                at = min(end, _closes_at(pools, p, k, idle_s, life_s))
-            pools[p].seconds += _overlap(k.opened, at, w0, w1)
-            c = k.next
+            if conns[k].active == 0:
+                at = min(end, _idle_close(pools, conns, p, k, idle_s, life_s))
+            pools[p].seconds += _overlap(conns[k].opened, at, w0, w1)
+            k = conns[k].next
         pools[p].head = -1
 
 
