@@ -526,11 +526,14 @@ def run_window(
         else:
             break
         last_time = now
-        release = -1
-        release2 = -1
+        # servers to release, and their stations (known where the release arises: looking
+        # them up again misses the cache at cluster scale)
+        release, release_s = -1, -1
+        release2, release2_s = -1, -1
         v = -1
         if code < 0:
             release = -code - 1
+            release_s = station_of[release]
         else:
             ident = code >> 6
             ev = code & 63
@@ -553,7 +556,7 @@ def run_window(
                         if vsec[v, _V_SECOND] > 0:
                             ask, phase = vi[v, _V_NODE], _GRANT_CORE2
                         else:
-                            release = vi[v, _V_WORKER]
+                            release, release_s = vi[v, _V_WORKER], vi[v, _V_STATION]
                             vi[v, _V_NEXT] = v_free
                             v_free = v
                 elif ev in (_GRANT_CORE1, _GRANT_CORE2):
@@ -571,21 +574,21 @@ def run_window(
                     size = _push(hf, hk, size, seq, begin + burst, v * 64 + done)
                     seq += 1
                 elif ev == _CORE1_DONE:
-                    release = vi[v, _V_CORE]
+                    release, release_s = vi[v, _V_CORE], vi[v, _V_NODE]
                     pending = vi[v, _V_CALL] * 64 + vi[v, _V_RESUME]
                     if kind == _PASS:
                         if vsec[v, _V_SECOND] > 0:
                             ask, phase = vi[v, _V_NODE], _GRANT_CORE2
                         else:
-                            release2 = vi[v, _V_WORKER]
+                            release2, release2_s = vi[v, _V_WORKER], vi[v, _V_STATION]
                             vi[v, _V_NEXT] = v_free
                             v_free = v
                     else:
                         vi[v, _V_NEXT] = v_free
                         v_free = v
                 else:  # _CORE2_DONE
-                    release = vi[v, _V_CORE]
-                    release2 = vi[v, _V_WORKER]
+                    release, release_s = vi[v, _V_CORE], vi[v, _V_NODE]
+                    release2, release2_s = vi[v, _V_WORKER], vi[v, _V_STATION]
                     vi[v, _V_NEXT] = v_free
                     v_free = v
             else:
@@ -772,6 +775,7 @@ def run_window(
                     elif stage == _APP_END:
                         if int(st[c, _S_SLOT]) >= 0:
                             release = int(st[c, _S_SLOT])
+                            release_s = int(calls[c, _F_APP_SLOT])
                             st[c, _S_SLOT] = -1
                         resid_s[int(calls[c, _F_APP_COMP])] += _overlap(
                             st[c, _S_APP_START], now, w0, w1
@@ -876,11 +880,10 @@ def run_window(
                     else:
                         vi[q_tail[ask], _V_NEXT] = v
                     q_tail[ask] = v
-        for m in (release, release2):
+        for m, s in ((release, release_s), (release2, release2_s)):
             if m < 0:
                 continue
             free_at[m] = now
-            s = station_of[m]
             u = q_head[s]
             if u < 0:
                 idle[first_server[s] + n_idle[s]] = m
