@@ -4,6 +4,7 @@
     python bench/engines.py --skip-large    # without the 1,000-node scenario
     python bench/engines.py --large-long    # also the large cluster for 600 s (memory flatness)
     python bench/engines.py --large-only [--large-long] [--large-modes sidecar ...]
+    python bench/engines.py --scaling [--large-modes sidecar]  # the shop at 1/100, 1/10, full
 
 Per scenario it prints simulated requests, queue visits per second for each engine (a
 queue visit is one request for a proxy worker, a node core or an app slot; the DES
@@ -375,6 +376,48 @@ def large(long: bool, modes: list[str] | None) -> None:
         print(f"  600 s / 60 s peak RSS: {long_ / short:.3f}")
 
 
+def scaled_large(divide: int, seconds: float) -> Scenario:
+    """large-cluster at 1/divide of its size: nodes, replicas (at least one) and entry rate
+    divided, node k placed on node ceil(k / divide), so that each pod takes the same load;
+    `seconds` simulated, the first third of it warm-up."""
+    scenario, _ = load_scenario(ROOT / "scenarios" / "large-cluster.yaml")
+    doc = scenario.model_dump(mode="json")
+    assert isinstance(scenario.cluster.nodes, int)  # a count: node-1 ... node-1000
+    doc["cluster"]["nodes"] = scenario.cluster.nodes // divide
+    for workload in doc["workloads"]:
+        workload["replicas"] = max(1, workload["replicas"] // divide)
+        placement = workload.get("placement") or {}
+        if placement.get("nodes"):
+            nodes = [f"node-{math.ceil(int(n.split('-')[1]) / divide)}" for n in placement["nodes"]]
+            placement["nodes"] = list(dict.fromkeys(nodes))
+    doc["traffic"]["open_loop"]["rate_rps"] /= divide
+    doc["traffic"]["duration_s"] = seconds
+    doc["traffic"]["warmup_s"] = seconds / 3
+    doc["name"] = f"large-cluster-div{divide}"
+    return Scenario.model_validate(doc)
+
+
+def _scaled_run(divide: int, seconds: float, mode: Mode) -> EngineRun:
+    scenario = scaled_large(divide, seconds)
+    _, profile = load_scenario(ROOT / "scenarios" / "large-cluster.yaml")
+    return run_vector(scenario, profile, build_topology(scenario), mode)
+
+
+def scaling(modes: list[str] | None) -> None:
+    """The same shop at a hundredth, a tenth and its full size, the same load per pod and
+    about as many visits (a run 100, 10 and 1 times as long): how the vector engine's speed
+    per visit falls as the cluster's state outgrows the caches. Each in a fresh process."""
+    print("\nLarge cluster's shop by size, same load per pod (vector engine, fresh processes)")
+    print(HEADER)
+    spawn = multiprocessing.get_context("spawn")
+    for mode in modes or ["sidecar"]:
+        for divide in (100, 10, 1):
+            with spawn.Pool(1) as pool:
+                vec = pool.apply(_scaled_run, (divide, 1.5 * divide, mode))
+            size = "full size" if divide == 1 else f"1/{divide}"
+            print(row(f"{size} {mode} ({vec.seconds:.1f}s)", None, vec), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--skip-large", action="store_true", help="skip the 1,000-node run")
@@ -385,7 +428,13 @@ def main() -> None:
     parser.add_argument(
         "--large-modes", nargs="+", metavar="MODE", help="modes of the large runs (default: all)"
     )
+    parser.add_argument(
+        "--scaling", action="store_true", help="only the large cluster's shop at three sizes"
+    )
     args = parser.parse_args()
+    if args.scaling:
+        scaling(args.large_modes)
+        return
     if args.large_only:
         large(args.large_long, args.large_modes)
         return
