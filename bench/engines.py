@@ -190,7 +190,10 @@ def row(name: str, des: EngineRun | None, vec: EngineRun) -> str:
 VECTOR_REPEATS = 5
 
 
-def bundled() -> None:
+def bundled() -> dict[str, tuple[EngineRun, EngineRun, EngineRun]]:
+    """Every bundled scenario's modes on both engines; returns, by scenario, the DES and
+    vector totals over its modes (one core) and the vector engine's modes side by side."""
+    totals: dict[str, tuple[EngineRun, EngineRun, EngineRun]] = {}
     print("\nBundled scenarios, every mode, both engines (ratio = DES time / vector time)")
     print(
         f"vector: the median of {VECTOR_REPEATS} runs. Rows 'side by side': the vector engine "
@@ -217,6 +220,34 @@ def bundled() -> None:
         # the same seed, the same work: the modes' queue visits counted above
         side = EngineRun(vec_total.requests, vec_total.visits, m.seconds, m.peak_rss_bytes, 0)
         print(row(f"{name} (side by side, {jobs} thr)", des_total, side))
+        totals[name] = (des_total, vec_total, side)
+    return totals
+
+
+# the vector engine's issue: its speed, as `bench/engines.py` shows it
+TARGET_RATIO = 100.0  # times the DES engine, on microservices
+TARGET_VISITS_PER_S = 10e6  # queue visits per second end to end
+
+
+def targets(totals: dict[str, tuple[EngineRun, EngineRun, EngineRun]]) -> None:
+    """The issue's two speed lines, read off this run's rows (over all modes)."""
+    des, vec, _ = totals["microservices"]
+    ratio = des.seconds / vec.seconds
+    print(
+        f"\nmicroservices: the vector engine {ratio:.0f} times the DES engine on one core "
+        f"({'meets' if ratio >= TARGET_RATIO else 'misses'} the {TARGET_RATIO:.0f}x target)"
+    )
+    one_core = max(totals, key=lambda name: totals[name][1].visits_per_s)
+    both = max(totals, key=lambda name: totals[name][2].visits_per_s)
+    for label, name, run in (
+        ("one core", one_core, totals[one_core][1]),
+        ("side by side", both, totals[both][2]),
+    ):
+        met = "meets" if run.visits_per_s >= TARGET_VISITS_PER_S else "misses"
+        print(
+            f"fastest end to end, {label}: {name}, {run.visits_per_s / 1e6:.1f} million queue "
+            f"visits/s ({met} the {TARGET_VISITS_PER_S / 1e6:.0f} million target)"
+        )
 
 
 def _zero_profile() -> Profile:
@@ -444,8 +475,9 @@ def main() -> None:
         update={"traffic": scenario.traffic.model_copy(update={"duration_s": 3.0})}
     )
     run_vector(short, profile, build_topology(short), "ambient-waypoint")
-    bundled()
+    totals = bundled()
     reference_networks()
+    targets(totals)
     if not args.skip_large:
         large(args.large_long, args.large_modes)
 
