@@ -407,11 +407,11 @@ def large(long: bool, modes: list[str] | None) -> None:
         print(f"  600 s / 60 s peak RSS: {long_ / short:.3f}")
 
 
-def scaled_large(divide: int, seconds: float) -> Scenario:
-    """large-cluster at 1/divide of its size: nodes, replicas (at least one) and entry rate
-    divided, node k placed on node ceil(k / divide), so that each pod takes the same load;
-    `seconds` simulated, the first third of it warm-up."""
-    scenario, _ = load_scenario(ROOT / "scenarios" / "large-cluster.yaml")
+def scaled_large(divide: int, seconds: float) -> tuple[Scenario, Profile]:
+    """large-cluster at 1/divide of its size, and its profile: nodes, replicas (at least
+    one) and entry rate divided, node k placed on node ceil(k / divide), so that each pod
+    takes the same load; `seconds` simulated, the first third of it warm-up."""
+    scenario, profile = load_scenario(ROOT / "scenarios" / "large-cluster.yaml")
     doc = scenario.model_dump(mode="json")
     assert isinstance(scenario.cluster.nodes, int)  # a count: node-1 ... node-1000
     doc["cluster"]["nodes"] = scenario.cluster.nodes // divide
@@ -425,12 +425,11 @@ def scaled_large(divide: int, seconds: float) -> Scenario:
     doc["traffic"]["duration_s"] = seconds
     doc["traffic"]["warmup_s"] = seconds / 3
     doc["name"] = f"large-cluster-div{divide}"
-    return Scenario.model_validate(doc)
+    return Scenario.model_validate(doc), profile
 
 
 def _scaled_run(divide: int, seconds: float, mode: Mode) -> EngineRun:
-    scenario = scaled_large(divide, seconds)
-    _, profile = load_scenario(ROOT / "scenarios" / "large-cluster.yaml")
+    scenario, profile = scaled_large(divide, seconds)
     return run_vector(scenario, profile, build_topology(scenario), mode)
 
 
