@@ -23,6 +23,7 @@ __all__ = [
     "Role",
     "background_shares",
     "cold_cpu",
+    "cold_deferred",
     "pass_cost",
     "preempted_wait_s",
     "proxy_memory_mib",
@@ -131,3 +132,13 @@ def cold_cpu(
     wake_up_s(g, cold[k], idle, shape) more CPU."""
     app = profile.app.cold_cpu_us.value * US
     return [app] * n_pods + [profile.proxy(p.kind).cpu.cold_cpu_us.value * US for p in proxies]
+
+
+def cold_deferred(
+    profile: Profile, n_pods: int, proxies: tuple[Proxy, ...] | list[Proxy]
+) -> list[float]:
+    """Each component's share of its cold-cache CPU spent after the burst, once the request
+    has gone on (`cold_deferred_fraction`), in cold_cpu's order."""
+    app = profile.app.cold_deferred_fraction.value
+    kinds = [profile.proxy(p.kind).cpu.cold_deferred_fraction.value for p in proxies]
+    return [app] * n_pods + kinds

@@ -13,6 +13,7 @@ __all__ = [
     "AppCost",
     "CpuCost",
     "Directional",
+    "Fraction",
     "HostCost",
     "MemoryCost",
     "Profile",
@@ -33,6 +34,12 @@ class Sourced(_Model):
 
     def __float__(self) -> float:
         return self.value
+
+
+class Fraction(Sourced):
+    """A sourced share: between 0 and 1."""
+
+    value: float = Field(ge=0, le=1)
 
 
 class Directional(_Model):
@@ -63,12 +70,26 @@ _COLD_DESCRIPTION = (
 )
 
 
+def _cold_on_the_path(kind: str) -> Fraction:
+    return Fraction(
+        value=0,
+        source=f"default: the {kind}'s cold-cache CPU is all spent before the request goes on",
+    )
+
+
+_COLD_DEFERRED_DESCRIPTION = (
+    "Share of the cold-cache CPU (cold_cpu_us) spent after the burst that found the caches "
+    "cold, once the request has gone on: it still takes the node's core (and a proxy's "
+    "worker) but adds no latency of its own (profiles/README.md#cold-caches)."
+)
+
+
 class CpuCost(_Model):
     per_request_us: Directional = Field(
         description="CPU per request through the box, request and response passes together."
     )
     per_kib_us: Sourced = Field(description="CPU per KiB of request or response payload.")
-    deferred_fraction: Sourced = Field(
+    deferred_fraction: Fraction = Field(
         description="Share of per-request CPU spent after the response is sent (telemetry)."
     )
     cv: Sourced = Field(description="Coefficient of variation of one pass's CPU time.")
@@ -79,6 +100,9 @@ class CpuCost(_Model):
         "response passes together."
     )
     cold_cpu_us: Sourced = Field(default=_no_cold_cost("proxy"), description=_COLD_DESCRIPTION)
+    cold_deferred_fraction: Fraction = Field(
+        default=_cold_on_the_path("proxy"), description=_COLD_DEFERRED_DESCRIPTION
+    )
 
 
 class MemoryCost(_Model):
@@ -136,6 +160,9 @@ class AppCost(_Model):
         description="CPU of one app pod with no traffic (its runtime: event loop, timers)."
     )
     cold_cpu_us: Sourced = Field(default=_no_cold_cost("app"), description=_COLD_DESCRIPTION)
+    cold_deferred_fraction: Fraction = Field(
+        default=_cold_on_the_path("app"), description=_COLD_DEFERRED_DESCRIPTION
+    )
     visit_latency_us: Sourced = Field(
         description="Mean latency of one visit to an app outside its CPU (the HTTP stack, "
         "event loop and host scheduler), added to the scenario's service time."
@@ -167,7 +194,7 @@ class HostCost(_Model):
         description="Mean wait of a CPU burst that finds its core running other work: the "
         "rest of that work's scheduler slice."
     )
-    contention: Sourced = Field(
+    contention: Fraction = Field(
         description="Share of the other work that competes with a running burst for its "
         "core: a burst runs at 1 - contention x (the other work's share) of the core's speed "
         "(1: every burst time-shares with it; 0: the scheduler runs bursts first)."
@@ -211,7 +238,7 @@ _DEFAULT_HOST = HostCost(
         source="derived: half the slice Linux's EEVDF scheduler gives a CPU-bound task on a "
         "2-CPU host (sysctl_sched_base_slice 0.75 ms x (1 + log2 2), kernel/sched/fair.c)",
     ),
-    contention=Sourced(
+    contention=Fraction(
         value=0.5,
         source="assumption: halfway between time-sharing every burst with the other work (1) "
         "and running every burst ahead of it (0): Linux favours a task woken after sleeping, "

@@ -327,6 +327,16 @@ def test_engines_agree_with_background_work_on_the_nodes() -> None:
     assert compare(busy, profile, scenario.seed) == {}
 
 
+def _agree_at_low_and_high_load(scenario: Scenario, profile: Profile) -> None:
+    """The engines agree at 50 requests per second (long idle gaps) and at 200 (short)."""
+    for rate in (50, 200):
+        assert scenario.traffic.open_loop is not None
+        loop = scenario.traffic.open_loop.model_copy(update={"rate_rps": rate})
+        traffic = scenario.traffic.model_copy(update={"open_loop": loop})
+        at_rate = scenario.model_copy(update={"traffic": traffic})
+        assert compare(steadied(at_rate, 2000), profile, scenario.seed) == {}, rate
+
+
 def test_engines_agree_with_idle_nodes_waking_up() -> None:
     """A burst on a node idle for a while first wakes its core (host.wake_up_*): both
     engines track each node's idle gap and charge the same wait, at two loads (long gaps
@@ -338,9 +348,23 @@ def test_engines_agree_with_idle_nodes_waking_up() -> None:
     doc["host"]["wake_up_idle_ms"] = {"value": 8.0, "source": "test"}
     doc["host"]["wake_up_shape"] = {"value": 2.0, "source": "test"}
     profile = Profile.model_validate(doc)
-    for rate in (50, 200):
-        assert scenario.traffic.open_loop is not None
-        loop = scenario.traffic.open_loop.model_copy(update={"rate_rps": rate})
-        traffic = scenario.traffic.model_copy(update={"open_loop": loop})
-        at_rate = scenario.model_copy(update={"traffic": traffic})
-        assert compare(steadied(at_rate, 2000), profile, scenario.seed) == {}, rate
+    _agree_at_low_and_high_load(scenario, profile)
+
+
+def test_engines_agree_with_cold_caches_paid_after_the_burst() -> None:
+    """Cold-cache CPU (cold_cpu_us), part of it spent after the burst while the request
+    goes on (cold_deferred_fraction): the apps' on their node's core, a proxy's on its core
+    with its worker held. Both engines charge it alike, at a low load (every burst cold)
+    and a high one (the deferred bursts queue with the requests' own)."""
+    scenario, _ = load_scenario(ROOT / "scenarios" / "testbed-chain.yaml")
+    doc = steady_profile(load_profile(ROOT / "profiles" / "local-haproxy.yaml")).model_dump()
+    doc["app"]["visit_latency_cv"] = {"value": SMOOTHING_CV, "source": "test: steadied"}
+    doc["app"]["cold_cpu_us"] = {"value": 400.0, "source": "test"}
+    doc["app"]["cold_deferred_fraction"] = {"value": 0.7, "source": "test"}
+    for kind in ("sidecar", "ztunnel", "waypoint"):
+        doc[kind]["cpu"]["cold_cpu_us"] = {"value": 150.0, "source": "test"}
+        doc[kind]["cpu"]["cold_deferred_fraction"] = {"value": 0.5, "source": "test"}
+    doc["host"]["wake_up_idle_ms"] = {"value": 8.0, "source": "test"}
+    doc["host"]["wake_up_shape"] = {"value": 2.0, "source": "test"}
+    profile = Profile.model_validate(doc)
+    _agree_at_low_and_high_load(scenario, profile)

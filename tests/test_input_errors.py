@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from meshsim.cli import main
@@ -165,3 +166,27 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["validate", str(_write(tmp_path, text))])
     assert result.exit_code == 2
     assert len(result.output.strip().splitlines()) == 2
+
+
+@pytest.mark.parametrize("path", ["sidecar.cpu.deferred_fraction", "app.cold_deferred_fraction"])
+def test_a_share_above_one_in_the_profile_is_named_by_line(tmp_path: Path, path: str) -> None:
+    # a share of a burst's CPU above 1 would leave the rest of it negative
+    scenario = _write(tmp_path, GOOD)
+    profile_file = tmp_path / "profiles" / "istio-1.24.yaml"
+    doc = yaml.safe_load(profile_file.read_text())
+    node = doc
+    for part in path.split("."):
+        node = node.setdefault(part, {})
+    node.update({"value": 1.5, "source": "test"})
+    profile_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = CliRunner().invoke(main, ["validate", str(scenario)])
+    assert result.exit_code == 2, result.output
+    line = next(
+        i + 1
+        for i, text in enumerate(profile_file.read_text().splitlines())
+        if text.strip().startswith("value: 1.5")
+    )
+    assert result.output.startswith(f"{profile_file}:{line}:")
+    assert result.output.endswith(
+        f": {path}.value: expected a value less than or equal to 1, got 1.5\n"
+    )

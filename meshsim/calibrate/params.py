@@ -100,6 +100,9 @@ PARAMETERS: tuple[Parameter, ...] = (
     # directly (a sweep of load levels), not fitted: the grid's gaps (4, 9 and 19 ms) lie
     # on the rise of the curve, where a size and a time scale trade off against each other
     Parameter("host.wake_up_us", "latency", "us", 500.0, start=500.0),
+    # how much of the apps' cold-cache CPU the request waits for: it is CPU (the cpu stage
+    # fits its size), and where it falls shows only in the latencies
+    Parameter("app.cold_deferred_fraction", "latency", "fraction", 0.5, upper=1.0),
     *_proxy_parameters("sidecar"),
     *_proxy_parameters("ztunnel"),
     *_proxy_parameters("waypoint"),

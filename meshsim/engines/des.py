@@ -31,6 +31,7 @@ from meshsim.costs import (
     app_call_cpu_s,
     background_shares,
     cold_cpu,
+    cold_deferred,
     pass_cost,
     preempted_wait_s,
     wake_up_s,
@@ -243,6 +244,7 @@ class _Simulation:
         self.quiet = [0.0] * len(topology.nodes)
         # cold caches (cold_cpu_us): when each component's last burst ends
         self.cold = cold_cpu(profile, n_pods, self.proxies)
+        self.cold_later = cold_deferred(profile, n_pods, self.proxies)
         self.sleep = self.wake[1:]  # the time scale and shape they share with the wake-up
         self.warm = [0.0] * self.n_comp
         self.plans: dict[tuple[int, int], _Plan] = {}
@@ -391,14 +393,19 @@ class _Simulation:
 
     # ---- CPU, workers and connections ---------------------------------------------
 
-    def _burst(self, node: int, comp: int, cpu_s: float) -> Proc:
+    def _burst(self, node: int, comp: int, cpu_s: float, first: bool = True) -> Proc:
+        """A burst on the node's core; returns the cold-cache CPU (seconds) left for after
+        it (cold_deferred_fraction), which the caller spends while the request goes on. A
+        burst that is not the visit's first spends its cold CPU itself."""
         core = self.cores[node]
         req = core.request()
         yield req
         # a node idle for a while wakes its core first (host.wake_up_us)
         start = self.env.now + wake_up_s(self.env.now - self.quiet[node], *self.wake)
         # a component idle for a while finds its caches cold (cold_cpu_us)
-        cpu_s += wake_up_s(start - self.warm[comp], self.cold[comp], *self.sleep)
+        cold = wake_up_s(start - self.warm[comp], self.cold[comp], *self.sleep)
+        later = cold * self.cold_later[comp] if first else 0.0
+        cpu_s += cold - later
         # the node's other work takes some of the core from the burst (host.contention)
         slow = self.stretch[node]
         end = start + cpu_s * slow
@@ -409,33 +416,30 @@ class _Simulation:
         self.demand_s[comp] += cpu_s
         inside = max(0.0, min(start + cpu_s * slow, self.w1) - max(start, self.w0))
         self.cpu_s[comp] += inside / slow
+        return later
 
     def _pick(self, box: _Box) -> int:
         return int(box.pick.next() * len(box.workers)) if box.pinned else 0
 
-    def _work(self, box: _Box, worker: int, cpu_s: float) -> Proc:
+    def _work(self, box: _Box, worker: int, cpu_s: float, deferred_s: float = 0.0) -> Proc:
+        """A pass on a worker; the worker then stays busy with the deferred CPU (the
+        response pass's telemetry, cold caches left for after the burst)."""
         res = box.workers[worker]
         req = res.request()
         yield req
         if cpu_s > 0:
-            yield from self._burst(box.proxy.node, box.comp, cpu_s)
-        res.release(req)
-
-    def _work_then_defer(self, box: _Box, worker: int, cpu_s: float, deferred_s: float) -> Proc:
-        """The response pass; the worker then stays busy with the deferred CPU."""
-        res = box.workers[worker]
-        req = res.request()
-        yield req
-        if cpu_s > 0:
-            yield from self._burst(box.proxy.node, box.comp, cpu_s)
+            deferred_s += yield from self._burst(box.proxy.node, box.comp, cpu_s)
         if deferred_s > 0:
-            self.env.process(self._deferred(box, res, req, deferred_s))
+            self.env.process(self._deferred(box.proxy.node, box.comp, deferred_s, res, req))
         else:
             res.release(req)
 
-    def _deferred(self, box: _Box, res: simpy.Resource, req: Any, cpu_s: float) -> Proc:
-        yield from self._burst(box.proxy.node, box.comp, cpu_s)
-        res.release(req)
+    def _deferred(
+        self, node: int, comp: int, cpu_s: float, res: simpy.Resource | None, req: Any
+    ) -> Proc:
+        yield from self._burst(node, comp, cpu_s, first=False)
+        if res is not None:
+            res.release(req)
 
     def _connect(
         self,
@@ -510,7 +514,7 @@ class _Simulation:
         for i in range(len(boxes) - 1, -1, -1):
             box = boxes[i][0]
             mult = draw(box.mult)
-            yield from self._work_then_defer(
+            yield from self._work(
                 box, workers[i], costs[i].response_s * mult, costs[i].deferred_s * mult
             )
             self._in_flight(box.comp, entered[i], env.now)
@@ -552,7 +556,9 @@ class _Simulation:
                 self.profile, call.request_bytes, call.response_bytes, client=True
             )
         if cpu > 0:
-            yield from self._burst(pod.node, pod.index, cpu)
+            later = yield from self._burst(pod.node, pod.index, cpu)
+            if later > 0:  # cold-cache CPU after the burst: the core's, not the request's
+                env.process(self._deferred(pod.node, pod.index, later, None, None))
         wait = draw(service_time) + self.visit_floor_s
         if self.visit_s > 0:
             wait += self.visit_s * draw(self.visit_mult[pod.index])

@@ -415,10 +415,12 @@ def run_window(
     node_quiet: np.ndarray,
     wake: np.ndarray,
     client_node: int,
-    # cold caches (meshsim.costs.cold_cpu): when each component's last burst ends, and its
-    # cold-cache CPU at full size (stretched as its bursts are)
+    # cold caches (meshsim.costs.cold_cpu): when each component's last burst ends, its
+    # cold-cache CPU at full size (stretched as its bursts are), and the share of it spent
+    # after the burst, once the call has gone on (meshsim.costs.cold_deferred)
     warm: np.ndarray,
     cold: np.ndarray,
+    cold_later: np.ndarray,
     # pools: a POOL_DTYPE record per pool, a CONN_DTYPE record per connection (each pool's
     # list through `next`, most recently opened first; closed ones in the free list), and
     # free = [head of the free list, connections open, first record never used]
@@ -565,8 +567,15 @@ def run_window(
                     n = vi[v, _V_NODE]
                     k = vi[v, _V_COMP]
                     begin = now + _wake_up_s(now - node_quiet[n], wake[0], wake[1], wake[2])
-                    # a component idle for a while finds its caches cold
-                    burst += _wake_up_s(begin - warm[k], cold[k], wake[1], wake[2])
+                    # a component idle for a while finds its caches cold: part of that
+                    # CPU may come after the burst, as a second one the call does not wait
+                    # for (the visit's deferred burst; a proxy's worker stays held)
+                    extra = _wake_up_s(begin - warm[k], cold[k], wake[1], wake[2])
+                    if extra > 0.0 and ev == _GRANT_CORE1:  # (cold_later read only then)
+                        later = extra * cold_later[k]
+                        vsec[v, _V_SECOND] += later
+                        extra -= later
+                    burst += extra
                     node_quiet[n] = max(node_quiet[n], begin + burst)
                     warm[k] = max(warm[k], begin + burst)
                     cpu_s[k] += _overlap(begin, begin + burst, w0, w1)
@@ -576,13 +585,12 @@ def run_window(
                 elif ev == _CORE1_DONE:
                     release, release_s = vi[v, _V_CORE], vi[v, _V_NODE]
                     pending = vi[v, _V_CALL] * 64 + vi[v, _V_RESUME]
-                    if kind == _PASS:
-                        if vsec[v, _V_SECOND] > 0:
-                            ask, phase = vi[v, _V_NODE], _GRANT_CORE2
-                        else:
-                            release2, release2_s = vi[v, _V_WORKER], vi[v, _V_STATION]
-                            vi[v, _V_NEXT] = v_free
-                            v_free = v
+                    if vsec[v, _V_SECOND] > 0:  # a deferred burst (a pass's worker held)
+                        ask, phase = vi[v, _V_NODE], _GRANT_CORE2
+                    elif kind == _PASS:
+                        release2, release2_s = vi[v, _V_WORKER], vi[v, _V_STATION]
+                        vi[v, _V_NEXT] = v_free
+                        v_free = v
                     else:
                         vi[v, _V_NEXT] = v_free
                         v_free = v

@@ -43,6 +43,7 @@ from meshsim.costs import (
     app_call_cpu_s,
     background_shares,
     cold_cpu,
+    cold_deferred,
     pass_cost,
     preempted_wait_s,
 )
@@ -496,6 +497,7 @@ class _VectorRun:
         self.warm = np.zeros(n)
         cold = cold_cpu(profile, len(topology.pods), self.m.proxies)
         self.cold = np.array(cold) * self._stretch_at(self.m.comp_node)
+        self.cold_later = np.array(cold_deferred(profile, len(topology.pods), self.m.proxies))
         self._init_pools()
         self.latency_sum = 0.0
         self.latency_count = 0
@@ -893,7 +895,7 @@ class _VectorRun:
             starts, flat.root_call, closed, self.per_user, think, self.user_next, b,
             self.m.first_server, self.m.servers, self.m.station_of, self.free_at,
             self.node_quiet, self.wake, self.client_node, self.warm, self.cold,
-            self.pools, self.conns, self.free, pool.max_streams_per_connection,
+            self.cold_later, self.pools, self.conns, self.free, pool.max_streams_per_connection,
             pool.idle_timeout_s, pool.max_requests_per_connection or 0, self.cert_life_s,
             self.w0, self.w1, 2 * self.w1, self.cpu_s, self.resid_s, self.handshakes,
             self.counters, work["st"], work["vi"], work["vsec"], work["heap"], work["ring"],
