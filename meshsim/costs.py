@@ -23,7 +23,6 @@ __all__ = [
     "Role",
     "background_shares",
     "cold_cpu",
-    "cold_deferred",
     "pass_cost",
     "preempted_wait_s",
     "proxy_memory_mib",
@@ -126,19 +125,15 @@ def wake_up_s(gap_s: float, wake_s: float, idle_s: float, shape: float) -> float
 
 def cold_cpu(
     profile: Profile, n_pods: int, proxies: tuple[Proxy, ...] | list[Proxy]
-) -> list[float]:
-    """Each component's cold-cache CPU at full size (seconds), pods first then proxies in
-    order: a burst of component k idle for a gap g since its last burst ended costs
-    wake_up_s(g, cold[k], idle, shape) more CPU."""
-    app = profile.app.cold_cpu_us.value * US
-    return [app] * n_pods + [profile.proxy(p.kind).cpu.cold_cpu_us.value * US for p in proxies]
-
-
-def cold_deferred(
-    profile: Profile, n_pods: int, proxies: tuple[Proxy, ...] | list[Proxy]
-) -> list[float]:
-    """Each component's share of its cold-cache CPU spent after the burst, once the request
-    has gone on (`cold_deferred_fraction`), in cold_cpu's order."""
-    app = profile.app.cold_deferred_fraction.value
-    kinds = [profile.proxy(p.kind).cpu.cold_deferred_fraction.value for p in proxies]
-    return [app] * n_pods + kinds
+) -> tuple[list[float], list[float]]:
+    """Each component's cold-cache CPU at full size (seconds) and the share of it spent
+    after the burst, once the request has gone on (`cold_deferred_fraction`); pods first,
+    then proxies in order: a burst of component k idle for a gap g since its last burst
+    ended costs wake_up_s(g, size[k], idle, shape) more CPU."""
+    app = profile.app
+    costs = [profile.proxy(p.kind).cpu for p in proxies]
+    size = [app.cold_cpu_us.value * US] * n_pods + [c.cold_cpu_us.value * US for c in costs]
+    later = [app.cold_deferred_fraction.value] * n_pods + [
+        c.cold_deferred_fraction.value for c in costs
+    ]
+    return size, later

@@ -31,7 +31,6 @@ from meshsim.costs import (
     app_call_cpu_s,
     background_shares,
     cold_cpu,
-    cold_deferred,
     pass_cost,
     preempted_wait_s,
     wake_up_s,
@@ -243,8 +242,7 @@ class _Simulation:
         )
         self.quiet = [0.0] * len(topology.nodes)
         # cold caches (cold_cpu_us): when each component's last burst ends
-        self.cold = cold_cpu(profile, n_pods, self.proxies)
-        self.cold_later = cold_deferred(profile, n_pods, self.proxies)
+        self.cold, self.cold_later = cold_cpu(profile, n_pods, self.proxies)
         self.sleep = self.wake[1:]  # the time scale and shape they share with the wake-up
         self.warm = [0.0] * self.n_comp
         self.plans: dict[tuple[int, int], _Plan] = {}

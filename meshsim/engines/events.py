@@ -461,7 +461,7 @@ def run_window(
     client_node: int,
     # cold caches (meshsim.costs.cold_cpu): when each component's last burst ends, its
     # cold-cache CPU at full size (stretched as its bursts are), and the share of it spent
-    # after the burst, once the call has gone on (meshsim.costs.cold_deferred)
+    # after the burst, once the call has gone on
     warm: np.ndarray,
     cold: np.ndarray,
     cold_later: np.ndarray,
@@ -642,11 +642,9 @@ def run_window(
                     pending = vi[v, _V_CALL] * 64 + vi[v, _V_RESUME]
                     if vsec[v, _V_SECOND] > 0:  # a deferred burst (a pass's worker held)
                         ask, phase = vi[v, _V_NODE], _GRANT_CORE2
-                    elif kind == _PASS:
-                        release2, release2_s = vi[v, _V_WORKER], vi[v, _V_STATION]
-                        vi[v, _V_NEXT] = v_free
-                        v_free = v
                     else:
+                        if kind == _PASS:
+                            release2, release2_s = vi[v, _V_WORKER], vi[v, _V_STATION]
                         vi[v, _V_NEXT] = v_free
                         v_free = v
                 else:  # _CORE2_DONE

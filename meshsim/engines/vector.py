@@ -43,7 +43,6 @@ from meshsim.costs import (
     app_call_cpu_s,
     background_shares,
     cold_cpu,
-    cold_deferred,
     pass_cost,
     preempted_wait_s,
 )
@@ -495,9 +494,9 @@ class _VectorRun:
         self.stretched = bool((self.stretch != 1.0).any())
         # cold caches (cold_cpu_us): when each component's last burst ends
         self.warm = np.zeros(n)
-        cold = cold_cpu(profile, len(topology.pods), self.m.proxies)
+        cold, later = cold_cpu(profile, len(topology.pods), self.m.proxies)
         self.cold = np.array(cold) * self._stretch_at(self.m.comp_node)
-        self.cold_later = np.array(cold_deferred(profile, len(topology.pods), self.m.proxies))
+        self.cold_later = np.array(later)
         self._init_pools()
         self.latency_sum = 0.0
         self.latency_count = 0
