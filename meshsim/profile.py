@@ -138,16 +138,6 @@ class ProxyCost(_Model):
         description="Latency added per pass per KiB of the payload it carries, outside CPU: "
         "buffers handed from process to process, each waiting to be scheduled."
     )
-    hop_latency_cv: Sourced = Field(
-        default=Sourced(
-            value=0,
-            source="default: every pass's hop latency is its mean; no tail "
-            "(profiles/README.md#latency-side-parameters)",
-        ),
-        description="Coefficient of variation of one pass's hop latency (hop_latency_us plus "
-        "hop_latency_per_kib_us times the KiB it carries), drawn per pass from a lognormal with "
-        "that mean: the tail a proxy adds to latency outside its CPU (waking it, scheduling it).",
-    )
     handshake_round_trips: Sourced = Field(description="Round trips to open one connection.")
     memory: MemoryCost
     idle_millicores: Sourced = Field(description="CPU used with no traffic (xDS, stats).")

@@ -76,9 +76,6 @@ def _proxy_parameters(kind: str) -> list[Parameter]:
         Parameter(f"{kind}.memory.serving_mib", "memory", "MiB", 5.0),
         Parameter(f"{kind}.hop_latency_us", "latency", "us", 20.0),
         Parameter(f"{kind}.hop_latency_per_kib_us", "latency", "us", 2.0),
-        # the tail a proxy pass adds outside its CPU: with only the app's tail to move, the
-        # fit cannot make a mesh's p99 rise over no mesh's as the testbed's does
-        Parameter(f"{kind}.hop_latency_cv", "latency", "ratio", 0.5, upper=20.0, start=1.0),
         Parameter(f"{kind}.cpu.deferred_fraction", "latency", "fraction", 0.3, upper=1.0),
         Parameter(f"{kind}.cpu.cv", "latency", "ratio", 0.5, upper=5.0),
     ]

@@ -117,7 +117,6 @@ class _Box:
     hop_per_byte_s: float
     mult: Draws | float
     pick: Draws
-    hop_mult: Draws | float  # the hop latency's tail (hop_latency_cv); 1.0 without one
 
 
 @dataclass(frozen=True)
@@ -273,10 +272,6 @@ class _Simulation:
             cost.hop_latency_per_kib_us.value * 1e-6 / 1024,
             unit_mean_multiplier(cost.cpu.cv.value, rng),
             Draws(rng.random),
-            # own stream, so that a profile without the tail draws exactly as before
-            unit_mean_multiplier(
-                cost.hop_latency_cv.value, child_rng(self.seed, f"hop/{proxy.name}")
-            ),
         )
 
     def _one_way_s(self, node_a: int, node_b: int) -> float:
@@ -501,9 +496,8 @@ class _Simulation:
                 held[i] = yield from self._connect(
                     seg, owner, prev, workers[i - 1], box, workers[i]
                 )
-            hop_s = 0.0
+            hop_s = box.hop_s + box.hop_per_byte_s * request_bytes if passes[i] else 0.0
             if passes[i]:
-                hop_s = (box.hop_s + box.hop_per_byte_s * request_bytes) * draw(box.hop_mult)
                 hop_s += draw(self.preempted[box.proxy.node])
             yield env.timeout(seg.delay_s + hop_s)
             entered[i] = env.now
@@ -522,9 +516,8 @@ class _Simulation:
                 box, workers[i], costs[i].response_s * mult, costs[i].deferred_s * mult
             )
             self._in_flight(box.comp, entered[i], env.now)
-            hop_s = 0.0
+            hop_s = box.hop_s + box.hop_per_byte_s * response_bytes if passes[i] else 0.0
             if passes[i]:
-                hop_s = (box.hop_s + box.hop_per_byte_s * response_bytes) * draw(box.hop_mult)
                 hop_s += draw(self.preempted[box.proxy.node])
             yield env.timeout(segments[i].delay_s + hop_s)
             self._release(held[i])

@@ -193,7 +193,6 @@ class _BoxSpec:
     hs_client_s: float
     hs_server_s: float
     hop_per_kib_s: float
-    hop_cv: float  # the hop latency's tail
 
 
 @dataclass
@@ -285,7 +284,6 @@ def _build_model(scenario: Scenario, profile: Profile, topology: Topology, mode:
                 cost.cpu.handshake_us.client.value * 1e-6,
                 cost.cpu.handshake_us.server.value * 1e-6,
                 cost.hop_latency_per_kib_us.value * 1e-6,
-                cost.hop_latency_cv.value,
             )
         )
     return _Model(
@@ -614,9 +612,6 @@ class _VectorRun:
             deferred_s.append(cost.deferred_s * resp_mult * passes * slow)
             hop_in_s.append((spec.hop_s + spec.hop_per_kib_s * slot.request_bytes / KIB) * passes)
             hop_out_s.append((spec.hop_s + spec.hop_per_kib_s * slot.response_bytes / KIB) * passes)
-            if spec.hop_cv > 0:  # its tail: no draw without one, so nothing else moves
-                hop_in_s[-1] = hop_in_s[-1] * _unit_mean(rng, spec.hop_cv, n)
-                hop_out_s[-1] = hop_out_s[-1] * _unit_mean(rng, spec.hop_cv, n)
             if self.preempted:  # each pass is a wake-up on the box's node
                 hop_in_s[-1] = hop_in_s[-1] + self._preempted_s(nodes[j], rng) * passes
                 hop_out_s[-1] = hop_out_s[-1] + self._preempted_s(nodes[j], rng) * passes
