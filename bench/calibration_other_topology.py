@@ -52,7 +52,7 @@ def main() -> None:
         type=float,
         help="Seconds of load per mode, warm-up included (default: the scenario's). A "
         "20 s run's p99 rests on 15 requests at 100/s: two such runs of one shape differ "
-        "by about 20% in p99.",
+        "by about 20%% in p99.",
     )
     args = parser.parse_args()
     base, prior = load_scenario(args.scenario)
