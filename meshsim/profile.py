@@ -199,6 +199,18 @@ class HostCost(_Model):
         "core: a burst runs at 1 - contention x (the other work's share) of the core's speed "
         "(1: every burst time-shares with it; 0: the scheduler runs bursts first)."
     )
+    stall_probability: Fraction = Field(
+        default=Fraction(value=0, source="default: no stalls; the host holds up no wake-up"),
+        description="Probability that the host holds up a wake-up (an app woken by a "
+        "request or by a call's response; a proxy pass) for reasons outside the scenario: "
+        "another tenant of the machine, a virtual CPU descheduled. The stall is exponential "
+        "with mean stall_us. Unlike preempted_wait_us it does not depend on the node's "
+        "measured other work (profiles/README.md#stalls).",
+    )
+    stall_us: Sourced = Field(
+        default=Sourced(value=0, source="default: no stalls"),
+        description="Mean length of one stall (exponential).",
+    )
     wake_up_us: Sourced = Field(
         default=Sourced(
             value=0,

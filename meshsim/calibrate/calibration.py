@@ -302,6 +302,11 @@ def report_text(cal: Calibration) -> str:
         lines.append(
             f"  {stage.stage} stage: {stage.points} points, {stage.residuals} figures, "
             f"rms error {stage.rms_before:.3f} (prior) -> {stage.rms_after:.3f}"
+            + (
+                f" (the lowest cost of {stage.starts} starts: start {stage.chosen + 1})"
+                if stage.starts > 1
+                else ""
+            )
         )
         lines += [f"    {e.describe()}" for e in stage.estimates]
     if cal.fixed:

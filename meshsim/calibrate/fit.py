@@ -141,6 +141,9 @@ class StageFit:
     rms_before: float
     rms_after: float
     estimates: list[Estimate]
+    # starting points tried (Parameter.alternatives), and the one kept: the lowest cost
+    starts: int = 1
+    chosen: int = 0
 
 
 @dataclass(frozen=True)
@@ -467,6 +470,102 @@ def _handshakes_unseen(
     return out
 
 
+def _starting_points(params: list[Parameter], kept: list[int], x0: np.ndarray) -> list[np.ndarray]:
+    """x0, then one more for each alternative start the parameters give
+    (Parameter.alternatives: the k-th start moves every parameter that has a k-th), if the
+    data pin all of those down: a ridge needs both its ends identifiable."""
+    ridge = [j for j, p in enumerate(params) if p.alternatives]
+    if not ridge or any(j not in kept for j in ridge):
+        return [x0]
+    n = max(len(params[j].alternatives) for j in ridge)
+    out = [x0]
+    for k in range(n):
+        x = x0.copy()
+        for j in kept:
+            if k < len(params[j].alternatives):
+                x[j] = params[j].alternatives[k]
+        out.append(x)
+    return out
+
+
+def _robust_cost(r: np.ndarray) -> float:
+    """What `_solve` minimises (soft L1 with ROBUST_SCALE), to compare fits from different
+    starts as the solver compares steps."""
+    z = (r / ROBUST_SCALE) ** 2
+    return float(np.sum(2.0 * (np.sqrt(1.0 + z) - 1.0)))
+
+
+def _fit_from(
+    fit: _Stage,
+    params: list[Parameter],
+    prior: dict[str, float],
+    kept: list[int],
+    x0: np.ndarray,
+    scales: np.ndarray,
+    jac0: np.ndarray,
+) -> tuple[dict[int, Estimate], np.ndarray]:
+    """Fit the identifiable parameters (`kept`) from x0 (jac0: the sensitivity there, of
+    those columns): their estimates, with those the data barely constrain set back to their
+    prior (fit.fixed holds them afterwards), and the residuals at the solution."""
+    free = [params[j] for j in kept]
+    out: dict[int, Estimate] = {}
+    xf, r1, ci, jac = _solve(fit, free, x0[kept], scales[kept], jac0)
+    first = {j: _estimate(params[j], prior[params[j].path], float(xf[k]), ci[k])
+             for k, j in enumerate(kept)}  # fmt: skip
+    out.update(first)
+    # A cost whose effect at the solution is not what it was at the prior is not a
+    # cost the figures carry in proportion (CPU, memory): an edge effect, e.g. a
+    # burst straddling the window's start. Its estimate would be an artefact.
+    bent = {k: NOT_PROPORTIONAL for k in _not_proportional(fit.stage, jac0, jac,
+                                                            scales[kept])}  # fmt: skip
+    bent.update({k: VANISHED for k in _vanished(jac, scales[kept]) if k not in bent})
+    for k, note in bent.items():
+        j = kept[k]
+        out[j] = _unidentified(params[j], prior[params[j].path], note)
+    # An estimate the data barely constrain, whose interval holds the prior, does not
+    # contradict the prior: keep the prior and fit the others again without it, one at
+    # a time, the loosest (widest interval for its size) first, since a loose
+    # parameter also widens the intervals of those its effect resembles.
+    dropped = [kept[k] for k in bent]
+    current = {j: e for j, e in first.items() if j not in dropped}
+    refit = bool(dropped)  # what was fitted alongside an artefact is fitted again
+    while True:
+        loose = [j for j, e in current.items() if e.status == "poorly determined"
+                 and e.holds_prior]  # fmt: skip
+        if loose:
+            j = max(loose, key=lambda j: _looseness(current[j]))
+            e = current.pop(j)
+            out[j] = dataclasses.replace(
+                e, value=e.prior, note=f"{e.value:.4g} ± {e.ci95:.3g} holds the prior: kept"
+            )
+            dropped.append(j)
+            refit = True
+        if not refit:
+            break
+        refit = False
+        for j in dropped:
+            fit.fixed[params[j].path] = prior[params[j].path]
+        again = [j for j in kept if j not in dropped]
+        if not again:
+            r1 = fit.residuals(np.zeros(0), [])
+            break
+        start = np.array([current[j].value for j in again])
+        xf, r1, ci, jac = _solve(
+            fit, [params[j] for j in again], start, scales[again],
+            jac0[:, [kept.index(j) for j in again]], steps=LATENCY_REFIT_STEPS,
+        )  # fmt: skip
+        current = {j: _estimate(params[j], prior[params[j].path], float(xf[k]), ci[k])
+                   for k, j in enumerate(again)}  # fmt: skip
+        for k in _vanished(jac, scales[again]):
+            j = again[k]
+            del current[j]
+            out[j] = _unidentified(params[j], prior[params[j].path], VANISHED)
+            dropped.append(j)
+            refit = True
+        out.update(current)
+    return out, r1
+
+
 def _fit_stage(
     model: _Model, stage: Stage, profile: Profile, say: Say, fixed: Collection[str] = ()
 ) -> tuple[Profile, StageFit]:
@@ -497,61 +596,25 @@ def _fit_stage(
         j: _unidentified(params[j], prior[params[j].path], note) for j, note in why.items()
     }
     r1 = r0
+    starts = _starting_points(params, kept, x0)
+    chosen = 0
     if free:
-        xf, r1, ci, jac = _solve(fit, free, x0[kept], scales[kept], jac0[:, kept])
-        first = {j: _estimate(params[j], prior[params[j].path], float(xf[k]), ci[k])
-                 for k, j in enumerate(kept)}  # fmt: skip
-        estimates.update(first)
-        # A cost whose effect at the solution is not what it was at the prior is not a
-        # cost the figures carry in proportion (CPU, memory): an edge effect, e.g. a
-        # burst straddling the window's start. Its estimate would be an artefact.
-        bent = {k: NOT_PROPORTIONAL for k in _not_proportional(fit.stage, jac0[:, kept], jac,
-                                                                scales[kept])}  # fmt: skip
-        bent.update({k: VANISHED for k in _vanished(jac, scales[kept]) if k not in bent})
-        for k, note in bent.items():
-            j = kept[k]
-            estimates[j] = _unidentified(params[j], prior[params[j].path], note)
-        # An estimate the data barely constrain, whose interval holds the prior, does not
-        # contradict the prior: keep the prior and fit the others again without it, one at
-        # a time, the loosest (widest interval for its size) first, since a loose
-        # parameter also widens the intervals of those its effect resembles.
-        dropped = [kept[k] for k in bent]
-        current = {j: e for j, e in first.items() if j not in dropped}
-        refit = bool(dropped)  # what was fitted alongside an artefact is fitted again
-        while True:
-            loose = [j for j, e in current.items() if e.status == "poorly determined"
-                     and e.holds_prior]  # fmt: skip
-            if loose:
-                j = max(loose, key=lambda j: _looseness(current[j]))
-                e = current.pop(j)
-                estimates[j] = dataclasses.replace(
-                    e, value=e.prior, note=f"{e.value:.4g} ± {e.ci95:.3g} holds the prior: kept"
-                )
-                dropped.append(j)
-                refit = True
-            if not refit:
-                break
-            refit = False
-            for j in dropped:
-                fit.fixed[params[j].path] = prior[params[j].path]
-            again = [j for j in kept if j not in dropped]
-            if not again:
-                r1 = fit.residuals(np.zeros(0), [])
-                break
-            start = np.array([current[j].value for j in again])
-            xf, r1, ci, jac = _solve(
-                fit, [params[j] for j in again], start, scales[again], jac0[:, again],
-                steps=LATENCY_REFIT_STEPS,
-            )  # fmt: skip
-            current = {j: _estimate(params[j], prior[params[j].path], float(xf[k]), ci[k])
-                       for k, j in enumerate(again)}  # fmt: skip
-            for k in _vanished(jac, scales[again]):
-                j = again[k]
-                del current[j]
-                estimates[j] = _unidentified(params[j], prior[params[j].path], VANISHED)
-                dropped.append(j)
-                refit = True
-            estimates.update(current)
+        base_fixed = dict(fit.fixed)
+        best: tuple[float, dict[int, Estimate], np.ndarray, dict[str, float]] | None = None
+        for k, xs in enumerate(starts):
+            fit.fixed = dict(base_fixed)
+            if k:  # the data's sensitivity where this start begins
+                jac_s = fit.jacobian(xs[kept], free)
+                say(f"{stage}: start {k + 1} of {len(starts)}")
+            else:
+                jac_s = jac0[:, kept]
+            found, r_k = _fit_from(fit, params, prior, kept, xs, scales, jac_s)
+            cost = _robust_cost(r_k)
+            if best is None or cost < best[0]:
+                best, chosen = (cost, found, r_k, dict(fit.fixed)), k
+        assert best is not None
+        _, found, r1, fit.fixed = best
+        estimates.update(found)
     values = {p.path: estimates[j].value for j, p in enumerate(params)}
     result = StageFit(
         stage,
@@ -560,6 +623,8 @@ def _fit_stage(
         _rms(r0),
         _rms(r1),
         [estimates[j] for j in range(len(params))],
+        starts=len(starts) if free else 1,
+        chosen=chosen,
     )
     say(
         f"{stage}: rms error {result.rms_before:.3f} -> {result.rms_after:.3f} "

@@ -47,6 +47,11 @@ class Parameter:
     # Where the prior is 0, the fit starts here instead: a term the prior leaves out (an
     # app-stack latency) would otherwise hide the effect of its spread from the fit.
     start: float | None = None
+    # More starting points: the stage is fitted again from the k-th of them (every
+    # parameter that has a k-th moved to it, the others at their start) and the fit with
+    # the lowest cost is kept. For parameters whose effects trade off along a ridge, where
+    # the solver stops at whichever end it meets first.
+    alternatives: tuple[float, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -96,6 +101,22 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter("app.call_latency_us", "latency", "us", 500.0, start=500.0),
     Parameter("host.preempted_wait_us", "latency", "us", 500.0),
     Parameter("host.contention", "latency", "fraction", 0.5, upper=1.0),
+    # the host's rare stalls of any wake-up (profiles/README.md#stalls): both start above 0,
+    # as either at 0 hides the other's effect
+    # as either at 0 hides the other's effect. Rare and long or frequent and short add the
+    # same mean: the fit is started at three points along that ridge (25 µs per wake-up)
+    Parameter(
+        "host.stall_probability",
+        "latency",
+        "fraction",
+        0.01,
+        upper=1.0,
+        start=0.005,
+        alternatives=(0.002, 0.01),
+    ),
+    Parameter(
+        "host.stall_us", "latency", "us", 5000.0, start=5000.0, alternatives=(12500.0, 2500.0)
+    ),
     # waking idle nodes: the size of the wait. Its idle time scale and shape are measured
     # directly (a sweep of load levels), not fitted: the grid's gaps (4, 9 and 19 ms) lie
     # on the rise of the curve, where a size and a time scale trade off against each other

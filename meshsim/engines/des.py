@@ -233,6 +233,12 @@ class _Simulation:
             _preempted_draws(child_rng(seed, f"background/{n.name}"), share, wait_s)
             for n, share in zip(topology.nodes, shares, strict=True)
         ]
+        # the host's stalls of any wake-up (host.stall_*): own streams, as above
+        stall_p, stall_s = profile.host.stall_probability.value, profile.host.stall_us.value
+        self.stall = [
+            _preempted_draws(child_rng(seed, f"stall/{n.name}"), stall_p, stall_s * 1e-6)
+            for n in topology.nodes
+        ]
         # waking a node's idle cores (host.wake_up_*): when each node's last burst ends
         host = profile.host
         self.wake = (
@@ -498,7 +504,7 @@ class _Simulation:
                 )
             hop_s = box.hop_s + box.hop_per_byte_s * request_bytes if passes[i] else 0.0
             if passes[i]:
-                hop_s += draw(self.preempted[box.proxy.node])
+                hop_s += draw(self.preempted[box.proxy.node]) + draw(self.stall[box.proxy.node])
             yield env.timeout(seg.delay_s + hop_s)
             entered[i] = env.now
             yield from self._work(box, workers[i], costs[i].request_s * draw(box.mult))
@@ -518,7 +524,7 @@ class _Simulation:
             self._in_flight(box.comp, entered[i], env.now)
             hop_s = box.hop_s + box.hop_per_byte_s * response_bytes if passes[i] else 0.0
             if passes[i]:
-                hop_s += draw(self.preempted[box.proxy.node])
+                hop_s += draw(self.preempted[box.proxy.node]) + draw(self.stall[box.proxy.node])
             yield env.timeout(segments[i].delay_s + hop_s)
             self._release(held[i])
 
@@ -562,7 +568,7 @@ class _Simulation:
             wait += self.visit_s * draw(self.visit_mult[pod.index])
         wait += self.call_s * len(calls)  # the client end of each call the app makes
         for _ in range(1 + len(calls)):  # woken by the request and by each call's response
-            wait += draw(self.preempted[pod.node])
+            wait += draw(self.preempted[pod.node]) + draw(self.stall[pod.node])
         if wait > 0:
             yield env.timeout(wait)
         if workload.fanout == "sequential" or len(calls) < 2:

@@ -489,6 +489,10 @@ class _VectorRun:
         self.shares = np.array(background_shares(scenario, topology.nodes))
         self.preempted_s = profile.host.preempted_wait_us.value * 1e-6
         self.preempted = bool(self.shares.max(initial=0.0) > 0 and self.preempted_s > 0)
+        # the host's stalls of any wake-up; a profile without them draws nothing more
+        self.stall_p = profile.host.stall_probability.value
+        self.stall_s = profile.host.stall_us.value * 1e-6
+        self.stalls = self.stall_p > 0 and self.stall_s > 0
         # and the core time it takes from a burst (profile: host.contention)
         self.stretch = 1.0 / (1.0 - profile.host.contention.value * self.shares)
         self.stretched = bool((self.stretch != 1.0).any())
@@ -615,6 +619,9 @@ class _VectorRun:
             if self.preempted:  # each pass is a wake-up on the box's node
                 hop_in_s[-1] = hop_in_s[-1] + self._preempted_s(nodes[j], rng) * passes
                 hop_out_s[-1] = hop_out_s[-1] + self._preempted_s(nodes[j], rng) * passes
+            if self.stalls:  # and each may stall
+                hop_in_s[-1] = hop_in_s[-1] + self._stalled_s(n, rng) * passes
+                hop_out_s[-1] = hop_out_s[-1] + self._stalled_s(n, rng) * passes
         delays: list[np.ndarray] = []
         segs: list[_Seg | None] = []
         for j, spec in enumerate(m.boxes):
@@ -677,6 +684,8 @@ class _VectorRun:
             )
         if self.preempted:  # woken by the request
             service += self._preempted_s(m.pod_node[dst], rng)
+        if self.stalls:
+            service += self._stalled_s(n, rng)
         calls = _Calls(
             slot,
             rows,
@@ -710,6 +719,8 @@ class _VectorRun:
             calls.service_s[present] += app.call_latency_us.value * 1e-6
             if self.preempted:  # and by the call's response
                 calls.service_s[present] += self._preempted_s(m.pod_node[dst[present]], rng)
+            if self.stalls:
+                calls.service_s[present] += self._stalled_s(present.shape[0], rng)
             calls.children.append(self._draw_calls(kid, rows[present], present, dst[present], rng))
         return calls
 
@@ -720,6 +731,11 @@ class _VectorRun:
 
     def _preempted_s(self, nodes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return preempted_wait_s(rng, self.shares[nodes], self.preempted_s, nodes.shape[0])
+
+    def _stalled_s(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """The host's stalls of n wake-ups (host.stall_*): as a wait for other work, with
+        the profile's probability in place of a node's measured share."""
+        return preempted_wait_s(rng, self.stall_p, self.stall_s, n)
 
     # ---- one window: lay the calls out flat, then run them ---------------------------
 
