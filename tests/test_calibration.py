@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -27,9 +28,15 @@ from meshsim.calibrate.calibration import (
     run_calibration,
 )
 from meshsim.calibrate.compare import summarize
-from meshsim.calibrate.fit import FitPoint, FitResult, fit_profile, stage_residuals
+from meshsim.calibrate.fit import (
+    FitPoint,
+    FitResult,
+    _starting_points,
+    fit_profile,
+    stage_residuals,
+)
 from meshsim.calibrate.grid import Holdout, load_grid, split
-from meshsim.calibrate.params import get_value, with_values
+from meshsim.calibrate.params import Parameter, get_value, with_values
 from meshsim.cli import main
 from meshsim.loader import InputError, load_profile
 from meshsim.profile import Profile
@@ -711,3 +718,22 @@ def test_a_handful_of_handshakes_in_the_window_does_not_fit_their_cpu(
         assert e.status == "not identifiable"
         assert e.note.startswith("too few handshakes inside the measurement windows")
         assert e.value == get_value(istio_profile, f"sidecar.cpu.handshake_us.{side}")
+
+
+def test_more_starts_only_where_a_whole_ridge_is_identifiable() -> None:
+    plain = Parameter("app.visit_latency_us", "latency", "us", 1.0)
+    share = Parameter(
+        "host.stall_probability", "latency", "fraction", 0.01, alternatives=(0.2, 0.3)
+    )
+    size = Parameter("host.stall_us", "latency", "us", 1.0, alternatives=(7.0,))
+    x0 = np.array([1.0, 0.1, 5.0])
+    params = [plain, share, size]
+    # no parameter with alternatives, or one of the ridge not identifiable: the start alone
+    assert [list(x) for x in _starting_points([plain], [0], x0[:1])] == [[1.0]]
+    assert [list(x) for x in _starting_points(params, [0, 1], x0)] == [[1.0, 0.1, 5.0]]
+    # the k-th start moves every parameter that has a k-th alternative; the others stay
+    assert [list(x) for x in _starting_points(params, [0, 1, 2], x0)] == [
+        [1.0, 0.1, 5.0],
+        [1.0, 0.2, 7.0],
+        [1.0, 0.3, 5.0],
+    ]
