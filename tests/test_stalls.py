@@ -15,7 +15,7 @@ from meshsim.profile import Profile
 from meshsim.run import simulate
 
 from .builders import ROOT, client_and_one_pod, scenario_of, zero_cost_profile
-from .test_engine_agreement import SMOOTHING_CV, steady_profile
+from .test_engine_agreement import SMOOTHING_CV, disagreements, steady_profile
 
 P, STALL_MS = 0.2, 2.0
 REQUESTS = 50_000
@@ -82,9 +82,7 @@ def test_the_engines_agree_with_stalls_in_every_mode() -> None:
     des = simulate(scenario, profile, seed=3, engine="des")
     vector = simulate(scenario, profile, seed=3, engine="vector")
     for mode, got in vector.modes.items():
-        want = des.modes[mode].latency_ms
-        for p, tolerance in (("mean", 0.02), ("p50", 0.03), ("p90", 0.03), ("p99", 0.05)):
-            assert getattr(got.latency_ms, p) == pytest.approx(getattr(want, p), rel=tolerance), (
-                mode,
-                p,
-            )
+        want = des.modes[mode]
+        assert disagreements(got, want, quick=False) == [], mode
+        # the mean is what the stalls add most to: held tighter than the shared tolerance
+        assert got.latency_ms.mean == pytest.approx(want.latency_ms.mean, rel=0.02), mode

@@ -481,7 +481,7 @@ def _starting_points(params: list[Parameter], kept: list[int], x0: np.ndarray) -
     out = [x0]
     for k in range(n):
         x = x0.copy()
-        for j in kept:
+        for j in ridge:
             if k < len(params[j].alternatives):
                 x[j] = params[j].alternatives[k]
         out.append(x)

@@ -102,7 +102,6 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter("host.preempted_wait_us", "latency", "us", 500.0),
     Parameter("host.contention", "latency", "fraction", 0.5, upper=1.0),
     # the host's rare stalls of any wake-up (profiles/README.md#stalls): both start above 0,
-    # as either at 0 hides the other's effect
     # as either at 0 hides the other's effect. Rare and long or frequent and short add the
     # same mean: the fit is started at three points along that ridge (25 µs per wake-up)
     Parameter(
