@@ -22,10 +22,12 @@ timeout, certificate rotation or max requests; a request joining an HTTP/2 conne
 still handshaking waits for it). Because everything is decided at its moment, this is the
 DES engine's model, not an approximation of it; only the random streams differ.
 
-A window's requests are run until they finish (or the run's cut-off, twice the duration,
-as the DES engine drains). Servers stay busy into the next window until the time the last
-window left them (`free_at`); pools carry over whole. So a request of the next window
-never delays one of the previous window: the only approximation, at window boundaries.
+A window's events are run until the window's end; the last window's until every request
+has finished (or the run's cut-off, twice the duration, as the DES engine drains). The
+loop's state (the heap, the stations' queues and idle servers, the visit arena) is kept
+from window to window, and `carry_over` moves the calls still in flight to the front of
+the next window's rows, renumbering every reference to them, so that a window boundary
+changes nothing in the order of events.
 """
 
 from __future__ import annotations
@@ -48,8 +50,10 @@ __all__ = [
     "BOX_FIELDS",
     "CALL_FIELDS",
     "CONN_DTYPE",
+    "LOOP_FIELDS",
     "POOL_DTYPE",
     "call_columns",
+    "carry_over",
     "close_idle",
     "compact",
     "finish_pools",
@@ -180,6 +184,10 @@ _BF = len(BOX_FIELDS)
 # the request entered it and the connection into it.
 _S_BOX, _S_APP_START, _S_SLOT, _S_KID_NEXT, _S_KID_LEFT, _S_WAIT, _S_CONN_APP = range(7)
 _S_BOXES = 7
+# The loop's scalars kept from window to window (`loop`, int64; at first all 0 but the
+# visit arena's free list, -1: empty)
+LOOP_FIELDS = ("heap_size", "seq", "visit_free", "visit_top", "ready")
+_L_SIZE, _L_SEQ, _L_V_FREE, _L_V_TOP, _L_READY = range(len(LOOP_FIELDS))
 
 
 def call_columns(n_boxes: int) -> int:
@@ -448,6 +456,10 @@ def run_window(
     think: np.ndarray,
     user_next: np.ndarray,
     window_end: float,
+    # requests carried in flight from the windows before: the first n_carry of the above
+    # (started; a closed loop's user of each in carry_user)
+    n_carry: int,
+    carry_user: np.ndarray,
     # queues
     first_server: np.ndarray,
     servers: np.ndarray,
@@ -479,41 +491,50 @@ def run_window(
     w0: float,
     w1: float,
     cutoff: float,
+    stop_at: float,  # events from this time on are left for the next window (inf: none)
     cpu_s: np.ndarray,
     resid_s: np.ndarray,
     handshakes: np.ndarray,
     counters: np.ndarray,
-    # work arrays, any contents, of the sizes `work_sizes` gives
+    # the loop's state, kept from window to window: per station a stack of its idle servers
+    # (in idle, from first_server) and the queue of visits waiting (head, tail); the
+    # heap's size and next sequence number, the visit arena's free list and top, and
+    # whether the stations have been set up (LOOP_FIELDS)
+    idle: np.ndarray,
+    n_idle: np.ndarray,
+    q_head: np.ndarray,
+    q_tail: np.ndarray,
+    loop: np.ndarray,
+    # work arrays of the sizes `work_sizes` gives: st's first n_carry_calls rows (the calls
+    # carried in flight) and vi, vsec and heap as the window before left them; the rest
+    # any contents
+    n_carry_calls: int,
     st: np.ndarray,
     vi: np.ndarray,
     vsec: np.ndarray,
     heap: np.ndarray,
     ring: np.ndarray,
 ) -> np.ndarray:
-    """Run one window's calls to completion; returns when each root call ended (inf when
-    the run's cut-off came first). For a closed loop, `root_start` is written with the
-    start of every candidate request a user made (inf for those not made)."""
+    """Run one window's calls until `stop_at` (the last window: to completion, or the
+    run's cut-off); returns when each root call ended (inf when it has not, or the cut-off
+    came first). For a closed loop, `root_start` is written with the start of every
+    candidate request a user made (inf for those not made)."""
     n_roots = root_start.shape[0]
     n_servers = free_at.shape[0]
-    n_stations = servers.shape[0]
-    idle = np.empty(n_servers, np.int64)  # per station, a stack of its idle servers
-    n_idle = np.zeros(n_stations, np.int64)
-    q_head = np.full(n_stations, -1, np.int64)
-    q_tail = np.full(n_stations, -1, np.int64)
     # what each call has reached, a row each
-    st[:] = 0.0
-    st[:, _S_SLOT] = -1.0
-    st[:, _S_WAIT] = -1.0
-    st[:, _S_CONN_APP] = -1.0
+    st[n_carry_calls:] = 0.0
+    st[n_carry_calls:, _S_SLOT] = -1.0
+    st[n_carry_calls:, _S_WAIT] = -1.0
+    st[n_carry_calls:, _S_CONN_APP] = -1.0
     for j in range(n_boxes):
-        st[:, _S_BOXES + 2 * j + 1] = -1.0
+        st[n_carry_calls:, _S_BOXES + 2 * j + 1] = -1.0
     root_end = np.full(n_roots, math.inf)
     # Visits live in an arena with a free list. A live visit either holds up its call (one
     # per call at most) or is a deferred burst after the call went on, which holds a worker
     # (one per server at most): the arena never needs more slots than calls and servers.
     # Slots are taken in order as needed.
-    v_free = -1
-    v_top = 0
+    v_free = loop[_L_V_FREE]
+    v_top = loop[_L_V_TOP]
     # the heap (and the ring of events due now, in the order they arose): each call waits
     # on one thing at a time, each held server has one event. The first event an event
     # makes for the same instant (a grant of an idle server, a call resumed) is not queued
@@ -521,12 +542,12 @@ def run_window(
     # reorders events of one instant, which FIFO leaves open, and saves most ring traffic
     hf = heap
     hk = heap.view(np.int64)
-    size = 0
-    seq = 0
-    t_first = root_start[0] if (n_roots > 0 and not closed) else window_end
+    size = loop[_L_SIZE]
+    seq = loop[_L_SEQ]
+    t_first = root_start[n_carry] if (n_roots > n_carry and not closed) else window_end
     if closed:
         for u in range(user_next.shape[0]):
-            r = u * per_user
+            r = n_carry + u * per_user
             root_start[r : r + per_user] = math.inf
             t = user_next[u]
             if t < window_end and t < w1:
@@ -536,15 +557,16 @@ def run_window(
                     t_first = t
                 size = _push(hf, hk, size, seq, t, root_call[r] * 64 + _START)
                 seq += 1
-    for m in range(n_servers - 1, -1, -1):  # the lowest-numbered server on top
-        if free_at[m] > t_first:  # still busy with the previous window's visits
-            size = _push(hf, hk, size, seq, free_at[m], -(m + 1))
-            seq += 1
-        else:
+    if loop[_L_READY] == 0:  # the first window: every server idle
+        n_idle[:] = 0
+        q_head[:] = -1
+        q_tail[:] = -1
+        for m in range(n_servers - 1, -1, -1):  # the lowest-numbered server on top
             s = station_of[m]
             idle[first_server[s] + n_idle[s]] = m
             n_idle[s] += 1
-    next_root = 0 if not closed else n_roots
+        loop[_L_READY] = 1
+    next_root = n_carry if not closed else n_roots
     visits = 0
     tls_hs = 0
     r_head, r_count = 0, 0
@@ -562,7 +584,7 @@ def run_window(
         elif size > 0 and (next_root >= n_roots or hf[0] <= root_start[next_root]):
             now = hf[0]
             code = _top_code(hk)
-            if now > cutoff:
+            if now > cutoff or now >= stop_at:
                 break
             size = _pop(hf, hk, size)
             if size > _PREFETCH_FROM:  # the next event's rows start loading while this one runs
@@ -877,12 +899,19 @@ def run_window(
                         if up < 0:  # a request: parent is -1 - its index
                             r = -1 - up
                             root_end[r] = now
-                            if closed:
-                                u = r // per_user
+                            if closed:  # its user's next: this window's next candidate
+                                if r < n_carry:
+                                    u = carry_user[r]
+                                    after = n_carry + u * per_user
+                                else:
+                                    u = (r - n_carry) // per_user
+                                    after = r + 1
+                                    if after >= n_carry + (u + 1) * per_user:
+                                        after = -1
                                 nxt = now + think[r]
-                                if nxt < window_end and nxt < w1 and r + 1 < (u + 1) * per_user:
-                                    root_start[r + 1] = nxt
-                                    q = root_call[r + 1] * 64 + _START
+                                if nxt < window_end and nxt < w1 and after >= 0:
+                                    root_start[after] = nxt
+                                    q = root_call[after] * 64 + _START
                                     size = _push(hf, hk, size, seq, nxt, q)
                                     seq += 1
                                 else:
@@ -963,6 +992,10 @@ def run_window(
     counters[1] += visits
     if last_time > counters[2]:
         counters[2] = last_time
+    loop[_L_SIZE] = size
+    loop[_L_SEQ] = seq
+    loop[_L_V_FREE] = v_free
+    loop[_L_V_TOP] = v_top
     return root_end
 
 
@@ -1073,3 +1106,124 @@ def compact(records: np.ndarray, keep: np.ndarray) -> int:
                 records[kept] = records[i]
             kept += 1
     return kept
+
+
+@numba.njit(cache=True, nogil=True)
+def carry_over(
+    calls: np.ndarray,
+    st: np.ndarray,
+    n_boxes: int,
+    kids: np.ndarray,
+    root_start: np.ndarray,
+    root_end: np.ndarray,
+    root_call: np.ndarray,
+    think: np.ndarray,
+    n_carry: int,
+    carry_user: np.ndarray,
+    per_user: int,
+    heap: np.ndarray,
+    vi: np.ndarray,
+    conns: np.ndarray,
+    loop: np.ndarray,
+) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """After a window stopped at its end: keep the requests in flight, and every call of
+    theirs, for the next window. Their rows move to the front of `calls` and `st` (in
+    order), their calls' ids to the front of `kids`, and every reference to a call is
+    renumbered: parents, the calls' kids, the events in the heap, the visits, and the calls
+    waiting for a connection still handshaking. The heap's sequence numbers are renumbered
+    in their order (ties keep theirs), so that they never run out over a long run.
+
+    Returns (calls kept, kids kept, and of each request kept: its start, think time, user
+    and root call)."""
+    n_calls = calls.shape[0]
+    n_roots = root_start.shape[0]
+    new_req = np.full(n_roots, -1, np.int64)
+    kept = 0
+    for r in range(n_roots):
+        if root_end[r] == math.inf and root_start[r] < math.inf:  # started, not ended
+            new_req[r] = kept
+            kept += 1
+    start = np.empty(kept, np.float64)
+    later = np.empty(kept, np.float64)
+    user = np.empty(kept, np.int64)
+    root = np.empty(kept, np.int64)
+    # each call's request: a call's parent comes before it
+    req_of = np.empty(n_calls, np.int64)
+    new_call = np.full(n_calls, -1, np.int64)
+    n_keep = 0
+    for c in range(n_calls):
+        up = int(calls[c, _F_PARENT])
+        if up < 0:
+            req_of[c] = -1 - up
+        elif up < c:
+            req_of[c] = req_of[up]
+        else:
+            raise ValueError("carry_over: a call before its parent")
+        if new_req[req_of[c]] >= 0:
+            new_call[c] = n_keep
+            n_keep += 1
+    for r in range(n_roots):
+        q = new_req[r]
+        if q >= 0:
+            start[q] = root_start[r]
+            later[q] = think[r] if think.shape[0] else 0.0
+            if per_user > 0:
+                user[q] = carry_user[r] if r < n_carry else (r - n_carry) // per_user
+            else:
+                user[q] = -1
+            root[q] = new_call[root_call[r]]
+    # the calls waiting for a connection still handshaking: marked while renumbered (a
+    # connection may be reached from several calls, and from rows left from its earlier use)
+    for c in range(n_calls):
+        if new_call[c] < 0:
+            continue
+        for j in range(n_boxes + 1):
+            col = _S_BOXES + 2 * j + 1 if j < n_boxes else _S_CONN_APP
+            k = int(st[c, col])
+            if k >= 0 and conns[k].waiters >= 0:
+                conns[k].waiters = -10 - new_call[conns[k].waiters]
+    n_kids = 0
+    for c in range(n_calls):
+        d = new_call[c]
+        if d < 0:
+            continue
+        for j in range(n_boxes + 1):
+            col = _S_BOXES + 2 * j + 1 if j < n_boxes else _S_CONN_APP
+            k = int(st[c, col])
+            if k >= 0 and conns[k].waiters <= -10:
+                conns[k].waiters = -10 - conns[k].waiters
+        # the rows move forward (d <= c): every row before c has been read
+        first, nk = int(calls[c, _F_FIRST_KID]), int(calls[c, _F_N_KIDS])
+        for q in range(nk):  # kids of a kept call are kept, in order (n_kids <= first)
+            kids[n_kids + q] = new_call[kids[first + q]]
+        calls[d, :] = calls[c, :]
+        st[d, :] = st[c, :]
+        calls[d, _F_FIRST_KID] = n_kids
+        n_kids += nk
+        up = int(calls[d, _F_PARENT])
+        calls[d, _F_PARENT] = new_call[up] if up >= 0 else -1 - new_req[-1 - up]
+        w = int(st[d, _S_WAIT])
+        if w >= 0:
+            st[d, _S_WAIT] = new_call[w]
+    # the heap: calls' events renumbered, and every sequence number by its rank
+    hk = heap.view(np.int64)
+    size = loop[_L_SIZE]
+    seqs = np.empty(size, np.int64)
+    for i in range(size):
+        key = hk[2 * i + 1]
+        code = int(key & _CODE_MASK) - _CODE_OFFSET
+        if code >= 0 and (code & 63) < _GRANT_WORKER:
+            code = new_call[code >> 6] * 64 + (code & 63)
+        seqs[i] = key >> _CODE_BITS
+        hk[2 * i + 1] = code + _CODE_OFFSET
+    order = np.argsort(seqs)
+    for rank in range(size):
+        i = order[rank]
+        hk[2 * i + 1] |= rank << _CODE_BITS
+    loop[_L_SEQ] = size
+    # the visits' calls (a deferred burst may outlive its call: -1, never read again)
+    for v in range(loop[_L_V_TOP]):
+        c = vi[v, _V_CALL]
+        if 0 <= c < n_calls:
+            vi[v, _V_CALL] = new_call[c]
+    return n_keep, n_kids, start, later, user, root

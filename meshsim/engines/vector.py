@@ -14,14 +14,14 @@ How it works (DESIGN.md section 4):
   the moment of each acquire, handshakes on both ends, fan-out and joins. CPU, residency
   and connection time inside the measurement window are summed as it goes. This is the DES engine's
   model event for event; the two differ only in their random streams.
-- Queue and pool state carry from window to window, so memory depends on the window,
-  not on the simulated duration.
+- The loop stops at the window's end. The requests still in flight, and every call of
+  theirs, go on in the next window after being renumbered to its front
+  (`events.carry_over`); the queues, the heap of events, the visits and the pools carry
+  over whole. So windows change nothing but the random draws, and memory depends on the
+  window (`_VISITS_PER_WINDOW` queue visits), not on the simulated duration
+  (tests/test_vector_engine.py: short windows against one, near saturation).
 
-Approximations (bounded by tests/test_engine_agreement.py against the DES engine):
-- A window's requests run to their end before the next window's start, so a request of
-  the next window never delays one of this window (servers stay busy into the next window
-  until this window left them). Windows hold `_VISITS_PER_WINDOW` queue visits, long
-  against any request, so this touches a handful of requests per window.
+Approximation (bounded by tests/test_engine_agreement.py against the DES engine):
 - Latency percentiles come from raw latencies up to `_RAW_LATENCIES`, beyond that from
   a histogram with 0.12 % wide bins.
 """
@@ -53,8 +53,10 @@ from meshsim.engines.events import (
     BOX_FIELDS,
     CALL_FIELDS,
     CONN_DTYPE,
+    LOOP_FIELDS,
     POOL_DTYPE,
     call_columns,
+    carry_over,
     close_idle,
     compact,
     finish_pools,
@@ -386,6 +388,36 @@ class _Window:
     root_call: np.ndarray  # the call of each request
 
 
+@dataclass
+class _Carry:
+    """The requests in flight at a window's end, and every call of theirs, as the next
+    window takes them: rows first, numbered from 0 (`events.carry_over`)."""
+
+    rows: np.ndarray  # the calls' rows (call_columns wide)
+    st: np.ndarray  # what each has reached
+    kids: np.ndarray
+    start: np.ndarray  # of each request: its start, think time, user, root call
+    think: np.ndarray
+    user: np.ndarray
+    root_call: np.ndarray
+
+    @staticmethod
+    def none(width: int, st_width: int) -> _Carry:
+        return _Carry(
+            np.zeros((0, width)), np.zeros((0, st_width)), np.zeros(0, np.int64),
+            np.zeros(0), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64),
+        )  # fmt: skip
+
+
+def _grown(array: np.ndarray, rows: int, keep: int) -> np.ndarray:
+    """`array`, or one with room for `rows` rows (a quarter more) and its first `keep`."""
+    if array.shape[0] >= rows:
+        return array
+    out = np.empty((rows + rows // 4, *array.shape[1:]), array.dtype)
+    out[:keep] = array[:keep]
+    return out
+
+
 # Pools and connections are reserved at a size no run reaches: the kernel maps a page of
 # them only when a record on it is first written, so memory follows the records in use,
 # and millions of them are never copied to grow (which would hold two copies at once).
@@ -470,6 +502,19 @@ class _VectorRun:
         self.handshakes = np.zeros(n, np.int64)
         self.counters = np.zeros(len(ACC_FIELDS))
         self.free_at = np.zeros(int(self.m.servers.sum()))
+        # the event loop's state, kept from window to window (events.run_window)
+        n_stations = self.m.servers.shape[0]
+        self.idle = np.zeros(self.free_at.shape[0], np.int64)
+        self.n_idle = np.zeros(n_stations, np.int64)
+        self.q_head = np.full(n_stations, -1, np.int64)
+        self.q_tail = np.full(n_stations, -1, np.int64)
+        self.loop = np.zeros(len(LOOP_FIELDS), np.int64)
+        self.loop[LOOP_FIELDS.index("visit_free")] = -1
+        self.heap = np.zeros(0)
+        self.vi = np.zeros((0, 10), np.int64)
+        self.vsec = np.zeros((0, 2))
+        n_boxes = len(self.m.boxes)
+        self.carry = _Carry.none(call_columns(n_boxes), work_sizes(0, n_boxes, 0)["st"][1])
         # waking idle nodes (host.wake_up_*): when each node's last burst ends
         host = profile.host
         self.node_quiet = np.zeros(len(topology.nodes))
@@ -876,46 +921,87 @@ class _VectorRun:
             rng = np.random.default_rng(
                 np.random.SeedSequence(self.seed, spawn_key=(zlib.crc32(b"vector"), w))
             )
-            self._window(rng, a, b)
+            self._window(rng, a, b, last=w == n_windows - 1)
             self.stats.windows += 1
             if self.progress is not None:
                 self.progress(b / self.w1)
         return self._result()
 
-    def _window(self, rng: np.random.Generator, a: float, b: float) -> None:
+    def _window(self, rng: np.random.Generator, a: float, b: float, *, last: bool) -> None:
+        """The requests arriving in [a, b), after those carried in flight from the windows
+        before, run until b (the last window: until every request is done, or the cut-off);
+        those still in flight then are carried into the next."""
         closed = self.scenario.traffic.open_loop is None
         if closed:
             starts, think = self._user_requests(rng, a, b)
         else:
             starts, think = self._open_arrivals(a, b), np.zeros(0)
-        n = starts.shape[0]
-        if n == 0:
+        carry = self.carry
+        n_boxes = len(self.m.boxes)
+        if starts.shape[0] == 0 and carry.start.shape[0] == 0 and not last:
             return
-        client = np.zeros(n, np.int64)
-        root = self._draw_calls(self.slots[0], np.arange(n), np.arange(n), client, rng)
-        flat, segs, where = self._flatten(root)
-        self._assign_pools(flat, segs, where)
-        n_calls, n_boxes = flat.columns.shape[1], len(self.m.boxes)
+        n_cc, n_cr = carry.rows.shape[0], carry.start.shape[0]
+        if starts.shape[0]:
+            client = np.zeros(starts.shape[0], np.int64)
+            root = self._draw_calls(
+                self.slots[0], np.arange(starts.shape[0]), np.arange(starts.shape[0]), client,
+                rng,
+            )  # fmt: skip
+            flat, segs, where = self._flatten(root)
+            self._assign_pools(flat, segs, where)
+            col = flat.columns
+            # numbered after the calls and requests carried in
+            parent = col[_CALL["parent"]]
+            parent[:] = np.where(parent >= 0, parent + n_cc, parent - n_cr)
+            col[_CALL["first_kid"]] += carry.kids.shape[0]
+            n_new = col.shape[1]
+            kids = np.concatenate([carry.kids, flat.kids + n_cc])
+            root_call = np.concatenate([carry.root_call, flat.root_call + n_cc])
+        else:
+            n_new = 0
+            kids, root_call = carry.kids, carry.root_call
+        n_calls = n_cc + n_new
         rows = self.scratch.get("rows", (n_calls, call_columns(n_boxes)))
-        layout_calls(flat.columns, rows)
+        rows[:n_cc] = carry.rows
+        if n_new:
+            layout_calls(flat.columns, rows[n_cc:])
+        starts = np.concatenate([carry.start, starts])
+        if closed:
+            think = np.concatenate([carry.think, think])
         sizes = work_sizes(n_calls, n_boxes, self.free_at.shape[0])
-        work = {
-            name: self.scratch.get(name, shape, _WORK_DTYPES.get(name, np.float64))
-            for name, shape in sizes.items()
-        }
+        st = self.scratch.get("st", sizes["st"])
+        st[:n_cc] = carry.st
+        v_top = int(self.loop[LOOP_FIELDS.index("visit_top")])
+        self.vi = _grown(self.vi, sizes["vi"][0], v_top)
+        self.vsec = _grown(self.vsec, sizes["vsec"][0], v_top)
+        self.heap = _grown(self.heap, sizes["heap"][0], 2 * int(self.loop[0]))
+        ring = self.scratch.get("ring", sizes["ring"], np.int64)
         pool = self.scenario.mesh.pool
         ends = run_window(
-            rows, len(self.m.boxes), flat.kids, self.round_trips,
+            rows, n_boxes, kids, self.round_trips,
             self.profile.app.connect_round_trips.value,
-            starts, flat.root_call, closed, self.per_user, think, self.user_next, b,
+            starts, root_call, closed, self.per_user, think, self.user_next, b,
+            n_cr, carry.user,
             self.m.first_server, self.m.servers, self.m.station_of, self.free_at,
             self.node_quiet, self.wake, self.client_node, self.warm, self.cold,
             self.cold_later, self.pools, self.conns, self.free, pool.max_streams_per_connection,
             pool.idle_timeout_s, pool.max_requests_per_connection or 0, self.cert_life_s,
-            self.w0, self.w1, 2 * self.w1, self.cpu_s, self.resid_s, self.handshakes,
-            self.counters, work["st"], work["vi"], work["vsec"], work["heap"], work["ring"],
+            self.w0, self.w1, 2 * self.w1, math.inf if last else b,
+            self.cpu_s, self.resid_s, self.handshakes, self.counters,
+            self.idle, self.n_idle, self.q_head, self.q_tail, self.loop,
+            n_cc, st, self.vi, self.vsec, self.heap, ring,
         )  # fmt: skip
         made = np.isfinite(starts)
+        if not last:
+            n_keep, n_kids, c_start, c_think, c_user, c_root = carry_over(
+                rows, st, n_boxes, kids, starts, ends, root_call, think, n_cr, carry.user,
+                self.per_user if closed else 0, self.heap, self.vi, self.conns, self.loop,
+            )  # fmt: skip
+            self.carry = _Carry(
+                rows[:n_keep].copy(), st[:n_keep].copy(), kids[:n_kids].copy(),
+                c_start, c_think, c_user, c_root,
+            )  # fmt: skip
+            made &= np.isfinite(ends)  # the rest are carried
         if closed:
             done = made & np.isfinite(ends)
             lat = ends[done] - starts[done]
@@ -923,6 +1009,11 @@ class _VectorRun:
                 self.latency_guess = float(lat.mean())
         self._account(starts[made], ends[made])
         self._forget_idle_pools(b)
+
+    def _pool_columns(self) -> list[int]:
+        """The columns of a call's row that hold a pool id."""
+        width = len(BOX_FIELDS)
+        return [_CALL["last_pool"]] + [_BOX["pool"] + j * width for j in range(len(self.m.boxes))]
 
     def _forget_idle_pools(self, now: float) -> None:
         """Drop pools whose connections have all closed by `now` (their connection time is
@@ -938,12 +1029,19 @@ class _VectorRun:
             self.free, self.w0, self.w1,
         )  # fmt: skip
         keep: np.ndarray = pools["head"][:n] >= 0
+        # and those the calls carried in flight name (their rows are renumbered below)
+        columns = self._pool_columns()
+        named = self.carry.rows[:, columns].astype(np.int64).ravel()
+        keep[named[named >= 0]] = True
         gone = np.flatnonzero(~keep)
         self.stats.pools_forgotten += gone.shape[0]
         seconds = pools["seconds"][gone]
         self._add_conn_s(self.gone_conn_s, pools["origin"][gone], pools["target"][gone], seconds)
         self.gone_seconds += float(seconds.sum())
         kept = compact(pools, keep)
+        renumbered = np.cumsum(keep) - 1
+        ids = self.carry.rows[:, columns]
+        self.carry.rows[:, columns] = np.where(ids >= 0, renumbered[ids.astype(np.int64)], -1)
         size = 1 << max(12, (3 * kept).bit_length())  # under half full until the next time
         self.table = np.full(size, -1, np.int32)
         rehash(self.table, pools["key"], kept)
