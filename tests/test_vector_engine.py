@@ -18,7 +18,14 @@ from meshsim.run import AUTO_VECTOR_VISITS, choose_engine, simulate
 from meshsim.scenario import MODES, Scenario
 from meshsim.topology import build_topology
 
-from .builders import ROOT, base_scenario, scenario_of, write_yaml
+from .builders import (
+    ROOT,
+    base_scenario,
+    closed_loop_app,
+    scenario_of,
+    write_yaml,
+    zero_cost_profile,
+)
 
 
 def shop(duration_s: float = 6.0) -> tuple[Scenario, Profile]:
@@ -95,6 +102,30 @@ def test_short_windows_near_saturation_agree_with_one_window(
     assert ratio(lambda r: r.latency_ms.p99) == pytest.approx(1.0, abs=0.08)
     assert ratio(lambda r: r.cpu_cores.total) == pytest.approx(1.0, abs=0.01)
     assert ratio(lambda r: r.connections_open) == pytest.approx(1.0, abs=0.03)
+
+
+def test_a_closed_loop_in_short_windows_obeys_mean_value_analysis(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A closed loop's users whose request is in flight at a window's end send their next
+    one in the next window (after their think time): in 400 windows of 1.5 s, N users with
+    think time Z still give X = N / (R + Z), and R as exact mean value analysis computes it."""
+    users, think_s = 20, 0.1
+    scenario = scenario_of(closed_loop_app(users, think_s, duration=600))
+    monkeypatch.setattr(vector, "_VISITS_PER_WINDOW", 300)
+    stats = vector.VectorStats()
+    result = vector.simulate_mode(
+        scenario, zero_cost_profile(), build_topology(scenario), "none", seed=2, stats=stats
+    )
+    assert stats.windows == 400
+    assert result.errors == 0
+    response_s = result.latency_ms.mean / 1e3
+    assert result.throughput_rps == pytest.approx(users / (response_s + think_s), rel=0.01)
+    queue = 0.0
+    for n in range(1, users + 1):
+        mva_response_s = 0.004 * (1 + queue)
+        queue = n / (mva_response_s + think_s) * mva_response_s
+    assert response_s == pytest.approx(mva_response_s, rel=0.03)
 
 
 def test_forgetting_pools_without_connections_changes_no_figure(
