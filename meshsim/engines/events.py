@@ -461,10 +461,8 @@ def run_window(
     n_carry: int,
     carry_user: np.ndarray,
     # queues
-    first_server: np.ndarray,
-    servers: np.ndarray,
+    first_server: np.ndarray,  # where each station's servers start in `idle`
     station_of: np.ndarray,  # the station of each server
-    free_at: np.ndarray,
     # waking idle nodes (meshsim.costs.wake_up_s): when each node's last burst ends, the
     # wake-up's (seconds, idle seconds, shape), and the load generator's node (awake as
     # it sends a request)
@@ -520,7 +518,7 @@ def run_window(
     came first). For a closed loop, `root_start` is written with the start of every
     candidate request a user made (inf for those not made)."""
     n_roots = root_start.shape[0]
-    n_servers = free_at.shape[0]
+    n_servers = station_of.shape[0]
     # what each call has reached, a row each
     st[n_carry_calls:] = 0.0
     st[n_carry_calls:, _S_SLOT] = -1.0
@@ -973,7 +971,6 @@ def run_window(
         for m, s in ((release, release_s), (release2, release2_s)):
             if m < 0:
                 continue
-            free_at[m] = now
             u = q_head[s]
             if u < 0:
                 idle[first_server[s] + n_idle[s]] = m

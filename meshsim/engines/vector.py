@@ -501,10 +501,9 @@ class _VectorRun:
         self.resid_s = np.zeros(n)
         self.handshakes = np.zeros(n, np.int64)
         self.counters = np.zeros(len(ACC_FIELDS))
-        self.free_at = np.zeros(int(self.m.servers.sum()))
         # the event loop's state, kept from window to window (events.run_window)
         n_stations = self.m.servers.shape[0]
-        self.idle = np.zeros(self.free_at.shape[0], np.int64)
+        self.idle = np.zeros(self.m.station_of.shape[0], np.int64)
         self.n_idle = np.zeros(n_stations, np.int64)
         self.q_head = np.full(n_stations, -1, np.int64)
         self.q_tail = np.full(n_stations, -1, np.int64)
@@ -968,7 +967,7 @@ class _VectorRun:
         starts = np.concatenate([carry.start, starts])
         if closed:
             think = np.concatenate([carry.think, think])
-        sizes = work_sizes(n_calls, n_boxes, self.free_at.shape[0])
+        sizes = work_sizes(n_calls, n_boxes, self.idle.shape[0])
         st = self.scratch.get("st", sizes["st"])
         st[:n_cc] = carry.st
         v_top = int(self.loop[LOOP_FIELDS.index("visit_top")])
@@ -982,7 +981,7 @@ class _VectorRun:
             self.profile.app.connect_round_trips.value,
             starts, root_call, closed, self.per_user, think, self.user_next, b,
             n_cr, carry.user,
-            self.m.first_server, self.m.servers, self.m.station_of, self.free_at,
+            self.m.first_server, self.m.station_of,
             self.node_quiet, self.wake, self.client_node, self.warm, self.cold,
             self.cold_later, self.pools, self.conns, self.free, pool.max_streams_per_connection,
             pool.idle_timeout_s, pool.max_requests_per_connection or 0, self.cert_life_s,
@@ -1039,9 +1038,10 @@ class _VectorRun:
         self._add_conn_s(self.gone_conn_s, pools["origin"][gone], pools["target"][gone], seconds)
         self.gone_seconds += float(seconds.sum())
         kept = compact(pools, keep)
-        renumbered = np.cumsum(keep) - 1
-        ids = self.carry.rows[:, columns]
-        self.carry.rows[:, columns] = np.where(ids >= 0, renumbered[ids.astype(np.int64)], -1)
+        # a kept pool's new id: its old one less the pools dropped before it
+        ids = self.carry.rows[:, columns].astype(np.int64)
+        moved = ids - np.searchsorted(gone, ids)
+        self.carry.rows[:, columns] = np.where(ids >= 0, moved, -1)
         size = 1 << max(12, (3 * kept).bit_length())  # under half full until the next time
         self.table = np.full(size, -1, np.int32)
         rehash(self.table, pools["key"], kept)
