@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
 import meshsim.testbed.runner as runner
+import meshsim.testbed.system as system
 from meshsim.cli import main
 
 from .builders import ROOT
@@ -22,6 +25,34 @@ def test_measure_explains_what_the_host_lacks(monkeypatch: pytest.MonkeyPatch) -
     assert result.output.endswith(
         "meshsim measure: the local testbed needs: root (network namespaces need it); haproxy\n"
     )
+
+
+PACKAGES_MISSING = (
+    "measuring needs the Python packages of the testbed extra (pip install -e '.[testbed]'); "
+    "missing: cryptography\n"
+)
+
+
+@pytest.mark.parametrize("backend", ["local", "kind"])
+def test_measure_names_the_testbed_packages_it_lacks(
+    monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """Without the testbed extra, `measure` says what to install instead of a traceback
+    from an import (the kind backend's manifests import the certificates' helpers too)."""
+    monkeypatch.setattr(system, "missing_packages", lambda: ["cryptography"])
+    result = CliRunner().invoke(main, ["measure", CHAIN, "--backend", backend, "--mode", "none"])
+    assert result.exit_code == 1
+    assert result.output == "meshsim measure: " + PACKAGES_MISSING
+
+
+def test_calibrate_names_the_testbed_packages_it_lacks_before_measuring(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(system, "missing_packages", lambda: ["cryptography"])
+    result = CliRunner().invoke(main, ["calibrate", CHAIN, "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.endswith("Error: " + PACKAGES_MISSING)
+    assert not list((tmp_path / "dataset").glob("*/*.json"))  # nothing measured
 
 
 def test_measure_reports_bad_input_with_exit_code_2() -> None:

@@ -197,8 +197,12 @@ def _measure_with(
     def measure(setting: Setting) -> RunResult:
         if no_measure:
             raise click.ClickException(f"{setting.label} is not in the dataset (--no-measure)")
+        from meshsim.testbed.system import TestbedError, missing_packages, packages_hint
+
+        missing = missing_packages()
+        if missing:  # not worth a retry
+            raise click.ClickException(packages_hint(missing))
         from meshsim.testbed.runner import measure_local
-        from meshsim.testbed.system import TestbedError
 
         modes = list(setting.modes)
 

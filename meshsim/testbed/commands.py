@@ -82,9 +82,14 @@ def measure(
     Everything it creates is named with the run's id and removed when it ends.
     With --backend kind: a kind cluster running Istio (needs docker, kind, kubectl and
     istioctl; see the README's "Calibrating against kind")."""
+    from meshsim.testbed.system import TestbedError, missing_packages, packages_hint
+
+    missing = missing_packages()  # before anything imports them
+    if missing:
+        click.echo(f"meshsim measure: {packages_hint(missing)}", err=True)
+        sys.exit(FAILED)
     from meshsim.kind import KindError, KindRun, kind_plan, measure_kind
     from meshsim.testbed.runner import measure_local
-    from meshsim.testbed.system import TestbedError
 
     try:
         scenario, profile = load_scenario(file)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
 from collections.abc import Sequence
 
-__all__ = ["TestbedError", "in_netns", "missing_requirements", "sh"]
+__all__ = [
+    "TestbedError",
+    "in_netns",
+    "missing_packages",
+    "missing_requirements",
+    "packages_hint",
+    "sh",
+]
 
 
 class TestbedError(RuntimeError):
@@ -30,6 +38,21 @@ def in_netns(ns: str, argv: Sequence[str]) -> list[str]:
 
 
 REQUIRED_TOOLS = ("ip", "iptables", "haproxy")
+# the `testbed` extra (pyproject.toml): Locust, the pods' aiohttp apps, their certificates
+TESTBED_PACKAGES = ("locust", "aiohttp", "cryptography")
+
+
+def missing_packages() -> list[str]:
+    """The Python packages of the `testbed` extra this environment lacks (checked before
+    anything imports them, so that a missing one is named rather than a traceback)."""
+    return [name for name in TESTBED_PACKAGES if importlib.util.find_spec(name) is None]
+
+
+def packages_hint(missing: Sequence[str]) -> str:
+    return (
+        "measuring needs the Python packages of the testbed extra "
+        f"(pip install -e '.[testbed]'); missing: {', '.join(missing)}"
+    )
 
 
 def missing_requirements() -> list[str]:
