@@ -542,7 +542,6 @@ def run_window(
     hk = heap.view(np.int64)
     size = loop[_L_SIZE]
     seq = loop[_L_SEQ]
-    t_first = root_start[n_carry] if (n_roots > n_carry and not closed) else window_end
     if closed:
         for u in range(user_next.shape[0]):
             r = n_carry + u * per_user
@@ -551,8 +550,6 @@ def run_window(
             if t < window_end and t < w1:
                 root_start[r] = t
                 user_next[u] = math.inf
-                if t < t_first:
-                    t_first = t
                 size = _push(hf, hk, size, seq, t, root_call[r] * 64 + _START)
                 seq += 1
     if loop[_L_READY] == 0:  # the first window: every server idle
