@@ -495,9 +495,9 @@ def run_window(
     handshakes: np.ndarray,
     counters: np.ndarray,
     # the loop's state, kept from window to window: per station a stack of its idle servers
-    # (in idle, from first_server) and the queue of visits waiting (head, tail); the
-    # heap's size and next sequence number, the visit arena's free list and top, and
-    # whether the stations have been set up (LOOP_FIELDS)
+    # (in idle, from first_server; n_idle 0 at first) and the queue of visits waiting
+    # (head, tail; -1 at first: empty); the heap's size and next sequence number, the visit
+    # arena's free list and top, and whether the stations have been set up (LOOP_FIELDS)
     idle: np.ndarray,
     n_idle: np.ndarray,
     q_head: np.ndarray,
@@ -553,9 +553,6 @@ def run_window(
                 size = _push(hf, hk, size, seq, t, root_call[r] * 64 + _START)
                 seq += 1
     if loop[_L_READY] == 0:  # the first window: every server idle
-        n_idle[:] = 0
-        q_head[:] = -1
-        q_tail[:] = -1
         for m in range(n_servers - 1, -1, -1):  # the lowest-numbered server on top
             s = station_of[m]
             idle[first_server[s] + n_idle[s]] = m
@@ -1102,6 +1099,13 @@ def compact(records: np.ndarray, keep: np.ndarray) -> int:
     return kept
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _conn_column(j: int, n_boxes: int) -> int:
+    """The column of a call's state that holds its connection into box j (j = n_boxes:
+    into the app)."""
+    return _S_BOXES + 2 * j + 1 if j < n_boxes else _S_CONN_APP
+
+
 @numba.njit(cache=True, nogil=True)
 def carry_over(
     calls: np.ndarray,
@@ -1172,8 +1176,7 @@ def carry_over(
         if new_call[c] < 0:
             continue
         for j in range(n_boxes + 1):
-            col = _S_BOXES + 2 * j + 1 if j < n_boxes else _S_CONN_APP
-            k = int(st[c, col])
+            k = int(st[c, _conn_column(j, n_boxes)])
             if k >= 0 and conns[k].waiters >= 0:
                 conns[k].waiters = -10 - new_call[conns[k].waiters]
     n_kids = 0
@@ -1182,8 +1185,7 @@ def carry_over(
         if d < 0:
             continue
         for j in range(n_boxes + 1):
-            col = _S_BOXES + 2 * j + 1 if j < n_boxes else _S_CONN_APP
-            k = int(st[c, col])
+            k = int(st[c, _conn_column(j, n_boxes)])
             if k >= 0 and conns[k].waiters <= -10:
                 conns[k].waiters = -10 - conns[k].waiters
         # the rows move forward (d <= c): every row before c has been read

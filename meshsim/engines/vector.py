@@ -475,7 +475,6 @@ class _Scratch:
 
 _CALL = {name: i for i, name in enumerate(CALL_FIELDS)}
 _BOX = {name: len(CALL_FIELDS) + i for i, name in enumerate(BOX_FIELDS)}  # box 0's columns
-_WORK_DTYPES = {"vi": np.int64, "ring": np.int64}
 
 
 class _VectorRun:
@@ -509,11 +508,12 @@ class _VectorRun:
         self.q_tail = np.full(n_stations, -1, np.int64)
         self.loop = np.zeros(len(LOOP_FIELDS), np.int64)
         self.loop[LOOP_FIELDS.index("visit_free")] = -1
-        self.heap = np.zeros(0)
-        self.vi = np.zeros((0, 10), np.int64)
-        self.vsec = np.zeros((0, 2))
         n_boxes = len(self.m.boxes)
-        self.carry = _Carry.none(call_columns(n_boxes), work_sizes(0, n_boxes, 0)["st"][1])
+        empty = work_sizes(0, n_boxes, 0)  # the work arrays' widths
+        self.heap = np.zeros(0)
+        self.vi = np.zeros((0, empty["vi"][1]), np.int64)
+        self.vsec = np.zeros((0, empty["vsec"][1]))
+        self.carry = _Carry.none(call_columns(n_boxes), empty["st"][1])
         # waking idle nodes (host.wake_up_*): when each node's last burst ends
         host = profile.host
         self.node_quiet = np.zeros(len(topology.nodes))
@@ -973,7 +973,9 @@ class _VectorRun:
         v_top = int(self.loop[LOOP_FIELDS.index("visit_top")])
         self.vi = _grown(self.vi, sizes["vi"][0], v_top)
         self.vsec = _grown(self.vsec, sizes["vsec"][0], v_top)
-        self.heap = _grown(self.heap, sizes["heap"][0], 2 * int(self.loop[0]))
+        self.heap = _grown(
+            self.heap, sizes["heap"][0], 2 * int(self.loop[LOOP_FIELDS.index("heap_size")])
+        )
         ring = self.scratch.get("ring", sizes["ring"], np.int64)
         pool = self.scenario.mesh.pool
         ends = run_window(
@@ -1030,8 +1032,8 @@ class _VectorRun:
         keep: np.ndarray = pools["head"][:n] >= 0
         # and those the calls carried in flight name (their rows are renumbered below)
         columns = self._pool_columns()
-        named = self.carry.rows[:, columns].astype(np.int64).ravel()
-        keep[named[named >= 0]] = True
+        ids = self.carry.rows[:, columns].astype(np.int64)
+        keep[ids[ids >= 0]] = True
         gone = np.flatnonzero(~keep)
         self.stats.pools_forgotten += gone.shape[0]
         seconds = pools["seconds"][gone]
@@ -1039,7 +1041,6 @@ class _VectorRun:
         self.gone_seconds += float(seconds.sum())
         kept = compact(pools, keep)
         # a kept pool's new id: its old one less the pools dropped before it
-        ids = self.carry.rows[:, columns].astype(np.int64)
         moved = ids - np.searchsorted(gone, ids)
         self.carry.rows[:, columns] = np.where(ids >= 0, moved, -1)
         size = 1 << max(12, (3 * kept).bit_length())  # under half full until the next time
