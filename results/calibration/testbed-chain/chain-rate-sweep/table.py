@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 from meshsim.results import load_run
 
@@ -28,6 +29,17 @@ def per_request_us(folder: Path, mode: str, rate: float) -> dict[str, float]:
     }
 
 
+def figures(folder: Path, rate: int) -> tuple[Any, Any, dict[str, float], dict[str, float]]:
+    """A run's latencies (no mesh, sidecar) and CPU per request (no mesh, sidecar)."""
+    run = load_run(next(folder.glob("testbed-chain-seed*.json")))
+    return (
+        run.modes["none"].latency_ms,
+        run.modes["sidecar"].latency_ms,
+        per_request_us(folder, "none", rate),
+        per_request_us(folder, "sidecar", rate),
+    )
+
+
 def main() -> None:
     print(
         "| rate (/s) | run | p50 no mesh / sidecar (ms) | p99 no mesh / sidecar (ms) "
@@ -35,7 +47,6 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|")
     folders = [f for f in HERE.iterdir() if f.is_dir() and f.name.startswith("rs-")]
-    simulated: list[tuple[int, Path]] = []
 
     def key(folder: Path) -> tuple[int, str]:
         _, rate, *rest = folder.name.split("-")
@@ -43,12 +54,7 @@ def main() -> None:
 
     for folder in sorted(folders, key=key):
         rate, repeat = key(folder)
-        if repeat == "" and (HERE / f"sim-{rate}").is_dir():
-            simulated.append((rate, HERE / f"sim-{rate}"))
-        run = load_run(next(folder.glob("testbed-chain-seed*.json")))
-        none, side = run.modes["none"].latency_ms, run.modes["sidecar"].latency_ms
-        cpu_none = per_request_us(folder, "none", rate)
-        cpu_side = per_request_us(folder, "sidecar", rate)
+        none, side, cpu_none, cpu_side = figures(folder, rate)
         print(
             f"| {rate} | {repeat or 'first'} | {none.p50:.2f} / {side.p50:.2f} "
             f"| {none.p99:.2f} / {side.p99:.2f} | {cpu_none['apps']:.0f} "
@@ -60,11 +66,9 @@ def main() -> None:
         "| model apps, sidecar | model sidecars |"
     )
     print("|---|---|---|---|---|")
-    for rate, folder in simulated:
-        run = load_run(next(folder.glob("testbed-chain-seed*.json")))
-        none, side = run.modes["none"].latency_ms, run.modes["sidecar"].latency_ms
-        cpu_none = per_request_us(folder, "none", rate)
-        cpu_side = per_request_us(folder, "sidecar", rate)
+    simulated = [key(f) for f in folders if not key(f)[1] and (HERE / f"sim-{key(f)[0]}").is_dir()]
+    for rate, _ in sorted(simulated):
+        none, side, cpu_none, cpu_side = figures(HERE / f"sim-{rate}", rate)
         print(
             f"| {rate} | {none.p50:.2f} / {side.p50:.2f} | {cpu_none['apps']:.0f} "
             f"| {cpu_side['apps']:.0f} | {cpu_side['sidecars']:.0f} |"
