@@ -7,36 +7,33 @@ reference profile's figures for the same runs (sim-RATE/, from simulate.sh).
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
-from typing import Any
 
-from meshsim.results import load_run
+from meshsim.results import LatencyMs, ModeResult, load_run
 
 HERE = Path(__file__).parent
-APPS = ("frontend-0", "backend-0", "store-0")
 
 
-def per_request_us(folder: Path, mode: str, rate: float) -> dict[str, float]:
+def per_request_us(mode: ModeResult, rate: float) -> dict[str, float]:
     """CPU per request (µs) of the apps, the load generator and the sidecars in one mode."""
-    with next(folder.glob("*-components.csv")).open(encoding="utf-8") as f:
-        cores = {r["name"]: float(r["cpu_cores"]) for r in csv.DictReader(f) if r["mode"] == mode}
-    sidecars = sum(v for k, v in cores.items() if k.endswith(".sidecar"))
-    return {
-        "apps": sum(cores[a] for a in APPS) / rate * 1e6,
-        "loadgen": cores["loadgen-0"] / rate * 1e6,
-        "sidecars": sidecars / rate * 1e6,
-    }
+
+    def of(kind: str) -> float:
+        return sum(c.cpu_cores for c in mode.components if c.kind == kind) / rate * 1e6
+
+    return {"apps": of("app"), "loadgen": of("loadgen"), "sidecars": of("sidecar")}
 
 
-def figures(folder: Path, rate: int) -> tuple[Any, Any, dict[str, float], dict[str, float]]:
+def figures(
+    folder: Path, rate: int
+) -> tuple[LatencyMs, LatencyMs, dict[str, float], dict[str, float]]:
     """A run's latencies (no mesh, sidecar) and CPU per request (no mesh, sidecar)."""
     run = load_run(next(folder.glob("testbed-chain-seed*.json")))
+    none, side = run.modes["none"], run.modes["sidecar"]
     return (
-        run.modes["none"].latency_ms,
-        run.modes["sidecar"].latency_ms,
-        per_request_us(folder, "none", rate),
-        per_request_us(folder, "sidecar", rate),
+        none.latency_ms,
+        side.latency_ms,
+        per_request_us(none, rate),
+        per_request_us(side, rate),
     )
 
 

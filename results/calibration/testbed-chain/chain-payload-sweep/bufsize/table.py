@@ -6,7 +6,6 @@ sidecars, the sidecars' p50 over no mesh and their CPU; then the median of each 
 
 from __future__ import annotations
 
-import csv
 import statistics
 from pathlib import Path
 
@@ -27,8 +26,7 @@ def main() -> None:
         setting = folder.name.rsplit("-", 1)[0]
         run = load_run(next(folder.glob("testbed-chain-seed*.json")))
         none, side = run.modes["none"].latency_ms, run.modes["sidecar"].latency_ms
-        with next(folder.glob("*-components.csv")).open(encoding="utf-8") as f:
-            cores = sum(float(r["cpu_cores"]) for r in csv.DictReader(f) if r["kind"] == "sidecar")
+        cores = sum(c.cpu_cores for c in run.modes["sidecar"].components if c.kind == "sidecar")
         over = side.p50 - none.p50
         by_setting.setdefault(setting, []).append((over, cores * 1e3))
         size = "64 KiB" if setting == "bufsize-64k" else "16 KiB (default)"
