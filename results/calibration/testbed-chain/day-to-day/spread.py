@@ -4,7 +4,8 @@ p90 and p99 across them; printed as the median over the runs, next to the median
 run's own sampling error.
 
     python results/calibration/testbed-chain/day-to-day/spread.py \\
-        results/calibration/testbed-chain results/calibration/testbed-chain/2026-11-26 \\
+        results/calibration/testbed-chain/reference-buffer-16k \\
+        results/calibration/testbed-chain/2026-11-26 \\
         results/calibration/testbed-chain/2026-11-27-pm
 """
 

@@ -3,7 +3,7 @@ factor (README.md next to this file). Run from the repository root:
 
     python results/calibration/testbed-chain/fit-starts/refit_from_start.py 0.7 OUT_DIR
 
-OUT_DIR must hold a copy of results/calibration/testbed-chain/dataset.
+OUT_DIR must hold a copy of results/calibration/testbed-chain/reference-buffer-16k/dataset.
 """
 
 from __future__ import annotations
