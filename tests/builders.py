@@ -15,6 +15,10 @@ from meshsim.scenario import Scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 ISTIO = ROOT / "profiles" / "istio-1.24.yaml"
+# The local testbed's calibrated app-stack and testbed terms, as fitted once (16 KiB
+# reference): the engine-agreement tests use fixed values rather than whatever the latest
+# calibration wrote to profiles/local-haproxy.yaml (tests/data/testbed-profile.yaml says why)
+TESTBED_PROFILE = ROOT / "tests" / "data" / "testbed-profile.yaml"
 
 
 def base_scenario(**overrides: Any) -> dict[str, Any]:

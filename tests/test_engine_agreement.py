@@ -32,7 +32,7 @@ from meshsim.results import ModeResult
 from meshsim.scenario import Scenario
 from meshsim.topology import build_topology
 
-from .builders import ROOT
+from .builders import ROOT, TESTBED_PROFILE
 
 # The issue's tolerances: relative differences vector vs DES.
 LATENCY = {"mean": 0.03, "p50": 0.03, "p90": 0.03, "p99": 0.05}
@@ -302,7 +302,7 @@ def test_engines_agree_with_the_calibrated_app_stack_terms() -> None:
     mTLS): both engines charge them alike. Its visit latency is steadied like the app
     times (narrow spread around its mean)."""
     scenario, _ = load_scenario(ROOT / "scenarios" / "testbed-chain.yaml")
-    doc = steady_profile(load_profile(ROOT / "profiles" / "local-haproxy.yaml")).model_dump()
+    doc = steady_profile(load_profile(TESTBED_PROFILE)).model_dump()
     assert doc["app"]["visit_latency_us"]["value"] > 0
     assert doc["app"]["per_call_us"]["value"] != doc["app"]["per_request_us"]["value"]
     assert doc["sidecar"]["cpu"]["cross_node_us"]["value"] > 0
@@ -321,7 +321,7 @@ def test_engines_agree_with_background_work_on_the_nodes() -> None:
     busy = steadied(scenario).model_copy(update={"cluster": cluster})
     # the visit latency steadied like the app times, as in the test above: the fitted cv
     # (13) puts the run's mean at the mercy of a few draws in either engine
-    doc = steady_profile(load_profile(ROOT / "profiles" / "local-haproxy.yaml")).model_dump()
+    doc = steady_profile(load_profile(TESTBED_PROFILE)).model_dump()
     doc["app"]["visit_latency_cv"] = {"value": SMOOTHING_CV, "source": "test: steadied"}
     profile = Profile.model_validate(doc)
     assert compare(busy, profile, scenario.seed) == {}
@@ -342,7 +342,7 @@ def test_engines_agree_with_idle_nodes_waking_up() -> None:
     engines track each node's idle gap and charge the same wait, at two loads (long gaps
     at 50 rps, short ones at 200)."""
     scenario, _ = load_scenario(ROOT / "scenarios" / "testbed-chain.yaml")
-    doc = steady_profile(load_profile(ROOT / "profiles" / "local-haproxy.yaml")).model_dump()
+    doc = steady_profile(load_profile(TESTBED_PROFILE)).model_dump()
     doc["app"]["visit_latency_cv"] = {"value": SMOOTHING_CV, "source": "test: steadied"}
     doc["host"]["wake_up_us"] = {"value": 600.0, "source": "test"}
     doc["host"]["wake_up_idle_ms"] = {"value": 8.0, "source": "test"}
@@ -357,7 +357,7 @@ def test_engines_agree_with_cold_caches_paid_after_the_burst() -> None:
     with its worker held. Both engines charge it alike, at a low load (every burst cold)
     and a high one (the deferred bursts queue with the requests' own)."""
     scenario, _ = load_scenario(ROOT / "scenarios" / "testbed-chain.yaml")
-    doc = steady_profile(load_profile(ROOT / "profiles" / "local-haproxy.yaml")).model_dump()
+    doc = steady_profile(load_profile(TESTBED_PROFILE)).model_dump()
     doc["app"]["visit_latency_cv"] = {"value": SMOOTHING_CV, "source": "test: steadied"}
     doc["app"]["cold_cpu_us"] = {"value": 400.0, "source": "test"}
     doc["app"]["cold_deferred_fraction"] = {"value": 0.7, "source": "test"}
