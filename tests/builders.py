@@ -15,10 +15,19 @@ from meshsim.scenario import Scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 ISTIO = ROOT / "profiles" / "istio-1.24.yaml"
-# The local testbed's calibrated app-stack and testbed terms, as fitted once (16 KiB
-# reference): the engine-agreement tests use fixed values rather than whatever the latest
-# calibration wrote to profiles/local-haproxy.yaml (tests/data/testbed-profile.yaml says why)
-TESTBED_PROFILE = ROOT / "tests" / "data" / "testbed-profile.yaml"
+# The local testbed's calibrated app-stack and testbed terms as fitted once (the 16 KiB
+# reference, a record that does not change): the engine-agreement tests use fixed values
+# rather than whatever the latest calibration wrote to profiles/local-haproxy.yaml. With
+# the 64 KiB reference's values three of them failed on the edge of sampling: the steadied
+# chain at 200/s puts about 1% (wake-up test, ambient) or 10% (cold-cache test,
+# ambient-waypoint) of its requests in a separate slow cluster and the p99 / p90 sits on
+# its edge (vector 7.2-8.0 ms against DES 8.0-8.1 over six seeds of 2,000 requests; p90 7.7
+# against 7.9-8.5 over four seeds of 5,000); the stall test's pools, seed 3, vector 5.62
+# connections against DES 5.90, where seeds 4-7 agree within 1.1%. The means agree within
+# 0.5-1%, vector lower: recorded on the calibration issue.
+TESTBED_PROFILE = (
+    ROOT / "results" / "calibration" / "testbed-chain" / "reference-buffer-16k" / "profile.yaml"
+)
 
 
 def base_scenario(**overrides: Any) -> dict[str, Any]:
