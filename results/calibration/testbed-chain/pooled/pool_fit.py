@@ -13,13 +13,13 @@ and OUT_DIR/profile.yaml.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from meshsim.calibrate import calibration as cal
 from meshsim.calibrate.compare import summarize, summary_lines
-from meshsim.calibrate.dataset import load_measured
 from meshsim.calibrate.fit import fit_profile
-from meshsim.calibrate.grid import load_grid, split
+from meshsim.calibrate.grid import Setting, load_grid, split
 from meshsim.loader import load_scenario
 from meshsim.results import RunResult
 
@@ -27,19 +27,21 @@ SCENARIO = Path("scenarios/testbed-chain.yaml")
 GRID = Path("scenarios/grids/testbed-chain.yaml")
 
 
+def _refuse(folder: Path) -> Callable[[Setting], RunResult]:
+    """measure_grid's measure for a dataset that must be complete: it measures nothing."""
+
+    def measure(setting: Setting) -> RunResult:
+        raise SystemExit(f"{folder}: {setting.label} is not in its dataset")
+
+    return measure
+
+
 def main() -> None:
     out, folders = Path(sys.argv[1]), [Path(a) for a in sys.argv[2:]]
     _, prior = load_scenario(SCENARIO)
     plan = load_grid(GRID, SCENARIO)
     fit_settings, held_out = split(plan.settings, plan.grid.holdout)
-    runs: dict[Path, dict[str, RunResult]] = {}
-    for folder in folders:
-        runs[folder] = {}
-        for s in plan.settings:
-            run = load_measured(folder / "dataset" / s.key, s.scenario)
-            if run is None:
-                raise SystemExit(f"{folder}: {s.label} not measured")
-            runs[folder][s.key] = run
+    runs = {f: cal.measure_grid(plan, f / "dataset", _refuse(f)) for f in folders}
     points = [p for f in folders for p in cal.fit_points(fit_settings, runs[f])]
     fixed = plan.grid.fixed
     fit = fit_profile(
