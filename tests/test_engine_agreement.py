@@ -101,6 +101,16 @@ def steady_profile(profile: Profile) -> Profile:
     return Profile.model_validate(doc)
 
 
+def steady_testbed_doc() -> dict[str, Any]:
+    """The local testbed's profile (tests/builders.py: TESTBED_PROFILE) steadied for
+    agreement tests, as a document to change: no pass-to-pass proxy CPU variability and the
+    app's visit latency in a narrow spread around its mean (SMOOTHING_CV): its fitted cv
+    puts a run's mean at the mercy of a few draws in either engine."""
+    doc = steady_profile(load_profile(TESTBED_PROFILE)).model_dump()
+    doc["app"]["visit_latency_cv"] = {"value": SMOOTHING_CV, "source": "test: steadied"}
+    return doc
+
+
 def relative(a: float, b: float) -> float:
     return abs(a - b) / abs(b) if b else abs(a)
 
@@ -302,11 +312,10 @@ def test_engines_agree_with_the_calibrated_app_stack_terms() -> None:
     mTLS): both engines charge them alike. Its visit latency is steadied like the app
     times (narrow spread around its mean)."""
     scenario, _ = load_scenario(ROOT / "scenarios" / "testbed-chain.yaml")
-    doc = steady_profile(load_profile(TESTBED_PROFILE)).model_dump()
+    doc = steady_testbed_doc()
     assert doc["app"]["visit_latency_us"]["value"] > 0
     assert doc["app"]["per_call_us"]["value"] != doc["app"]["per_request_us"]["value"]
     assert doc["sidecar"]["cpu"]["cross_node_us"]["value"] > 0
-    doc["app"]["visit_latency_cv"] = {"value": SMOOTHING_CV, "source": "test: steadied"}
     profile = Profile.model_validate(doc)
     assert compare(steadied(scenario), profile, scenario.seed) == {}
 
@@ -319,10 +328,7 @@ def test_engines_agree_with_background_work_on_the_nodes() -> None:
         update={"background_cores": {"node-1": 0.3, "node-2": 0.5}}
     )
     busy = steadied(scenario).model_copy(update={"cluster": cluster})
-    # the visit latency steadied like the app times, as in the test above: the fitted cv
-    # (13) puts the run's mean at the mercy of a few draws in either engine
-    doc = steady_profile(load_profile(TESTBED_PROFILE)).model_dump()
-    doc["app"]["visit_latency_cv"] = {"value": SMOOTHING_CV, "source": "test: steadied"}
+    doc = steady_testbed_doc()
     profile = Profile.model_validate(doc)
     assert compare(busy, profile, scenario.seed) == {}
 
@@ -342,8 +348,7 @@ def test_engines_agree_with_idle_nodes_waking_up() -> None:
     engines track each node's idle gap and charge the same wait, at two loads (long gaps
     at 50 rps, short ones at 200)."""
     scenario, _ = load_scenario(ROOT / "scenarios" / "testbed-chain.yaml")
-    doc = steady_profile(load_profile(TESTBED_PROFILE)).model_dump()
-    doc["app"]["visit_latency_cv"] = {"value": SMOOTHING_CV, "source": "test: steadied"}
+    doc = steady_testbed_doc()
     doc["host"]["wake_up_us"] = {"value": 600.0, "source": "test"}
     doc["host"]["wake_up_idle_ms"] = {"value": 8.0, "source": "test"}
     doc["host"]["wake_up_shape"] = {"value": 2.0, "source": "test"}
@@ -357,8 +362,7 @@ def test_engines_agree_with_cold_caches_paid_after_the_burst() -> None:
     with its worker held. Both engines charge it alike, at a low load (every burst cold)
     and a high one (the deferred bursts queue with the requests' own)."""
     scenario, _ = load_scenario(ROOT / "scenarios" / "testbed-chain.yaml")
-    doc = steady_profile(load_profile(TESTBED_PROFILE)).model_dump()
-    doc["app"]["visit_latency_cv"] = {"value": SMOOTHING_CV, "source": "test: steadied"}
+    doc = steady_testbed_doc()
     doc["app"]["cold_cpu_us"] = {"value": 400.0, "source": "test"}
     doc["app"]["cold_deferred_fraction"] = {"value": 0.7, "source": "test"}
     for kind in ("sidecar", "ztunnel", "waypoint"):

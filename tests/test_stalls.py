@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from meshsim.calibrate.params import with_values
-from meshsim.loader import load_profile, load_scenario
+from meshsim.loader import load_scenario
 from meshsim.profile import Profile
 from meshsim.run import simulate
 
-from .builders import ROOT, TESTBED_PROFILE, client_and_one_pod, scenario_of, zero_cost_profile
-from .test_engine_agreement import SMOOTHING_CV, disagreements, steady_profile
+from .builders import ROOT, client_and_one_pod, scenario_of, zero_cost_profile
+from .test_engine_agreement import disagreements, steady_testbed_doc
 
 P, STALL_MS = 0.2, 2.0
 REQUESTS = 50_000
@@ -72,8 +72,7 @@ def test_the_engines_agree_with_stalls_in_every_mode() -> None:
     # p99 of 20,000 requests to be sampled to about 1% (with 3 ms stalls it moved by up to
     # 8% from seed to seed)
     scenario, _ = load_scenario(ROOT / "scenarios" / "testbed-chain.yaml")
-    doc = steady_profile(load_profile(TESTBED_PROFILE)).model_dump()
-    doc["app"]["visit_latency_cv"] = {"value": SMOOTHING_CV, "source": "test: steadied"}
+    doc = steady_testbed_doc()
     doc["host"]["stall_probability"] = {"value": 0.05, "source": "test"}
     doc["host"]["stall_us"] = {"value": 1000.0, "source": "test"}
     profile = Profile.model_validate(doc)
