@@ -17,10 +17,29 @@ import numpy as np
 from meshsim.scenario import Scenario
 from meshsim.testbed.dataplane import load_users
 
-__all__ = ["load_config", "locust_argv", "window_latencies"]
+__all__ = ["first_arrival_s", "load_config", "locust_argv", "window_latencies"]
 
 # Locust stops itself at duration_s (the locustfile does); this only bounds a stuck run.
 STUCK_MARGIN_S = 30
+# Locust starts all users at once (`locust_argv`: 10 x users a second, so within 0.1 s);
+# the paced users' schedules begin after that, so that none starts late
+SPAWN_S = 0.15
+
+
+def first_arrival_s(
+    index: int, users: int, rate_rps: float, arrivals: str, rng: np.random.Generator
+) -> float:
+    """When paced user `index` (of `users`, together sending `rate_rps`) sends first, after
+    the schedules begin. Each user then sends every users / rate_rps seconds (constant
+    arrivals) or after exponential gaps of that mean (Poisson). Constant: user i at
+    i / rate_rps, so the users' arrivals together come evenly spaced at the scenario's
+    rate, the stream both engines simulate (random phases would bunch them: five users at
+    100/s with seeded phases sent two requests at the same instant and then none for
+    37 ms). Poisson: a random phase within one gap (merged, the users' streams are Poisson
+    at any phases)."""
+    if arrivals == "constant":
+        return index / rate_rps
+    return float(rng.uniform(0, users / rate_rps))
 
 
 def load_config(

@@ -14,11 +14,13 @@ import stat
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from cryptography import x509
 
 from meshsim.loader import load_scenario
+from meshsim.loadgen import first_arrival_s
 from meshsim.results import MeasuredLink, MeasuredNetwork, RunResult
 from meshsim.testbed.accounting import ProxyStats, parse_stats
 from meshsim.testbed.certs import CertificateAuthority, identity_dns_name
@@ -141,6 +143,32 @@ def test_waypoint_mode_sends_every_call_through_its_namespace_waypoint() -> None
 def test_open_loop_users_are_enough_to_hold_the_rate() -> None:
     scenario, _ = load_scenario(CHAIN)
     assert load_users(scenario) == 5  # 100 rps at 20 per user
+
+
+@pytest.mark.parametrize("rate", [50.0, 100.0, 200.0, 1000.0])
+def test_paced_users_together_send_evenly_spaced(rate: float) -> None:
+    # constant arrivals: each paced user sends every users / rate seconds from its first
+    # arrival; merged, the users' sends are the engines' stream, one every 1 / rate
+    scenario, _ = load_scenario(CHAIN)
+    assert scenario.traffic.open_loop is not None
+    loop = scenario.traffic.open_loop.model_copy(update={"rate_rps": rate})
+    traffic = scenario.traffic.model_copy(update={"open_loop": loop})
+    users = load_users(scenario.model_copy(update={"traffic": traffic}))
+    assert users >= 2
+    rng = np.random.default_rng(7)
+    gap = users / rate
+    sends = np.sort(
+        np.concatenate(
+            [
+                first_arrival_s(i, users, rate, "constant", rng) + gap * np.arange(20)
+                for i in range(users)
+            ]
+        )
+    )
+    assert np.diff(sends) == pytest.approx(np.full(len(sends) - 1, 1 / rate), abs=1e-12)
+    # Poisson: each user's first arrival somewhere within its own gap
+    firsts = [first_arrival_s(i, users, rate, "poisson", rng) for i in range(users)]
+    assert all(0 <= f < gap for f in firsts)
 
 
 def test_certificates_carry_the_spiffe_id_and_keys_stay_private(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ kept from the `request` event and written to `out` as a .npy array when Locust q
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import threading
@@ -23,6 +24,7 @@ from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
 
 from meshsim.engines.des import child_rng
+from meshsim.loadgen import SPAWN_S, first_arrival_s
 from meshsim.scenario import Traffic
 
 with open(os.environ["MESHSIM_LOAD_CONFIG"]) as _fh:
@@ -36,6 +38,8 @@ TARGETS: list[str] = CONFIG["targets"]
 
 _records: list[tuple[float, float, bool]] = []  # (start epoch s, latency ms, ok)
 _rng = child_rng(int(CONFIG["seed"]), "testbed/loadgen")
+_spawned = itertools.count()  # paced users, in the order Locust starts them
+_schedules_begin: list[float] = []  # monotonic time the paced users' schedules begin
 
 
 def _record(
@@ -95,8 +99,12 @@ class MeshUser(FastHttpUser):
         super().__init__(environment)
         loop = TRAFFIC.open_loop
         self.gap_s = USERS / loop.rate_rps if loop is not None else 0.0
-        # users' first arrivals spread over one gap, so paced users do not send in step
-        self.due = time.monotonic() + float(_rng.uniform(0, self.gap_s or 0.001))
+        if not _schedules_begin:  # the first user: every paced schedule begins then
+            _schedules_begin.append(time.monotonic() + SPAWN_S)
+        self.due = _schedules_begin[0]
+        if loop is not None:  # the users' first arrivals spread over one gap
+            index = next(_spawned)
+            self.due += first_arrival_s(index, USERS, loop.rate_rps, loop.arrivals, _rng)
 
     def wait_time(self) -> float:
         if TRAFFIC.closed_loop is not None:
