@@ -18,6 +18,7 @@ __all__ = [
     "MemoryCost",
     "Profile",
     "ProxyCost",
+    "RoundTrips",
     "Sourced",
 ]
 
@@ -40,6 +41,14 @@ class Fraction(Sourced):
     """A sourced share: between 0 and 1."""
 
     value: float = Field(ge=0, le=1)
+
+
+class RoundTrips(Sourced):
+    """A sourced count of round trips to open an mTLS connection: at least one (the client's
+    hello reaches the server and its answer comes back; the engines charge that one's two
+    delays around the server's handshake CPU)."""
+
+    value: float = Field(ge=1)
 
 
 class Directional(_Model):
@@ -138,7 +147,9 @@ class ProxyCost(_Model):
         description="Latency added per pass per KiB of the payload it carries, outside CPU: "
         "buffers handed from process to process, each waiting to be scheduled."
     )
-    handshake_round_trips: Sourced = Field(description="Round trips to open one connection.")
+    handshake_round_trips: RoundTrips = Field(
+        description="Round trips to open one mTLS connection (at least 1)."
+    )
     memory: MemoryCost
     idle_millicores: Sourced = Field(description="CPU used with no traffic (xDS, stats).")
 

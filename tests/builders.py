@@ -136,6 +136,8 @@ def zero_cost_profile() -> Profile:
     doc = zero(copy.deepcopy(raw))
     for kind in ("sidecar", "ztunnel", "waypoint"):
         doc[kind]["workers"] = {"value": 2, "source": "test"}
+        # an mTLS handshake takes one round trip at least (profile.RoundTrips)
+        doc[kind]["handshake_round_trips"] = {"value": 1, "source": "test: the least"}
     return Profile.model_validate(doc)
 
 

@@ -190,3 +190,27 @@ def test_a_share_above_one_in_the_profile_is_named_by_line(tmp_path: Path, path:
     assert result.output.endswith(
         f": {path}.value: expected a value less than or equal to 1, got 1.5\n"
     )
+
+
+@pytest.mark.parametrize("kind", ["sidecar", "ztunnel", "waypoint"])
+def test_an_mtls_handshake_of_no_round_trip_is_named_by_line(tmp_path: Path, kind: str) -> None:
+    # the engines wait one round trip around the server's handshake CPU, then the rest:
+    # fewer than one would put the connection's readiness before its start (the DES engine
+    # stopped on a negative delay, the vector engine went back in time)
+    scenario = _write(tmp_path, GOOD)
+    profile_file = tmp_path / "profiles" / "istio-1.24.yaml"
+    doc = yaml.safe_load(profile_file.read_text())
+    doc[kind]["handshake_round_trips"] = {"value": 0.375, "source": "test"}
+    profile_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = CliRunner().invoke(main, ["validate", str(scenario)])
+    assert result.exit_code == 2, result.output
+    line = next(
+        i + 1
+        for i, text in enumerate(profile_file.read_text().splitlines())
+        if text.strip().startswith("value: 0.375")
+    )
+    assert result.output.startswith(f"{profile_file}:{line}:")
+    assert result.output.endswith(
+        f": {kind}.handshake_round_trips.value: expected a value greater than or equal to 1, "
+        "got 0.375\n"
+    )
