@@ -168,28 +168,33 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     assert len(result.output.strip().splitlines()) == 2
 
 
-@pytest.mark.parametrize("path", ["sidecar.cpu.deferred_fraction", "app.cold_deferred_fraction"])
-def test_a_share_above_one_in_the_profile_is_named_by_line(tmp_path: Path, path: str) -> None:
-    # a share of a burst's CPU above 1 would leave the rest of it negative
+def _profile_error(tmp_path: Path, path: str, value: float) -> tuple[str, str]:
+    """Validate the good scenario with the profile's number at `path` (dotted) set to
+    `value`: the output, and the file:line: it must start with (the line of that value)."""
     scenario = _write(tmp_path, GOOD)
     profile_file = tmp_path / "profiles" / "istio-1.24.yaml"
     doc = yaml.safe_load(profile_file.read_text())
     node = doc
     for part in path.split("."):
         node = node.setdefault(part, {})
-    node.update({"value": 1.5, "source": "test"})
+    node.update({"value": value, "source": "test"})
     profile_file.write_text(yaml.safe_dump(doc, sort_keys=False))
     result = CliRunner().invoke(main, ["validate", str(scenario)])
     assert result.exit_code == 2, result.output
     line = next(
         i + 1
         for i, text in enumerate(profile_file.read_text().splitlines())
-        if text.strip().startswith("value: 1.5")
+        if text.strip().startswith(f"value: {value}")
     )
-    assert result.output.startswith(f"{profile_file}:{line}:")
-    assert result.output.endswith(
-        f": {path}.value: expected a value less than or equal to 1, got 1.5\n"
-    )
+    return result.output, f"{profile_file}:{line}:"
+
+
+@pytest.mark.parametrize("path", ["sidecar.cpu.deferred_fraction", "app.cold_deferred_fraction"])
+def test_a_share_above_one_in_the_profile_is_named_by_line(tmp_path: Path, path: str) -> None:
+    # a share of a burst's CPU above 1 would leave the rest of it negative
+    output, where = _profile_error(tmp_path, path, 1.5)
+    assert output.startswith(where)
+    assert output.endswith(f": {path}.value: expected a value less than or equal to 1, got 1.5\n")
 
 
 @pytest.mark.parametrize("kind", ["sidecar", "ztunnel", "waypoint"])
@@ -197,20 +202,9 @@ def test_an_mtls_handshake_of_no_round_trip_is_named_by_line(tmp_path: Path, kin
     # the engines wait one round trip around the server's handshake CPU, then the rest:
     # fewer than one would put the connection's readiness before its start (the DES engine
     # stopped on a negative delay, the vector engine went back in time)
-    scenario = _write(tmp_path, GOOD)
-    profile_file = tmp_path / "profiles" / "istio-1.24.yaml"
-    doc = yaml.safe_load(profile_file.read_text())
-    doc[kind]["handshake_round_trips"] = {"value": 0.375, "source": "test"}
-    profile_file.write_text(yaml.safe_dump(doc, sort_keys=False))
-    result = CliRunner().invoke(main, ["validate", str(scenario)])
-    assert result.exit_code == 2, result.output
-    line = next(
-        i + 1
-        for i, text in enumerate(profile_file.read_text().splitlines())
-        if text.strip().startswith("value: 0.375")
-    )
-    assert result.output.startswith(f"{profile_file}:{line}:")
-    assert result.output.endswith(
+    output, where = _profile_error(tmp_path, f"{kind}.handshake_round_trips", 0.375)
+    assert output.startswith(where)
+    assert output.endswith(
         f": {kind}.handshake_round_trips.value: expected a value greater than or equal to 1, "
         "got 0.375\n"
     )
