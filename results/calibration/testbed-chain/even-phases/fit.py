@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.optimize import least_squares
-
-from meshsim.results import load_run
+from table import figures  # this folder's
 
 HERE = Path(__file__).parent
 RATES = (25, 50, 70, 100, 200)
@@ -20,18 +19,9 @@ SHAPES = (1.0, 2.0, 3.0)
 
 def points() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Idle gap (ms), echo CPU a request (µs) and p50 (ms) of each of the ten runs."""
-    gap, cpu, p50 = [], [], []
-    for rate in RATES:
-        for p in "ab":
-            folder = HERE / f"tp-{rate}-256-{p}"
-            (path,) = [x for x in folder.glob("*.json") if "as-" not in x.name]
-            mode = load_run(path).modes["none"]
-            (echo,) = [c for c in mode.components if c.name.startswith("echo")]
-            per = echo.cpu_cores / mode.throughput_rps
-            gap.append(1 / rate - per)
-            cpu.append(per * 1e6)
-            p50.append(mode.latency_ms.p50)
-    return np.array(gap) * 1e3, np.array(cpu), np.array(p50)
+    p50, cpu = np.array([figures(HERE / f"tp-{rate}-256-{p}") for rate in RATES for p in "ab"]).T
+    period_ms = np.repeat([1000.0 / rate for rate in RATES], 2)
+    return period_ms - cpu / 1000.0, cpu, p50
 
 
 def curve(x: np.ndarray, g: np.ndarray, shape: float | None = None) -> np.ndarray:
