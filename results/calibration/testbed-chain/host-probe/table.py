@@ -1,19 +1,39 @@
-"""Each run's echo CPU a request and p50 beside the mean of the probes before and after it; correlations."""
-import json, glob, numpy as np
+"""Each run's echo CPU a request and p50 beside the mean of the probes run before and after
+it, and their correlations over the twelve runs."""
+
+import json
 from pathlib import Path
+
+import numpy as np
+
 HERE = Path(__file__).parent
-pr = [json.loads(l) for l in open(HERE / 'probes.jsonl')][-24:]
-rows = []
-for i in range(12):
-    d = json.load(open(glob.glob(f'{HERE}/runs/{i+1:02d}/*-seed*.json')[0]))
-    m = d['modes']['none']
-    echo = next(c for c in m['components'] if c['name'] == 'echo-0')
-    lg = [c for c in m['components'] if c['kind'] == 'loadgen']
-    before, after = pr[2*i], pr[2*i+1]
-    rows.append(dict(echo_us=echo['cpu_cores']/m['throughput_rps']*1e6, p50=m['latency_ms']['p50'],
-        **{k: (before[k]+after[k])/2 for k in before if k != 'at'}))
-keys = list(rows[0])
-for r in rows: print('  '.join(f"{k}={r[k]:.1f}" for k in keys))
-A = np.array([[r[k] for k in keys] for r in rows])
-print('corr with echo_us:', {k: round(float(np.corrcoef(A[:,0], A[:,j])[0,1]),2) for j,k in enumerate(keys)})
-print('corr with p50:', {k: round(float(np.corrcoef(A[:,1], A[:,j])[0,1]),2) for j,k in enumerate(keys)})
+
+
+def main() -> None:
+    probes = [json.loads(line) for line in (HERE / "probes.jsonl").read_text().splitlines()]
+    rows = []
+    for i in range(12):
+        summary = next((HERE / "runs" / f"{i + 1:02d}").glob("*-seed*.json"))
+        mode = json.loads(summary.read_text())["modes"]["none"]
+        echo = next(c for c in mode["components"] if c["name"] == "echo-0")
+        before, after = probes[2 * i], probes[2 * i + 1]
+        row = {
+            "echo_us": echo["cpu_cores"] / mode["throughput_rps"] * 1e6,
+            "p50": mode["latency_ms"]["p50"],
+        }
+        row |= {k: (before[k] + after[k]) / 2 for k in before if k != "at"}
+        rows.append(row)
+    keys = list(rows[0])
+    for row in rows:
+        print("  ".join(f"{k}={row[k]:.2f}" for k in keys))
+    table = np.array([[row[k] for k in keys] for row in rows])
+    for j, name in enumerate(("echo_us", "p50")):
+        corr = {
+            k: round(float(np.corrcoef(table[:, j], table[:, m])[0, 1]), 2)
+            for m, k in enumerate(keys)
+        }
+        print(f"correlation with {name}:", corr)
+
+
+if __name__ == "__main__":
+    main()
