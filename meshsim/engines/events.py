@@ -878,11 +878,21 @@ def run_window(
                         stage = -1
                     elif stage in (_HS_DONE, _APP_HS_DONE):
                         k = int(st[c, sj + 1]) if stage == _HS_DONE else int(st[c, _S_CONN_APP])
+                        # the calls that joined it go on in the order they joined, as in
+                        # the DES engine (the list holds the latest first: the ring is
+                        # filled from the far end)
+                        joined = 0
                         w = conns[k].waiters
                         while w >= 0:
-                            ring[(r_head + r_count) & r_mask] = w * 64 + _TRANSIT
-                            r_count += 1
+                            joined += 1
                             w = int(st[w, _S_WAIT])
+                        w = conns[k].waiters
+                        at = joined
+                        while w >= 0:
+                            at -= 1
+                            ring[(r_head + r_count + at) & r_mask] = w * 64 + _TRANSIT
+                            w = int(st[w, _S_WAIT])
+                        r_count += joined
                         conns[k].waiters = _READY
                         stage = _TRANSIT if stage == _HS_DONE else _APP_TRANSIT
                     else:  # _DONE
