@@ -35,7 +35,7 @@ from meshsim.engines.des import simulate_mode as simulate_des
 from meshsim.engines.vector import VectorStats
 from meshsim.engines.vector import simulate_mode as simulate_vector
 from meshsim.loader import load_scenario
-from meshsim.profile import Profile
+from meshsim.profile import Profile, zero_cost
 from meshsim.results import ModeResult
 from meshsim.run import mode_jobs, simulate
 from meshsim.scenario import Mode, Scenario
@@ -253,19 +253,7 @@ def targets(totals: dict[str, tuple[EngineRun, EngineRun, EngineRun]]) -> None:
 def _zero_profile() -> Profile:
     """The Istio profile with every cost zeroed: plain queueing networks."""
     _, profile = load_scenario(ROOT / "scenarios" / "quickstart.yaml")
-    doc = profile.model_dump()
-
-    def zero(node: Any) -> Any:
-        if isinstance(node, dict):
-            if set(node) == {"value", "source"}:
-                return {"value": 0, "source": "bench: zero cost"}
-            return {k: zero(v) for k, v in node.items()}
-        return node
-
-    doc = zero(doc)
-    for kind in ("sidecar", "ztunnel", "waypoint"):
-        doc[kind]["workers"] = {"value": 1, "source": "bench"}
-    return Profile.model_validate(doc)
+    return zero_cost(profile, workers=1, source="bench: zero cost")
 
 
 def _network(stations: list[tuple[float, int]], rate: float, duration: float) -> Scenario:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,8 @@ from typing import Any
 import yaml
 
 from meshsim.costs import wake_up_s
-from meshsim.profile import Profile
+from meshsim.loader import load_profile
+from meshsim.profile import Profile, zero_cost
 from meshsim.scenario import Scenario
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,21 +124,7 @@ def scenario_of(doc: dict[str, Any]) -> Scenario:
 
 def zero_cost_profile() -> Profile:
     """The Istio profile with every cost zeroed: only what the scenario says takes time."""
-    raw = yaml.safe_load(ISTIO.read_text())
-
-    def zero(node: Any) -> Any:
-        if isinstance(node, dict):
-            if set(node) == {"value", "source"}:
-                return {"value": 0, "source": "test: zero cost"}
-            return {k: zero(v) for k, v in node.items()}
-        return node
-
-    doc = zero(copy.deepcopy(raw))
-    for kind in ("sidecar", "ztunnel", "waypoint"):
-        doc[kind]["workers"] = {"value": 2, "source": "test"}
-        # an mTLS handshake takes one round trip at least (profile.RoundTrips)
-        doc[kind]["handshake_round_trips"] = {"value": 1, "source": "test: the least"}
-    return Profile.model_validate(doc)
+    return zero_cost(load_profile(ISTIO), workers=2, source="test: zero cost")
 
 
 def write_yaml(path: Path, doc: dict[str, Any]) -> Path:
