@@ -533,11 +533,13 @@ def run_window(
     # Slots are taken in order as needed.
     v_free = loop[_L_V_FREE]
     v_top = loop[_L_V_TOP]
-    # the heap (and the ring of events due now, in the order they arose): each call waits
-    # on one thing at a time, each held server has one event. The first event an event
-    # makes for the same instant (a grant of an idle server, a call resumed) is not queued
-    # in the ring but runs next (`pending`): zero-time chains run depth first. That only
-    # reorders events of one instant, which FIFO leaves open, and saves most ring traffic
+    # the heap (and the ring of events due now, in the order they arose: a step after no
+    # delay goes there too, not to the heap, as the DES engine's zero timeouts queue behind
+    # the grants made before them): each call waits on one thing at a time, each held
+    # server has one event. The first event an event makes for the same instant (a grant
+    # of an idle server, a call resumed) is not queued in the ring but runs next
+    # (`pending`): zero-time chains run depth first. That only reorders events of one
+    # instant, which FIFO leaves open, and saves most ring traffic
     hf = heap
     hk = heap.view(np.int64)
     size = loop[_L_SIZE]
@@ -699,8 +701,12 @@ def run_window(
                     elif stage == _RESP_DONE:
                         resid_s[int(calls[c, bj + _B_COMP])] += _overlap(st[c, sj], now, w0, w1)
                         t = now + calls[c, bj + _B_DELAY] + calls[c, bj + _B_HOP_OUT]
-                        size = _push(hf, hk, size, seq, t, c * 64 + _RESP_BACK)
-                        seq += 1
+                        if t <= now:  # due now: among this instant's events, as they arose
+                            ring[(r_head + r_count) & r_mask] = c * 64 + _RESP_BACK
+                            r_count += 1
+                        else:
+                            size = _push(hf, hk, size, seq, t, c * 64 + _RESP_BACK)
+                            seq += 1
                         stage = -1
                     elif stage in (_RESP_BACK, _APP_BACK):
                         from_app = stage == _APP_BACK
@@ -732,8 +738,12 @@ def run_window(
                             stage = _DONE
                     elif stage == _TRANSIT:
                         t = now + calls[c, bj + _B_DELAY] + calls[c, bj + _B_HOP_IN]
-                        size = _push(hf, hk, size, seq, t, c * 64 + _REQ)
-                        seq += 1
+                        if t <= now:  # due now: among this instant's events, as they arose
+                            ring[(r_head + r_count) & r_mask] = c * 64 + _REQ
+                            r_count += 1
+                        else:
+                            size = _push(hf, hk, size, seq, t, c * 64 + _REQ)
+                            seq += 1
                         stage = -1
                     elif stage in (_CONNECT, _APP_CONNECT):
                         into_app = stage == _APP_CONNECT
@@ -772,8 +782,12 @@ def run_window(
                             st[c, _S_CONN_APP] = k
                             if new:
                                 t = now + last_round_trips * 2 * calls[c, _F_LAST_DELAY]
-                                size = _push(hf, hk, size, seq, t, c * 64 + _APP_HS_DONE)
-                                seq += 1
+                                if t <= now:  # due now: among this instant's events, as they arose
+                                    ring[(r_head + r_count) & r_mask] = c * 64 + _APP_HS_DONE
+                                    r_count += 1
+                                else:
+                                    size = _push(hf, hk, size, seq, t, c * 64 + _APP_HS_DONE)
+                                    seq += 1
                                 stage = -1
                             else:
                                 stage = _APP_TRANSIT
@@ -802,8 +816,12 @@ def run_window(
                         stage = _TRANSIT if n_boxes > 0 else _APP_CONNECT
                     elif stage == _APP_TRANSIT:
                         t = now + calls[c, _F_LAST_DELAY]
-                        size = _push(hf, hk, size, seq, t, c * 64 + _APP)
-                        seq += 1
+                        if t <= now:  # due now: among this instant's events, as they arose
+                            ring[(r_head + r_count) & r_mask] = c * 64 + _APP
+                            r_count += 1
+                        else:
+                            size = _push(hf, hk, size, seq, t, c * 64 + _APP)
+                            seq += 1
                         stage = -1
                     elif stage == _APP:
                         st[c, _S_APP_START] = now
@@ -856,8 +874,12 @@ def run_window(
                             st[c, _S_APP_START], now, w0, w1
                         )
                         t = now + calls[c, _F_LAST_DELAY]
-                        size = _push(hf, hk, size, seq, t, c * 64 + _APP_BACK)
-                        seq += 1
+                        if t <= now:  # due now: among this instant's events, as they arose
+                            ring[(r_head + r_count) & r_mask] = c * 64 + _APP_BACK
+                            r_count += 1
+                        else:
+                            size = _push(hf, hk, size, seq, t, c * 64 + _APP_BACK)
+                            seq += 1
                         stage = -1
                     elif stage == _HS1_DONE:
                         size = _push(
@@ -873,8 +895,12 @@ def run_window(
                     elif stage == _HS2_DONE:
                         d = calls[c, bj + _B_DELAY]
                         t = now + d + (round_trips[j] - 1) * 2 * d
-                        size = _push(hf, hk, size, seq, t, c * 64 + _HS_DONE)
-                        seq += 1
+                        if t <= now:  # due now: among this instant's events, as they arose
+                            ring[(r_head + r_count) & r_mask] = c * 64 + _HS_DONE
+                            r_count += 1
+                        else:
+                            size = _push(hf, hk, size, seq, t, c * 64 + _HS_DONE)
+                            seq += 1
                         stage = -1
                     elif stage in (_HS_DONE, _APP_HS_DONE):
                         k = int(st[c, sj + 1]) if stage == _HS_DONE else int(st[c, _S_CONN_APP])
