@@ -539,7 +539,10 @@ def run_window(
     # server has one event. The first event an event makes for the same instant (a grant
     # of an idle server, a call resumed) is not queued in the ring but runs next
     # (`pending`): zero-time chains run depth first. That only reorders events of one
-    # instant, which FIFO leaves open, and saves most ring traffic
+    # instant, which FIFO leaves open, and saves most ring traffic. (The ring-or-heap choice
+    # is written out where each step schedules the next: as a numba helper returning the
+    # heap's size, its sequence and the ring's count, microservices' four modes took 10%
+    # longer.)
     hf = heap
     hk = heap.view(np.int64)
     size = loop[_L_SIZE]
