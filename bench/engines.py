@@ -31,11 +31,12 @@ from typing import Any, TypeVar
 
 import simpy
 
+from meshsim.calibrate.params import zero_cost
 from meshsim.engines.des import simulate_mode as simulate_des
 from meshsim.engines.vector import VectorStats
 from meshsim.engines.vector import simulate_mode as simulate_vector
 from meshsim.loader import load_scenario
-from meshsim.profile import Profile, zero_cost
+from meshsim.profile import Profile
 from meshsim.results import ModeResult
 from meshsim.run import mode_jobs, simulate
 from meshsim.scenario import Mode, Scenario

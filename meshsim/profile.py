@@ -5,7 +5,7 @@ DESIGN.md section 3. Engines read costs only from here; no cost constant lives i
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,7 +20,6 @@ __all__ = [
     "ProxyCost",
     "RoundTrips",
     "Sourced",
-    "zero_cost",
 ]
 
 
@@ -287,23 +286,3 @@ class Profile(_Model):
     def proxy(self, kind: str) -> ProxyCost:
         cost: ProxyCost = getattr(self, kind)
         return cost
-
-
-def zero_cost(profile: Profile, *, workers: int, source: str) -> Profile:
-    """The profile with every cost it states zeroed, so that only what a scenario says takes
-    time (a plain queueing network: the closed-form tests, the bench's reference networks);
-    each proxy with `workers` workers, and an mTLS handshake at its least, one round trip.
-    What the profile leaves to the defaults (the host's) stays."""
-
-    def zero(node: Any) -> Any:
-        if isinstance(node, dict):
-            if set(node) == {"value", "source"}:
-                return {"value": 0, "source": source}
-            return {k: zero(v) for k, v in node.items()}
-        return node
-
-    doc = zero(profile.model_dump(exclude_unset=True))
-    for kind in ("sidecar", "ztunnel", "waypoint"):
-        doc[kind]["workers"] = {"value": workers, "source": source}
-        doc[kind]["handshake_round_trips"] = {"value": 1, "source": f"{source} (the least)"}
-    return Profile.model_validate(doc)

@@ -8,9 +8,10 @@ from typing import Any
 
 import yaml
 
+from meshsim.calibrate.params import zero_cost
 from meshsim.costs import wake_up_s
 from meshsim.loader import load_profile
-from meshsim.profile import Profile, zero_cost
+from meshsim.profile import Profile
 from meshsim.scenario import Scenario
 
 ROOT = Path(__file__).resolve().parent.parent

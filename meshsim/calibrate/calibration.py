@@ -29,7 +29,7 @@ from meshsim.calibrate.dataset import (
 )
 from meshsim.calibrate.fit import FitPoint, FitResult, fit_profile
 from meshsim.calibrate.grid import GridPlan, Setting, split
-from meshsim.calibrate.params import BY_PATH, with_values
+from meshsim.calibrate.params import BY_PATH, sourced_paths, with_values
 from meshsim.profile import Profile, Sourced
 from meshsim.results import RunResult
 from meshsim.run import simulate
@@ -195,14 +195,6 @@ def run_calibration(
 # ---- outputs ------------------------------------------------------------------------------
 
 
-def _sources(doc: Any, prefix: str = "") -> list[str]:
-    if isinstance(doc, dict):
-        if set(doc) == {"value", "source"}:
-            return [prefix]
-        return [p for k, v in doc.items() for p in _sources(v, f"{prefix}.{k}" if prefix else k)]
-    return []
-
-
 def _set_source(doc: dict[str, Any], path: str, source: str) -> None:
     node: Any = doc
     for part in path.split("."):
@@ -222,7 +214,7 @@ def fitted_profile_doc(
     )
     estimates = {e.parameter.path: e for e in cal.fit.estimates()}
     n_runs = sum(len(s.modes) for s in cal.fit_settings)
-    for path in _sources(doc):
+    for path in sourced_paths(doc):
         node: Any = prior_doc
         for part in path.split("."):
             node = node[part]

@@ -21,7 +21,9 @@ __all__ = [
     "Stage",
     "get_value",
     "parameters_for",
+    "sourced_paths",
     "with_values",
+    "zero_cost",
 ]
 
 Stage = Literal["cpu", "memory", "latency"]
@@ -162,3 +164,28 @@ def with_values(
         if sources and path in sources:
             node["source"] = sources[path]
     return Profile.model_validate(doc)
+
+
+def sourced_paths(doc: Any, prefix: str = "") -> list[str]:
+    """The dotted paths of every sourced number ({value, source}) in a profile document."""
+    if isinstance(doc, dict):
+        if set(doc) == {"value", "source"}:
+            return [prefix]
+        return [
+            p for k, v in doc.items() for p in sourced_paths(v, f"{prefix}.{k}" if prefix else k)
+        ]
+    return []
+
+
+def zero_cost(profile: Profile, *, workers: int, source: str) -> Profile:
+    """The profile with every cost it states zeroed, so that only what a scenario says takes
+    time (a plain queueing network: the closed-form tests, the bench's reference networks);
+    each proxy with `workers` workers, and an mTLS handshake at its least, one round trip.
+    What the profile leaves to the defaults (the host's) stays."""
+    values = dict.fromkeys(sourced_paths(profile.model_dump(exclude_unset=True)), 0.0)
+    sources = dict.fromkeys(values, source)
+    for kind in ("sidecar", "ztunnel", "waypoint"):
+        values[f"{kind}.workers"] = workers
+        values[f"{kind}.handshake_round_trips"] = 1
+        sources[f"{kind}.handshake_round_trips"] = f"{source} (the least)"
+    return with_values(profile, values, sources)
