@@ -8,6 +8,7 @@ and line of every value.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -148,6 +149,13 @@ class Workload(_Model):
 class OpenLoop(_Model):
     rate_rps: Positive
     arrivals: Literal["poisson", "constant"] = "poisson"
+
+    def constant_index(self, t_s: float) -> int:
+        """Constant arrivals fall at k gaps, k = 1, 2, ... (k x gap, not a running sum of
+        gaps): the k of the first at or after t_s, one within a billionth of a gap of t_s
+        counting as at it. Both engines count a window's arrivals with it."""
+        gap = 1.0 / self.rate_rps
+        return max(1, math.ceil(t_s / gap - 1e-9))
 
 
 class ClosedLoop(_Model):

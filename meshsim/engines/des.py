@@ -631,7 +631,7 @@ class _Simulation:
         if loop.arrivals == "constant":
             # the k-th at k gaps, not a running sum of them (whose rounding decided whether an
             # arrival due at the window's end came before it): the vector engine's arrivals
-            for k in range(1, math.ceil(self.w1 / mean_gap - 1e-9)):
+            for k in range(1, loop.constant_index(self.w1)):
                 yield self.env.timeout(k * mean_gap - self.env.now)
                 self.env.process(self._entry())
             return

@@ -893,8 +893,7 @@ class _VectorRun:
         assert loop is not None
         gap = 1.0 / loop.rate_rps
         if loop.arrivals == "constant":
-            k0 = max(1, math.ceil(a / gap - 1e-9))
-            k1 = math.ceil(b / gap - 1e-9)
+            k0, k1 = loop.constant_index(a), loop.constant_index(b)
             return np.arange(k0, max(k0, k1)) * gap
         while self.pending.shape[0] == 0 or self.pending[-1] < b:
             n = int(loop.rate_rps * (b - a) * 1.1) + 4096
