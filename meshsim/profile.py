@@ -14,6 +14,8 @@ __all__ = [
     "CpuCost",
     "Directional",
     "Fraction",
+    "HeldOut",
+    "HeldOutError",
     "HostCost",
     "MemoryCost",
     "Profile",
@@ -270,9 +272,34 @@ _DEFAULT_HOST = HostCost(
 )
 
 
+class HeldOutError(_Model):
+    """One figure's error on the held-out settings: |simulated - measured| / measured."""
+
+    median: float = Field(ge=0)
+    worst: float = Field(ge=0)
+    figures: int = Field(ge=1, description="How many figures the two are over.")
+
+
+class HeldOut(_Model):
+    """How far a fitted profile's predictions fell from measured runs it was not fitted
+    to, as `meshsim calibrate` found them: `meshsim run` prints it beside its results."""
+
+    table: str = Field(min_length=3, description="Where every held-out figure is listed.")
+    split: str = Field(min_length=3, description="Which settings were held out, and how.")
+    errors: dict[str, HeldOutError] = Field(
+        description="By figure (p50, p90, p99, throughput, cpu, memory, and cpu/KIND, "
+        "memory/KIND per component kind)."
+    )
+
+
 class Profile(_Model):
     name: str
     description: str = ""
+    held_out: HeldOut | None = Field(
+        default=None,
+        description="A fitted profile's error on the settings held out of its fit (written "
+        "by meshsim calibrate; none for a profile not fitted to measurements).",
+    )
     app: AppCost
     sidecar: ProxyCost
     ztunnel: ProxyCost

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Console
 from rich.table import Table
 
-from meshsim.results import RunResult
+from meshsim.profile import HeldOut
+from meshsim.results import ModeResult, RunResult
 from meshsim.run import compare
 
-__all__ = ["print_run"]
+__all__ = ["NOISY", "held_out_lines", "print_run"]
+
+# A percentile whose standard error from sampling is above this share of it is marked
+NOISY = 0.05
+_QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99, "p999": 0.999}
+_MARK = "†"
 
 
 def _pct(value: float | None) -> str:
@@ -17,6 +25,28 @@ def _pct(value: float | None) -> str:
 
 def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:+.3f}"
+
+
+def _noise_ms(result: ModeResult, p: str) -> float:
+    """The standard error of a latency percentile from sampling, in ms (inf where the run
+    has too few requests to say)."""
+    rel = result.histogram.quantile_sampling_error(_QUANTILES[p])
+    return math.inf if rel is None else rel * getattr(result.latency_ms, p)
+
+
+def _percentile(result: ModeResult, p: str) -> str:
+    value = getattr(result.latency_ms, p)
+    noisy = not _noise_ms(result, p) <= NOISY * value
+    return f"{value:.3f}{_MARK if noisy else ''}"
+
+
+def _overhead(run: RunResult, mode: str, p: str, overhead: float | None) -> str:
+    """The overhead against no mesh, marked where it is within twice the combined
+    sampling error of the two percentiles it is the difference of."""
+    if overhead is None or mode == "none":
+        return _ms(overhead)
+    noise = math.hypot(_noise_ms(run.modes[mode], p), _noise_ms(run.modes["none"], p))
+    return f"{overhead:+.3f}{_MARK if not abs(overhead) > 2 * noise else ''}"
 
 
 def print_run(run: RunResult, console: Console) -> None:
@@ -30,14 +60,18 @@ def print_run(run: RunResult, console: Console) -> None:
     for mode in modes:
         table.add_column(mode, justify="right")
 
+    marked = False
+
     def row(label: str, values: list[str]) -> None:
+        nonlocal marked
+        marked = marked or any(_MARK in v for v in values)
         table.add_row(label, *values)
 
     r = [run.modes[m] for m in modes]
     row("requests (errors)", [f"{x.requests} ({x.errors})" for x in r])
     row("throughput rps", [f"{x.throughput_rps:.1f}" for x in r])
-    for p in ("p50", "p90", "p99", "p999"):
-        row(f"latency {p} ms", [f"{getattr(x.latency_ms, p):.3f}" for x in r])
+    for p in _QUANTILES:
+        row(f"latency {p} ms", [_percentile(x, p) for x in r])
     for part in ("total", "app", "sidecar", "ztunnel", "waypoint"):
         row(f"CPU {part} cores", [f"{getattr(x.cpu_cores, part):.3f}" for x in r])
     for part in ("total", "app", "sidecar", "ztunnel", "waypoint"):
@@ -56,6 +90,64 @@ def print_run(run: RunResult, console: Console) -> None:
     row("mesh CPU saving", [_pct(c.mesh_cpu_saving) for c in cmp])
     row("mesh memory saving", [_pct(c.mesh_memory_saving) for c in cmp])
     row("cost saving", [_pct(c.cost_saving) for c in cmp])
-    row("p50 overhead ms", [_ms(c.p50_overhead_ms) for c in cmp])
-    row("p99 overhead ms", [_ms(c.p99_overhead_ms) for c in cmp])
+    row(
+        "p50 overhead ms",
+        [_overhead(run, m, "p50", c.p50_overhead_ms) for m, c in zip(modes, cmp, strict=True)],
+    )
+    row(
+        "p99 overhead ms",
+        [_overhead(run, m, "p99", c.p99_overhead_ms) for m, c in zip(modes, cmp, strict=True)],
+    )
     console.print(table)
+    if marked:
+        console.print(
+            f"{_MARK} sampling noise: the percentile's standard error from sampling is over "
+            f"{NOISY:.0%} of it, or the overhead is within twice that of its two percentiles "
+            "(distribution-free, from the run's latency histogram; consecutive requests are "
+            "not independent, so the true noise is larger). A longer run "
+            "(traffic.duration_s) pins it down.",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    if run.kind == "simulated":
+        for line in held_out_lines(run.profile, run.profile_held_out):
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+def _errors(held: HeldOut, figures: list[tuple[str, str]]) -> str:
+    return ", ".join(
+        f"{label} {e.median * 100:.1f}% ({e.worst * 100:.1f}%)"
+        for figure, label in figures
+        if (e := held.errors.get(figure)) is not None
+    )
+
+
+def held_out_lines(profile: str, held: HeldOut | None) -> list[str]:
+    """What a simulated run's figures are worth: the profile's error on measured settings
+    held out of its fit, or that it has none."""
+    if held is None:
+        return [
+            f"Profile {profile} was not fitted to measurements by meshsim calibrate: no "
+            "held-out error to show (each of its numbers names its source in the profile)."
+        ]
+    lines = [
+        f"Profile {profile}, on measured settings held out of its fit ({held.table}), "
+        "median |error| (worst): "
+        + "; ".join(
+            part
+            for part in (
+                _errors(held, [("p50", "latency p50"), ("p90", "p90"), ("p99", "p99")]),
+                _errors(held, [("cpu", "CPU per component")]),
+                _errors(held, [("memory", "memory per component")]),
+            )
+            if part
+        )
+        + "."
+    ]
+    kinds = ("app", "sidecar", "ztunnel", "waypoint")
+    for figure in ("cpu", "memory"):
+        by_kind = _errors(held, [(f"{figure}/{k}", k) for k in kinds])
+        if by_kind:
+            lines.append(f"  {'CPU' if figure == 'cpu' else 'memory'} by kind: {by_kind}.")
+    return lines

@@ -34,6 +34,7 @@ from meshsim.plots import (
     run_savings,
 )
 from meshsim.profile import Profile
+from meshsim.render import held_out_lines
 from meshsim.results import COMPONENT_CLASSES, RunResult
 from meshsim.scenario import MODES, Scenario
 from meshsim.sweep import NAMED_PARAMETERS
@@ -386,6 +387,12 @@ def build_report(inputs: Inputs, near: Sequence[Path]) -> str:
         if file is None:
             sections.append("<p>The scenario file was not found next to the results.</p>")
         sections.append("<h3>Comparison</h3>" + _comparison(run))
+        if run.kind == "simulated":
+            sections.append(
+                '<p class="meta">'
+                + "<br>".join(_e(x) for x in held_out_lines(run.profile, run.profile_held_out))
+                + "</p>"
+            )
         profiles.setdefault(run.profile, _profile_for(run.profile, file))
     for table in inputs.sweeps:
         names.append(table.meta["sweep"])

@@ -95,6 +95,7 @@ def simulate(
         engine=engine,
         seed=run_seed,
         profile=profile.name,
+        profile_held_out=profile.held_out,
         modes=results,
     )
 

@@ -8,8 +8,11 @@ which ones the grid cannot pin down.
 from __future__ import annotations
 
 import copy
+import csv
+import io
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -454,6 +457,20 @@ def test_fitted_profile_names_the_dataset_everywhere(
     assert "not a fitted parameter" in loaded.sidecar.workers.source
 
 
+def test_a_profile_whose_numbers_change_leaves_its_held_out_error_behind(
+    istio_profile: Profile,
+) -> None:
+    held = {
+        "table": "results/calibration/x/heldout.csv",
+        "split": "split: seed 1, 1 of 2 settings held out",
+        "errors": {"cpu": {"median": 0.05, "worst": 0.1, "figures": 4}},
+    }
+    fitted = Profile.model_validate({**istio_profile.model_dump(), "held_out": held})
+    assert fitted.held_out is not None and fitted.held_out.errors["cpu"].figures == 4
+    assert with_values(fitted, {}).held_out == fitted.held_out
+    assert with_values(fitted, {"app.per_request_us": 1.0}).held_out is None
+
+
 GRID = {
     "name": "g",
     "seed": 4,
@@ -648,6 +665,41 @@ def test_cli_refits_a_dataset_and_prints_the_held_out_table(tmp_path: Path, trut
     held = (out / "heldout.csv").read_text().splitlines()
     assert held[0] == "point,mode,figure,component,kind,measured,simulated,error,sampling_error"
     assert len(held) > 1
+    # the profile carries its held-out error, the table's medians, and `run` prints it
+    fitted = load_profile(profile_out)
+    assert fitted.held_out is not None
+    assert Path(fitted.held_out.table) == (out / "heldout.csv").resolve()
+    assert fitted.held_out.split.startswith("split: seed 2, 2 of 6 settings held out")
+    rows = list(csv.DictReader(io.StringIO((out / "heldout.csv").read_text())))
+    for figure in ("p50", "cpu", "memory"):
+        errors = [abs(float(r["error"])) for r in rows if r["figure"] == figure and r["error"]]
+        got = fitted.held_out.errors[figure]
+        assert got.figures == len(errors)
+        assert got.median == pytest.approx(statistics.median(errors), abs=5e-6)
+        assert got.worst == pytest.approx(max(errors), abs=5e-6)
+    sidecar_cpu = [
+        abs(float(r["error"])) for r in rows if r["figure"] == "cpu" and r["kind"] == "sidecar"
+    ]
+    assert fitted.held_out.errors["cpu/sidecar"].figures == len(sidecar_cpu)
+    scenario_doc = yaml.safe_load(scenario_file.read_text())
+    scenario_doc["profile"] = str(profile_out)
+    ran = CliRunner().invoke(
+        main, ["run", str(write_yaml(tmp_path / "run.yaml", scenario_doc))], terminal_width=400
+    )
+    assert ran.exit_code == 0, ran.output
+    e = fitted.held_out.errors
+    assert (
+        f"Profile fitted, on measured settings held out of its fit ({fitted.held_out.table}), "
+        f"median |error| (worst): latency p50 {e['p50'].median * 100:.1f}% "
+        f"({e['p50'].worst * 100:.1f}%), p90 {e['p90'].median * 100:.1f}% "
+    ) in ran.output
+    assert f"CPU per component {e['cpu'].median * 100:.1f}% ({e['cpu'].worst * 100:.1f}%)" in (
+        ran.output
+    )
+    as_json = CliRunner().invoke(
+        main, ["run", str(tmp_path / "run.yaml"), "--json", "--mode", "sidecar"]
+    )
+    assert json.loads(as_json.output)["profile_held_out"] == fitted.held_out.model_dump()
     # a setting missing from the dataset is not measured behind the user's back
     (out / "dataset" / plan.settings[0].key / f"synthetic-seed{MEASURE_SEED}.json").unlink()
     result = CliRunner().invoke(main, args)

@@ -62,9 +62,21 @@ def test_json_follows_the_contract(tmp_path: Path) -> None:
         assert set(figures["proxies"]) == {"sidecar", "ztunnel", "waypoint"}
         parts = sum(figures["cpu_cores"][k] for k in BY_COMPONENT - {"total"})
         assert figures["cpu_cores"]["total"] == parts
+    assert doc["profile_held_out"] is None  # a profile not fitted by meshsim calibrate
     none = doc["modes"]["none"]
     assert none["cpu_cores"]["sidecar"] == none["memory_mib"]["ztunnel"] == 0
     assert doc["modes"]["sidecar"]["proxies"] == {"sidecar": 3, "ztunnel": 0, "waypoint": 0}
+
+
+def test_the_table_says_a_profile_not_fitted_here_has_no_held_out_error(
+    tmp_path: Path,
+) -> None:
+    result = CliRunner().invoke(main, ["run", str(_scenario(tmp_path))], terminal_width=400)
+    assert result.exit_code == 0, result.output
+    assert (
+        "Profile istio-1.24 was not fitted to measurements by meshsim calibrate: no held-out "
+        "error to show (each of its numbers names its source in the profile).\n"
+    ) in result.output
 
 
 def test_mode_and_seed_options(tmp_path: Path) -> None:

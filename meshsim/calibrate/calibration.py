@@ -202,16 +202,39 @@ def _set_source(doc: dict[str, Any], path: str, source: str) -> None:
     node["source"] = source
 
 
+def held_out_summary(cal: Calibration, table_ref: str) -> dict[str, Any] | None:
+    """The held-out error a fitted profile carries (Profile.held_out): median and worst
+    absolute relative error per figure, as the report's held-out summary has them."""
+    errors = {
+        s.figure: {
+            "median": round(s.median_abs_error, 5),
+            "worst": round(abs(s.worst.error or 0.0), 5),
+            "figures": s.count,
+        }
+        for s in summarize(cal.held_out_rows, by_kind=True)
+        if s.median_abs_error is not None and s.worst is not None
+    }
+    if not errors:
+        return None
+    return {"table": table_ref, "split": cal.split_note, "errors": errors}
+
+
 def fitted_profile_doc(
-    cal: Calibration, prior: Profile, dataset_ref: str, name: str
+    cal: Calibration, prior: Profile, dataset_ref: str, name: str, held_out_table: str = ""
 ) -> dict[str, Any]:
-    """The fitted profile as data, every source naming the dataset and how the number came."""
+    """The fitted profile as data, every source naming the dataset and how the number came,
+    with its error on the held-out settings (listed in `held_out_table`)."""
     doc = cal.fit.profile.model_dump(mode="json")
     prior_doc = prior.model_dump(mode="json")
     doc["name"] = name
     doc["description"] = (
         f"Fitted by meshsim calibrate to {dataset_ref}; held-out error in its folder."
     )
+    held_out = held_out_summary(cal, held_out_table) if held_out_table else None
+    if held_out is None:
+        doc.pop("held_out", None)
+    else:
+        doc["held_out"] = held_out
     estimates = {e.parameter.path: e for e in cal.fit.estimates()}
     n_runs = sum(len(s.modes) for s in cal.fit_settings)
     for path in sourced_paths(doc):
@@ -248,6 +271,11 @@ def _emit(doc: Any, indent: int) -> list[str]:
         if isinstance(value, dict) and set(value) == {"value", "source"}:
             source = json.dumps(value["source"], ensure_ascii=False)
             lines.append(f"{pad}{key}: {{value: {value['value']:.6g}, source: {source}}}")
+        elif isinstance(value, dict) and set(value) == {"median", "worst", "figures"}:
+            lines.append(
+                f"{pad}{key}: {{median: {value['median']:.5g}, worst: {value['worst']:.5g}, "
+                f"figures: {value['figures']}}}"
+            )
         elif isinstance(value, dict):
             lines += [f"{pad}{key}:", *_emit(value, indent + 1)]
         else:

@@ -169,7 +169,7 @@ def calibrate(
     cal.write_manifest(manifest_file, cal.manifest(plan, scenario_file, dataset, runs, host))
     name = profile_name or f"calibrated-{scenario.name}"
     result = cal.run_calibration(plan, runs, prior, engine=engine, say=say)
-    doc = cal.fitted_profile_doc(result, prior, ref, name)
+    doc = cal.fitted_profile_doc(result, prior, ref, name, _repo_relative(out_dir / "heldout.csv"))
     header = (
         f"Fitted by `meshsim calibrate {scenario_file}` ({engine} engine) to the measured\n"
         f"runs of {ref}.\n{result.split_note}\n"

@@ -14,7 +14,6 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -138,24 +137,9 @@ def unmatched_components(measured: RunResult, simulated: RunResult) -> list[str]
 
 
 def percentile_sampling_error(histogram: LatencyHistogram, q: float) -> float | None:
-    """The standard error of a run's q-quantile relative to it, distribution-free: the
-    quantile of n latencies is the order statistic of rank nq, whose rank varies by
-    sqrt(nq(1-q)) (binomial); half the span between the quantiles of those ranks, read off
-    the histogram (bins 2.3% wide, so nothing finer is seen). i.i.d. latencies assumed:
-    a stall that slows a burst of requests makes the true error larger."""
-    counts = np.asarray(histogram.counts, dtype=float)
-    n = float(counts.sum())
-    if n < 2:
-        return None
-    spread = math.sqrt(n * q * (1 - q))
-    cum = np.cumsum(counts)
-    edges = LatencyHistogram.edges_us()
-    mids = np.sqrt(edges[:-1] * edges[1:])
-    lo, mid, hi = (
-        mids[min(int(np.searchsorted(cum, max(rank, 1.0))), len(mids) - 1)]
-        for rank in (n * q - spread, n * q, n * q + spread)
-    )
-    return float((hi - lo) / 2 / mid)
+    """The standard error of a run's q-quantile relative to it
+    (LatencyHistogram.quantile_sampling_error)."""
+    return histogram.quantile_sampling_error(q)
 
 
 def summarize(rows: Iterable[ErrorRow], *, by_kind: bool = False) -> list[FigureSummary]:

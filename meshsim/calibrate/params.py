@@ -156,8 +156,11 @@ def get_value(profile: Profile, path: str) -> float:
 def with_values(
     profile: Profile, values: dict[str, float], sources: dict[str, str] | None = None
 ) -> Profile:
-    """A copy of the profile with these parameters set (and, where given, their sources)."""
+    """A copy of the profile with these parameters set (and, where given, their sources);
+    any held-out error it carried was its numbers' and goes with them."""
     doc = profile.model_dump()
+    if values:
+        doc["held_out"] = None
     for path, value in values.items():
         node = _sourced(doc, path)
         node["value"] = float(value)
