@@ -128,8 +128,9 @@ def held_out_lines(profile: str, held: HeldOut | None) -> list[str]:
     held out of its fit, or that it has none."""
     if held is None:
         return [
-            f"Profile {profile} was not fitted to measurements by meshsim calibrate: no "
-            "held-out error to show (each of its numbers names its source in the profile)."
+            f"Profile {profile} carries no held-out error (meshsim calibrate writes one into "
+            "the profiles it fits): how far its figures are from measurements is not stated; "
+            "each of its numbers names its source in the profile."
         ]
     lines = [
         f"Profile {profile}, on measured settings held out of its fit ({held.table}), "

@@ -192,8 +192,8 @@ class RunResult(_Model):
     profile_held_out: HeldOut | None = Field(
         default=None,
         description="Simulated runs: the profile's error on measured settings held out of "
-        "its fit (Profile.held_out), printed beside the results; none where the profile was "
-        "not fitted by meshsim calibrate.",
+        "its fit (Profile.held_out), printed beside the results; none where the profile "
+        "carries none (not fitted by meshsim calibrate, or fitted before profiles carried it).",
     )
     modes: dict[str, ModeResult]
     network: MeasuredNetwork | None = Field(

@@ -62,7 +62,7 @@ def test_json_follows_the_contract(tmp_path: Path) -> None:
         assert set(figures["proxies"]) == {"sidecar", "ztunnel", "waypoint"}
         parts = sum(figures["cpu_cores"][k] for k in BY_COMPONENT - {"total"})
         assert figures["cpu_cores"]["total"] == parts
-    assert doc["profile_held_out"] is None  # a profile not fitted by meshsim calibrate
+    assert doc["profile_held_out"] is None  # a profile meshsim calibrate did not fit
     none = doc["modes"]["none"]
     assert none["cpu_cores"]["sidecar"] == none["memory_mib"]["ztunnel"] == 0
     assert doc["modes"]["sidecar"]["proxies"] == {"sidecar": 3, "ztunnel": 0, "waypoint": 0}
@@ -74,8 +74,9 @@ def test_the_table_says_a_profile_not_fitted_here_has_no_held_out_error(
     result = CliRunner().invoke(main, ["run", str(_scenario(tmp_path))], terminal_width=400)
     assert result.exit_code == 0, result.output
     assert (
-        "Profile istio-1.24 was not fitted to measurements by meshsim calibrate: no held-out "
-        "error to show (each of its numbers names its source in the profile).\n"
+        "Profile istio-1.24 carries no held-out error (meshsim calibrate writes one into the "
+        "profiles it fits): how far its figures are from measurements is not stated; each of "
+        "its numbers names its source in the profile.\n"
     ) in result.output
 
 

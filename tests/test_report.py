@@ -44,7 +44,7 @@ def test_report_of_a_run_holds_everything_inline(run: RunResult, tmp_path: Path)
     assert "2 services, 2 app pods, 1 call edges" in page
     assert "<th>ambient-waypoint</th>" in page
     assert "data-plane CPU saving vs sidecar" in page
-    assert f"Profile {run.profile} was not fitted to measurements by meshsim calibrate" in page
+    assert f"Profile {run.profile} carries no held-out error (meshsim calibrate writes" in page
     assert "sidecar.cpu.per_request_us.outbound" in page
     assert "minus 2 x 1 KiB x per_kib_us" in page  # a source string from the profile
 
