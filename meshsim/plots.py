@@ -29,7 +29,15 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from meshsim.calibrate.compare import ErrorRow, compare_runs
-from meshsim.results import COMPONENT_CLASSES, LatencyHistogram, RunResult, load_run
+from meshsim.render import held_out_brief
+from meshsim.results import (
+    COMPONENT_CLASSES,
+    QUANTILES,
+    LatencyHistogram,
+    ModeResult,
+    RunResult,
+    load_run,
+)
 from meshsim.run import compare
 from meshsim.scenario import MODES
 
@@ -271,10 +279,13 @@ def _figure(
 
 
 def _run_caption(run: RunResult) -> str:
-    return (
+    text = (
         f"Scenario: {run.scenario} · profile: {run.profile} · {run.kind} · engine: {run.engine}"
         f" · seed {run.seed} · meshsim {run.meshsim_version}"
     )
+    if run.kind == "simulated":
+        text += f" · {held_out_brief(run.profile_held_out)}"
+    return text
 
 
 def _sweep_caption(table: SweepTable, extra: str = "") -> str:
@@ -344,16 +355,40 @@ def _color(mode: str) -> str:
     return MODE_COLORS.get(mode, "#9467bd")
 
 
+def percentile_whiskers_ms(result: ModeResult) -> list[float]:
+    """Half the length of each percentile bar's whisker: twice the percentile's standard
+    error from sampling (LatencyHistogram.quantile_sampling_error; 0 where it cannot be
+    told, with fewer than two requests)."""
+    out = []
+    for key, _ in PERCENTILES:
+        rel = result.histogram.quantile_sampling_error(QUANTILES[key])
+        value = getattr(result.latency_ms, key)
+        out.append(2 * rel * value if rel is not None and math.isfinite(value) else 0.0)
+    return out
+
+
 def percentile_bars(run: RunResult) -> Chart:
     title = f"Latency percentiles per mode — {run.scenario}"
-    fig = _figure(title, _run_caption(run))
+    caption = (
+        f"{_run_caption(run)} · whiskers: ± twice each percentile's standard error from "
+        "sampling (distribution-free, from the run's histogram; consecutive requests are not "
+        "independent, so the true noise is larger)"
+    )
+    fig = _figure(title, caption)
     ax = fig.subplots()
     modes = _modes(run)
     width = 0.8 / len(modes)
     x = np.arange(len(PERCENTILES))
     for i, mode in enumerate(modes):
         values = [getattr(run.modes[mode].latency_ms, key) for key, _ in PERCENTILES]
-        bars = ax.bar(x + (i - (len(modes) - 1) / 2) * width, values, width, label=mode)
+        bars = ax.bar(
+            x + (i - (len(modes) - 1) / 2) * width,
+            values,
+            width,
+            label=mode,
+            yerr=percentile_whiskers_ms(run.modes[mode]),
+            error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "#333333"},
+        )
         for bar in bars:
             bar.set_color(_color(mode))
         ax.bar_label(bars, fmt="%.2f", fontsize=6.5, padding=1)

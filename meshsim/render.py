@@ -8,14 +8,13 @@ from rich.console import Console
 from rich.table import Table
 
 from meshsim.profile import HeldOut
-from meshsim.results import ModeResult, RunResult
+from meshsim.results import QUANTILES, ModeResult, RunResult
 from meshsim.run import compare
 
-__all__ = ["NOISY", "held_out_lines", "print_run"]
+__all__ = ["NOISY", "held_out_brief", "held_out_lines", "print_run"]
 
 # A percentile whose standard error from sampling is above this share of it is marked
 NOISY = 0.05
-_QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99, "p999": 0.999}
 _MARK = "†"
 
 
@@ -30,7 +29,7 @@ def _ms(value: float | None) -> str:
 def _noise_ms(result: ModeResult, p: str) -> float:
     """The standard error of a latency percentile from sampling, in ms (inf where the run
     has too few requests to say)."""
-    rel = result.histogram.quantile_sampling_error(_QUANTILES[p])
+    rel = result.histogram.quantile_sampling_error(QUANTILES[p])
     return math.inf if rel is None else rel * getattr(result.latency_ms, p)
 
 
@@ -70,7 +69,7 @@ def print_run(run: RunResult, console: Console) -> None:
     r = [run.modes[m] for m in modes]
     row("requests (errors)", [f"{x.requests} ({x.errors})" for x in r])
     row("throughput rps", [f"{x.throughput_rps:.1f}" for x in r])
-    for p in _QUANTILES:
+    for p in QUANTILES:
         row(f"latency {p} ms", [_percentile(x, p) for x in r])
     for part in ("total", "app", "sidecar", "ztunnel", "waypoint"):
         row(f"CPU {part} cores", [f"{getattr(x.cpu_cores, part):.3f}" for x in r])
@@ -121,6 +120,15 @@ def _errors(held: HeldOut, figures: list[tuple[str, str]]) -> str:
         for figure, label in figures
         if (e := held.errors.get(figure)) is not None
     )
+
+
+def held_out_brief(held: HeldOut | None) -> str:
+    """The profile's held-out error in a line, for a chart's caption."""
+    if held is None:
+        return "the profile carries no held-out error"
+    figures = [("p50", "p50"), ("p99", "p99"), ("cpu", "CPU"), ("memory", "memory")]
+    errors = _errors(held, figures)
+    return f"the profile's error on settings held out of its fit, median (worst): {errors}"
 
 
 def held_out_lines(profile: str, held: HeldOut | None) -> list[str]:

@@ -36,6 +36,8 @@ __all__ = [
 ]
 
 COMPONENT_CLASSES = ("app", "sidecar", "ztunnel", "waypoint")
+# LatencyMs's percentiles, as quantiles
+QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99, "p999": 0.999}
 HOURS_PER_MONTH = 730.0  # 365 * 24 / 12
 
 

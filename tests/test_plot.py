@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from matplotlib.container import BarContainer
 from matplotlib.contour import ContourSet
 
 from meshsim.calibrate.compare import compare_runs
@@ -18,10 +19,19 @@ from meshsim.plots import (
     SweepTable,
     charts_for,
     load_inputs,
+    percentile_bars,
     save_chart,
     sweep_heatmap,
 )
-from meshsim.results import LatencyMs, RunResult, load_run, result_files, write_results
+from meshsim.profile import HeldOut, HeldOutError
+from meshsim.results import (
+    QUANTILES,
+    LatencyMs,
+    RunResult,
+    load_run,
+    result_files,
+    write_results,
+)
 from meshsim.run import simulate
 
 SMOKE = Path(__file__).resolve().parent.parent / "scenarios" / "sweeps" / "smoke-base.yaml"
@@ -85,6 +95,45 @@ def test_the_cdf_ends_at_one_for_every_mode(run: RunResult) -> None:
     for line in lines:
         if not str(line.get_label()).startswith("_"):
             assert np.asarray(line.get_ydata())[-1] == pytest.approx(1.0)
+
+
+def test_percentile_whiskers_are_twice_the_sampling_error(run: RunResult) -> None:
+    chart = percentile_bars(run)
+    ax = chart.figure.axes[0]
+    containers = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert [c.get_label() for c in containers] == list(run.modes)
+    for container in containers:
+        result = run.modes[container.get_label()]
+        assert container.errorbar is not None
+        segments = container.errorbar.lines[2][0].get_segments()
+        half = [(top[1] - bottom[1]) / 2 for bottom, top in segments]
+        expected = [
+            2 * (result.histogram.quantile_sampling_error(q) or 0.0) * getattr(result.latency_ms, p)
+            for p, q in QUANTILES.items()
+        ]
+        assert half == pytest.approx(expected)
+        assert max(expected) > 0
+    assert "whiskers: ± twice each percentile's standard error from sampling" in " ".join(
+        caption_of(chart).split()
+    )
+
+
+def test_run_captions_give_the_profiles_held_out_error(run: RunResult) -> None:
+    assert "the profile carries no held-out error" in caption_of(percentile_bars(run))
+    held = HeldOut(
+        table="results/calibration/x/heldout.csv",
+        split="split: seed 1",
+        errors={
+            "p50": HeldOutError(median=0.093, worst=0.316, figures=16),
+            "p99": HeldOutError(median=0.084, worst=0.471, figures=16),
+            "cpu": HeldOutError(median=0.139, worst=0.305, figures=66),
+        },
+    )
+    fitted = run.model_copy(update={"profile_held_out": held})
+    assert (
+        "the profile's error on settings held out of its fit, median (worst): p50 9.3% "
+        "(31.6%), p99 8.4% (47.1%), CPU 13.9% (30.5%)"
+    ) in " ".join(caption_of(percentile_bars(fitted)).split())
 
 
 def load_inputs_from(run: RunResult) -> Inputs:
