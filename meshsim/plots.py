@@ -37,6 +37,7 @@ from meshsim.results import (
     ModeResult,
     RunResult,
     load_run,
+    write_atomically,
 )
 from meshsim.run import compare
 from meshsim.scenario import MODES
@@ -300,17 +301,17 @@ def _sweep_caption(table: SweepTable, extra: str = "") -> str:
 
 
 def save_chart(chart: Chart, out_dir: Path, formats: Sequence[str] = ("png", "svg")) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    """The chart in each format, written atomically (write_atomically)."""
+    files: dict[Path, str | bytes] = {}
     for fmt in formats:
-        path = out_dir / f"{chart.stem}.{fmt}"
+        buf = io.BytesIO()
         # No date and a fixed id salt keep SVGs byte-stable between runs, so a redrawn
         # chart only shows in a diff when it changed.
         meta = {"Date": None} if fmt == "svg" else {}
         with rc_context({"svg.hashsalt": "meshsim"}):
-            chart.figure.savefig(path, dpi=110, format=fmt, metadata=meta)
-        written.append(path)
-    return written
+            chart.figure.savefig(buf, dpi=110, format=fmt, metadata=meta)
+        files[out_dir / f"{chart.stem}.{fmt}"] = buf.getvalue()
+    return write_atomically(files)
 
 
 def _modes(run: RunResult) -> list[str]:

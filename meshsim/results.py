@@ -12,6 +12,7 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -32,6 +33,7 @@ __all__ = [
     "RunResult",
     "latency_summary",
     "load_run",
+    "write_atomically",
     "write_results",
 ]
 
@@ -251,17 +253,19 @@ def result_files(run: RunResult) -> dict[str, str]:
     return files
 
 
-def write_results(run: RunResult, out_dir: Path) -> list[Path]:
-    """Write every results file atomically: each goes to a temporary name, then is renamed."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+def write_atomically(files: Mapping[Path, str | bytes]) -> list[Path]:
+    """Write files so that none is ever seen half-written: each is written whole under a
+    temporary name in its folder, and only once all are, renamed into place. An error
+    while writing leaves every file as it was, and no temporary file behind."""
     written = []
     staged: list[tuple[str, Path]] = []
     try:
-        for name, text in result_files(run).items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            staged.append((tmp, out_dir / name))
+        for final, content in files.items():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+            staged.append((tmp, final))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(content.encode("utf-8") if isinstance(content, str) else content)
         for tmp, final in staged:
             os.replace(tmp, final)
             written.append(final)
@@ -270,6 +274,11 @@ def write_results(run: RunResult, out_dir: Path) -> list[Path]:
             if os.path.exists(tmp):
                 os.unlink(tmp)
     return written
+
+
+def write_results(run: RunResult, out_dir: Path) -> list[Path]:
+    """Write every results file atomically (write_atomically)."""
+    return write_atomically({out_dir / name: text for name, text in result_files(run).items()})
 
 
 def _histogram_from_csv(path: Path) -> LatencyHistogram:

@@ -79,12 +79,12 @@ def report(results: tuple[Path, ...], out_file: Path) -> None:
     """Write one self-contained HTML page about RESULTS (charts embedded)."""
     from meshsim.plots import Inputs
     from meshsim.report import build_report
+    from meshsim.results import write_atomically
 
     inputs = _inputs(results)
     assert isinstance(inputs, Inputs)
     near = [p if p.is_dir() else p.parent for p in results]
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    out_file.write_text(build_report(inputs, near), encoding="utf-8")
+    write_atomically({out_file: build_report(inputs, near)})
     click.echo(f"wrote {out_file}")
 
 

@@ -21,7 +21,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import traceback
 import types
 import typing
@@ -38,7 +37,7 @@ from meshsim.checks import check_scenario, did_you_mean
 from meshsim.loader import InputError, format_path, load_profile, read_source, validate_source
 from meshsim.loader import resolve_profile_path as _resolve_profile
 from meshsim.profile import Profile
-from meshsim.results import COMPONENT_CLASSES, RunResult
+from meshsim.results import COMPONENT_CLASSES, RunResult, write_atomically
 from meshsim.run import ENGINES, simulate
 from meshsim.scenario import MODES, Scenario
 from meshsim.topology import build_topology
@@ -540,17 +539,6 @@ def _run_dask(
             cluster.close()
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _finished(out_dir: Path, point: Point, engine: str) -> bool:
     """Whether the point's file holds this point, run with this engine."""
     file = out_dir / "points" / f"{point.key}.json"
@@ -567,10 +555,10 @@ def _record(out_dir: Path, outcome: PointOutcome, engine: str) -> None:
     head = {"params": outcome.point.params, "seed": outcome.point.seed, "engine": engine}
     if outcome.run is not None:
         doc = {**head, "run": outcome.run.model_dump(mode="json")}
-        _write_atomic(out_dir / "points" / f"{key}.json", json.dumps(doc) + "\n")
+        write_atomically({out_dir / "points" / f"{key}.json": json.dumps(doc) + "\n"})
         failure.unlink(missing_ok=True)
     else:
-        _write_atomic(failure, json.dumps({**head, "error": outcome.error}, indent=2) + "\n")
+        write_atomically({failure: json.dumps({**head, "error": outcome.error}, indent=2) + "\n"})
 
 
 def _metadata(plan: SweepPlan) -> dict[str, Any]:
@@ -609,7 +597,7 @@ def run_sweep(
     and after each point."""
     for sub in ("points", "failures"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
-    _write_atomic(out_dir / "sweep.json", json.dumps(_metadata(plan), indent=2) + "\n")
+    write_atomically({out_dir / "sweep.json": json.dumps(_metadata(plan), indent=2) + "\n"})
     todo = [p for p in plan.points if not _finished(out_dir, p, plan.spec.engine)]
     total, skipped = len(plan.points), len(plan.points) - len(todo)
     n_workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
@@ -629,7 +617,7 @@ def run_sweep(
             if progress is not None:
                 progress(done, total, outcome)
     table = out_dir / "sweep.csv"
-    _write_atomic(table, gather_table(plan, out_dir))
+    write_atomically({table: gather_table(plan, out_dir)})
     return SweepSummary(total=total, skipped=skipped, ran=len(todo), failed=failed, table=table)
 
 

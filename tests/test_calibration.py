@@ -700,6 +700,17 @@ def test_cli_refits_a_dataset_and_prints_the_held_out_table(tmp_path: Path, trut
         main, ["run", str(tmp_path / "run.yaml"), "--json", "--mode", "sidecar"]
     )
     assert json.loads(as_json.output)["profile_held_out"] == fitted.held_out.model_dump()
+    # a fitted profile that would not read back replaces nothing
+    before = {f: f.read_bytes() for f in (profile_out, out / "heldout.csv", out / "report.txt")}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            "meshsim.calibrate.calibration.profile_yaml", lambda doc, header: "name: [unclosed\n"
+        )
+        broken = CliRunner().invoke(main, args)
+    assert broken.exit_code == 1
+    assert "the fitted profile does not read back; nothing written:" in broken.output
+    assert {f: f.read_bytes() for f in before} == before
+    assert not list(out.glob(".*.tmp")) and not list(profile_out.parent.glob(".*.tmp"))
     # a setting missing from the dataset is not measured behind the user's back
     (out / "dataset" / plan.settings[0].key / f"synthetic-seed{MEASURE_SEED}.json").unlink()
     result = CliRunner().invoke(main, args)

@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from meshsim.cli import main
+from meshsim.results import write_atomically
 
 from .builders import ROOT, base_scenario, write_yaml
 
@@ -78,6 +80,19 @@ def test_the_table_says_a_profile_not_fitted_here_has_no_held_out_error(
         "profiles it fits): how far its figures are from measurements is not stated; each of "
         "its numbers names its source in the profile.\n"
     ) in result.output
+
+
+def test_an_error_while_writing_leaves_every_file_as_it_was(tmp_path: Path) -> None:
+    old = tmp_path / "a.json"
+    old.write_text("old\n")
+    with pytest.raises(TypeError):
+        write_atomically({old: "new\n", tmp_path / "sub" / "b.csv": object()})  # type: ignore[dict-item]
+    assert old.read_text() == "old\n"
+    assert not (tmp_path / "sub" / "b.csv").exists()
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["a.json"]  # no temporaries
+    written = write_atomically({old: "new\n", tmp_path / "sub" / "b.csv": b"x,y\n"})
+    assert written == [old, tmp_path / "sub" / "b.csv"]
+    assert (old.read_text(), written[1].read_bytes()) == ("new\n", b"x,y\n")
 
 
 def test_mode_and_seed_options(tmp_path: Path) -> None:

@@ -103,7 +103,7 @@ def test_percentile_whiskers_are_twice_the_sampling_error(run: RunResult) -> Non
     containers = [c for c in ax.containers if isinstance(c, BarContainer)]
     assert [c.get_label() for c in containers] == list(run.modes)
     for container in containers:
-        result = run.modes[container.get_label()]
+        result = run.modes[str(container.get_label())]
         assert container.errorbar is not None
         segments = container.errorbar.lines[2][0].get_segments()
         half = [(top[1] - bottom[1]) / 2 for bottom, top in segments]

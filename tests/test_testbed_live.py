@@ -23,7 +23,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from meshsim.cli import main
 from meshsim.loader import load_scenario
 from meshsim.profile import Profile
 from meshsim.results import RunResult
@@ -152,6 +154,31 @@ def test_the_links_round_trip_times_are_measured_and_recorded(two_pods: RunResul
         assert 0 < link.rtt_ms < 50
     cross = next(link for link in network.links if link.kind == "cross_node")
     assert network.cross_node_ms == pytest.approx(cross.rtt_ms / 2)
+
+
+def test_measure_out_writes_the_run_and_its_scenario_as_measured_together(tmp_path: Path) -> None:
+    doc = yaml.safe_load(TWO_PODS.read_text())
+    doc["traffic"].update({"duration_s": 5, "warmup_s": 1})
+    doc["profile"] = str(ROOT / "profiles" / "istio-1.24.yaml")
+    path = tmp_path / "two-pods.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "out"
+    args = ["measure", str(path), "--mode", "none", "--out", str(out)]
+    measured = CliRunner().invoke(main, args)
+    assert measured.exit_code == 0, measured.output
+    stem = f"testbed-two-pods-seed{doc['seed']}"
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [
+            f"{stem}.json",
+            f"{stem}-latency.csv",
+            f"{stem}-components.csv",
+            f"testbed-two-pods-none-seed{doc['seed']}-histogram.csv",
+            f"{stem}-as-measured.yaml",
+        ]
+    )  # and no temporary file
+    ran = CliRunner().invoke(main, ["run", str(out / f"{stem}-as-measured.yaml"), "--json"])
+    assert ran.exit_code == 0, ran.output
+    assert "none" in json.loads(ran.output)["modes"]
 
 
 def test_a_chain_with_two_waypoints_flows_and_sidecars_cost_more_cpu_than_ztunnels() -> None:

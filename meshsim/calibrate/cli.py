@@ -21,7 +21,7 @@ from meshsim.calibrate.compare import (
 )
 from meshsim.calibrate.grid import Setting
 from meshsim.profile import Profile
-from meshsim.results import RunResult, load_run
+from meshsim.results import RunResult, load_run, write_atomically
 
 __all__ = ["calibrate", "compare"]
 
@@ -138,7 +138,7 @@ def calibrate(
     """Measure SCENARIO over a grid, fit a profile on part of it, print the error on the rest."""
     from meshsim.calibrate import calibration as cal
     from meshsim.calibrate.grid import load_grid
-    from meshsim.loader import InputError, load_profile, load_scenario
+    from meshsim.loader import InputError, Source, load_scenario, validate_source
 
     console = Console(stderr=True)
 
@@ -176,15 +176,21 @@ def calibrate(
         "Parameters the data could not pin down keep the prior's value and say so."
     )
     text = cal.profile_yaml(doc, header)
-    for path in [out_dir / "profile.yaml", *([profile_out] if profile_out else [])]:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        load_profile(path)  # what was written reads back as a valid profile
-        say(f"wrote {path}")
-    (out_dir / "heldout.csv").write_text(cal.rows_csv(result.held_out_rows))
-    (out_dir / "insample.csv").write_text(cal.rows_csv(result.in_sample))
+    profiles = [out_dir / "profile.yaml", *([profile_out] if profile_out else [])]
+    try:  # what will be written reads back as a valid profile, before anything is replaced
+        validate_source(Source(str(profiles[-1]), text), Profile)
+    except InputError as err:
+        raise click.ClickException(
+            f"the fitted profile does not read back; nothing written:\n{err}"
+        ) from None
     report = cal.report_text(result)
-    (out_dir / "report.txt").write_text(report)
+    outputs: dict[Path, str | bytes] = dict.fromkeys(profiles, text)
+    outputs[out_dir / "heldout.csv"] = cal.rows_csv(result.held_out_rows)
+    outputs[out_dir / "insample.csv"] = cal.rows_csv(result.in_sample)
+    outputs[out_dir / "report.txt"] = report
+    write_atomically(outputs)  # all of them, or none: a profile never beside another's table
+    for path in profiles:
+        say(f"wrote {path}")
     out = Console()
     if result.held_out_rows:
         print_errors(result.held_out_rows, out, title="held-out settings: measured vs simulated")

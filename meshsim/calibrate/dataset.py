@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from meshsim import __version__
-from meshsim.results import RunResult, load_run, write_results
+from meshsim.results import RunResult, load_run, result_files, write_atomically
 from meshsim.scenario import NetworkDelays, Scenario
 
 __all__ = [
@@ -110,11 +110,15 @@ def measured_background(run: RunResult, mode: str | None = None) -> dict[str, fl
 
 
 def save_measured(folder: Path, scenario: Scenario, run: RunResult) -> Path:
-    """Write one setting's measured run and its scenario (as measured); the summary JSON."""
-    written = write_results(run, folder)
+    """Write one setting's measured run and its scenario (as measured), all at once (the
+    summary JSON marks a setting measured); returns the summary JSON."""
     doc = measured_network(scenario, run).model_dump(mode="json", exclude_none=True)
     header = f"# {scenario.name} as measured (link delays from the testbed), {time.ctime()}\n"
-    (folder / "scenario.yaml").write_text(header + yaml.safe_dump(doc, sort_keys=False))
+    files: dict[Path, str | bytes] = {
+        folder / name: text for name, text in result_files(run).items()
+    }
+    files[folder / "scenario.yaml"] = header + yaml.safe_dump(doc, sort_keys=False)
+    written = write_atomically(files)
     return next(p for p in written if p.suffix == ".json")
 
 
@@ -125,7 +129,4 @@ def load_measured(folder: Path, scenario: Scenario) -> RunResult | None:
 
 
 def write_manifest(path: Path, doc: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_atomically({path: json.dumps(doc, indent=2) + "\n"})

@@ -14,7 +14,7 @@ from rich.console import Console
 from meshsim.calibrate.dataset import measured_network
 from meshsim.loader import InputError, load_scenario, resolve_profile_path
 from meshsim.render import print_run
-from meshsim.results import RunResult, write_results
+from meshsim.results import RunResult, result_files, write_atomically
 from meshsim.scenario import MODES, Mode, Scenario
 
 __all__ = ["measure", "testbed"]
@@ -147,13 +147,16 @@ def measure(
         click.echo("meshsim measure: interrupted; the testbed was removed", err=True)
         sys.exit(INTERRUPTED)
     if out_dir is not None:
-        for path in write_results(result, out_dir):
-            stderr.print(f"wrote {path}")
         profile_path = resolve_profile_path(scenario.profile, file)
         assert profile_path is not None  # load_scenario found it
         as_measured = out_dir / f"{result.file_stem()}-as-measured.yaml"
-        as_measured.write_text(measured_scenario(scenario, profile_path, result))
-        stderr.print(f"wrote {as_measured} (simulate it: meshsim run {as_measured})")
+        files: dict[Path, str | bytes] = {
+            out_dir / name: text for name, text in result_files(result).items()
+        }
+        files[as_measured] = measured_scenario(scenario, profile_path, result)
+        for path in write_atomically(files):  # the measured run and its scenario together
+            note = f" (simulate it: meshsim run {path})" if path == as_measured else ""
+            stderr.print(f"wrote {path}{note}")
     if as_json:
         click.echo(json.dumps(result.summary(), indent=2))
     else:
