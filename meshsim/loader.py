@@ -26,6 +26,7 @@ __all__ = [
     "Problem",
     "load_profile",
     "load_scenario",
+    "profile_from_source",
     "read_source",
     "resolve_profile_path",
     "validate_source",
@@ -283,7 +284,26 @@ def resolve_profile_path(name: str, scenario_file: Path) -> Path | None:
 
 
 def load_profile(path: Path) -> Profile:
-    return validate_source(read_source(path), Profile)
+    return profile_from_source(read_source(path))
+
+
+def profile_from_source(source: Source) -> Profile:
+    """A profile, checked; one that carries a held-out error must have the numbers that
+    error was measured with (a number edited since its fit makes the error another's)."""
+    profile = validate_source(source, Profile)
+    held = profile.held_out
+    if held is not None and held.numbers != profile.numbers_fingerprint():
+        raise InputError(
+            [
+                source.problem(
+                    ("held_out", "numbers"),
+                    "the profile's numbers are not those its held-out error was measured "
+                    f"with (fingerprint {profile.numbers_fingerprint()}, not {held.numbers}: "
+                    "edited since its fit?); delete held_out, or refit the profile",
+                )
+            ]
+        )
+    return profile
 
 
 def load_scenario(path: Path | str) -> tuple[Scenario, Profile]:

@@ -5,7 +5,9 @@ DESIGN.md section 3. Engines read costs only from here; no cost constant lives i
 
 from __future__ import annotations
 
-from typing import Literal
+import hashlib
+import json
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -286,6 +288,11 @@ class HeldOut(_Model):
 
     table: str = Field(min_length=3, description="Where every held-out figure is listed.")
     split: str = Field(min_length=3, description="Which settings were held out, and how.")
+    numbers: str = Field(
+        min_length=16,
+        description="The fingerprint of the numbers this error was measured with "
+        "(Profile.numbers_fingerprint): a profile whose numbers differ is refused.",
+    )
     errors: dict[str, HeldOutError] = Field(
         description="By figure (p50, p90, p99, throughput, cpu, memory, and cpu/KIND, "
         "memory/KIND per component kind)."
@@ -313,3 +320,16 @@ class Profile(_Model):
     def proxy(self, kind: str) -> ProxyCost:
         cost: ProxyCost = getattr(self, kind)
         return cost
+
+    def numbers_fingerprint(self) -> str:
+        """A hash of every number and setting of the profile, not of its name, description,
+        sources or held-out error: what a held-out error is about."""
+
+        def numbers(node: Any) -> Any:
+            if isinstance(node, dict):
+                return {k: numbers(v) for k, v in node.items() if k != "source"}
+            return node
+
+        doc = self.model_dump(mode="json", exclude={"name", "description", "held_out"})
+        text = json.dumps(numbers(doc), sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

@@ -46,7 +46,7 @@ from meshsim.profile import Profile
 from meshsim.run import simulate
 from meshsim.scenario import Scenario
 
-from .builders import client_and_one_pod, write_yaml
+from .builders import ROOT, client_and_one_pod, write_yaml
 
 TRUTH = {
     "app.per_request_us": 400.0,
@@ -463,12 +463,43 @@ def test_a_profile_whose_numbers_change_leaves_its_held_out_error_behind(
     held = {
         "table": "results/calibration/x/heldout.csv",
         "split": "split: seed 1, 1 of 2 settings held out",
+        "numbers": istio_profile.numbers_fingerprint(),
         "errors": {"cpu": {"median": 0.05, "worst": 0.1, "figures": 4}},
     }
     fitted = Profile.model_validate({**istio_profile.model_dump(), "held_out": held})
     assert fitted.held_out is not None and fitted.held_out.errors["cpu"].figures == 4
     assert with_values(fitted, {}).held_out == fitted.held_out
     assert with_values(fitted, {"app.per_request_us": 1.0}).held_out is None
+
+
+def test_a_fitted_profile_edited_by_hand_is_refused_until_its_held_out_error_goes(
+    tmp_path: Path,
+) -> None:
+    reference = ROOT / "profiles" / "local-haproxy.yaml"
+    fitted = load_profile(reference)
+    assert fitted.held_out is not None
+    assert fitted.held_out.numbers == fitted.numbers_fingerprint()
+    text = reference.read_text()
+    lines = text.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("  per_request_us: {value: "))
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(text.replace(lines[row], '  per_request_us: {value: 1, source: "mine"}'))
+    with pytest.raises(InputError) as err:
+        load_profile(edited)
+    now = with_values(fitted, {"app.per_request_us": 1.0}).numbers_fingerprint()
+    numbers_line = next(i for i, line in enumerate(lines) if line.startswith("  numbers: ")) + 1
+    assert str(err.value) == (
+        f"{edited}:{numbers_line}:12: held_out.numbers: the profile's numbers are not those its "
+        f"held-out error was measured with (fingerprint {now}, not {fitted.held_out.numbers}: "
+        "edited since its fit?); delete held_out, or refit the profile"
+    )
+    # a source reworded is no number changed
+    reworded = tmp_path / "reworded.yaml"
+    value = lines[row].split("value: ")[1].split(",")[0]
+    reworded.write_text(
+        text.replace(lines[row], f'  per_request_us: {{value: {value}, source: "mine"}}')
+    )
+    assert load_profile(reworded).held_out == fitted.held_out
 
 
 GRID = {

@@ -123,6 +123,7 @@ def test_run_captions_give_the_profiles_held_out_error(run: RunResult) -> None:
     held = HeldOut(
         table="results/calibration/x/heldout.csv",
         split="split: seed 1",
+        numbers="0123456789abcdef",
         errors={
             "p50": HeldOutError(median=0.093, worst=0.316, figures=16),
             "p99": HeldOutError(median=0.084, worst=0.471, figures=16),

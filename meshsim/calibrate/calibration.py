@@ -30,6 +30,7 @@ from meshsim.calibrate.dataset import (
 from meshsim.calibrate.fit import FitPoint, FitResult, fit_profile
 from meshsim.calibrate.grid import GridPlan, Setting, split
 from meshsim.calibrate.params import BY_PATH, sourced_paths, with_values
+from meshsim.loader import Source, profile_from_source
 from meshsim.profile import Profile, Sourced
 from meshsim.results import RunResult
 from meshsim.run import simulate
@@ -287,6 +288,21 @@ def profile_yaml(doc: dict[str, Any], header: str) -> str:
     """A profile file in the bundled profiles' style: one line per sourced number."""
     comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
     return comment + "\n".join(_emit(doc, 0)) + "\n"
+
+
+def fitted_profile_text(doc: dict[str, Any], header: str, file: str) -> str:
+    """The profile file of `doc`, checked to read back (else InputError, naming `file`); its
+    held-out error stamped with the fingerprint of the numbers as the file has them."""
+    held = doc.get("held_out")
+    if held is not None:
+        bare = {k: v for k, v in doc.items() if k != "held_out"}
+        numbers = profile_from_source(Source(file, profile_yaml(bare, header)))
+        stamped = {"table": held["table"], "split": held["split"]}
+        stamped["numbers"] = numbers.numbers_fingerprint()
+        doc = {**doc, "held_out": {**stamped, "errors": held["errors"]}}
+    text = profile_yaml(doc, header)
+    profile_from_source(Source(file, text))
+    return text
 
 
 def rows_csv(rows: Sequence[ErrorRow]) -> str:

@@ -138,7 +138,7 @@ def calibrate(
     """Measure SCENARIO over a grid, fit a profile on part of it, print the error on the rest."""
     from meshsim.calibrate import calibration as cal
     from meshsim.calibrate.grid import load_grid
-    from meshsim.loader import InputError, Source, load_scenario, validate_source
+    from meshsim.loader import InputError, load_scenario
 
     console = Console(stderr=True)
 
@@ -175,10 +175,9 @@ def calibrate(
         f"runs of {ref}.\n{result.split_note}\n"
         "Parameters the data could not pin down keep the prior's value and say so."
     )
-    text = cal.profile_yaml(doc, header)
     profiles = [out_dir / "profile.yaml", *([profile_out] if profile_out else [])]
     try:  # what will be written reads back as a valid profile, before anything is replaced
-        validate_source(Source(str(profiles[-1]), text), Profile)
+        text = cal.fitted_profile_text(doc, header, str(profiles[-1]))
     except InputError as err:
         raise click.ClickException(
             f"the fitted profile does not read back; nothing written:\n{err}"
