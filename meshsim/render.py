@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from meshsim.profile import HeldOut
-from meshsim.results import QUANTILES, ModeResult, RunResult
+from meshsim.results import COMPONENT_CLASSES, QUANTILES, ModeResult, RunResult
 from meshsim.run import compare
 
 __all__ = ["NOISY", "held_out_brief", "held_out_lines", "print_run"]
@@ -71,9 +71,9 @@ def print_run(run: RunResult, console: Console) -> None:
     row("throughput rps", [f"{x.throughput_rps:.1f}" for x in r])
     for p in QUANTILES:
         row(f"latency {p} ms", [_percentile(x, p) for x in r])
-    for part in ("total", "app", "sidecar", "ztunnel", "waypoint"):
+    for part in ("total", *COMPONENT_CLASSES):
         row(f"CPU {part} cores", [f"{getattr(x.cpu_cores, part):.3f}" for x in r])
-    for part in ("total", "app", "sidecar", "ztunnel", "waypoint"):
+    for part in ("total", *COMPONENT_CLASSES):
         row(f"memory {part} MiB", [f"{getattr(x.memory_mib, part):.1f}" for x in r])
     row("handshakes /s", [f"{x.handshakes_per_s:.2f}" for x in r])
     row("connections open", [f"{x.connections_open:.1f}" for x in r])
@@ -154,7 +154,7 @@ def held_out_lines(profile: str, held: HeldOut | None) -> list[str]:
         )
         + "."
     ]
-    kinds = ("app", "sidecar", "ztunnel", "waypoint")
+    kinds = COMPONENT_CLASSES
     for figure in ("cpu", "memory"):
         by_kind = _errors(held, [(f"{figure}/{k}", k) for k in kinds])
         if by_kind:
