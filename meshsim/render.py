@@ -11,11 +11,30 @@ from meshsim.profile import HeldOut
 from meshsim.results import COMPONENT_CLASSES, QUANTILES, ModeResult, RunResult
 from meshsim.run import compare
 
-__all__ = ["NOISY", "held_out_brief", "held_out_lines", "print_run"]
+__all__ = [
+    "MARK",
+    "NOISE_NOTE",
+    "NOISY",
+    "PERCENTILE_NOISE_NOTE",
+    "held_out_brief",
+    "held_out_lines",
+    "percentile_cell",
+    "print_run",
+]
 
 # A percentile whose standard error from sampling is above this share of it is marked
 NOISY = 0.05
-_MARK = "†"
+MARK = "†"
+_PERCENTILE_NOISE = f"the percentile's standard error from sampling is over {NOISY:.0%} of it"
+_CAVEAT = (
+    "(distribution-free, from the run's latency histogram; consecutive requests are not "
+    "independent, so the true noise is larger). A longer run (traffic.duration_s) pins it down."
+)
+NOISE_NOTE = (
+    f"{MARK} sampling noise: {_PERCENTILE_NOISE}, or the overhead is within twice that of its "
+    f"two percentiles {_CAVEAT}"
+)
+PERCENTILE_NOISE_NOTE = f"{MARK} sampling noise: {_PERCENTILE_NOISE} {_CAVEAT}"
 
 
 def _pct(value: float | None) -> str:
@@ -33,10 +52,11 @@ def _noise_ms(result: ModeResult, p: str) -> float:
     return math.inf if rel is None else rel * getattr(result.latency_ms, p)
 
 
-def _percentile(result: ModeResult, p: str) -> str:
+def percentile_cell(result: ModeResult, p: str) -> str:
+    """A latency percentile to three decimals, marked where sampling cannot pin it down."""
     value = getattr(result.latency_ms, p)
     noisy = not _noise_ms(result, p) <= NOISY * value
-    return f"{value:.3f}{_MARK if noisy else ''}"
+    return f"{value:.3f}{MARK if noisy else ''}"
 
 
 def _overhead(run: RunResult, mode: str, p: str, overhead: float | None) -> str:
@@ -45,7 +65,7 @@ def _overhead(run: RunResult, mode: str, p: str, overhead: float | None) -> str:
     if overhead is None or mode == "none":
         return _ms(overhead)
     noise = math.hypot(_noise_ms(run.modes[mode], p), _noise_ms(run.modes["none"], p))
-    return f"{overhead:+.3f}{_MARK if not abs(overhead) > 2 * noise else ''}"
+    return f"{overhead:+.3f}{MARK if not abs(overhead) > 2 * noise else ''}"
 
 
 def print_run(run: RunResult, console: Console) -> None:
@@ -63,14 +83,14 @@ def print_run(run: RunResult, console: Console) -> None:
 
     def row(label: str, values: list[str]) -> None:
         nonlocal marked
-        marked = marked or any(_MARK in v for v in values)
+        marked = marked or any(MARK in v for v in values)
         table.add_row(label, *values)
 
     r = [run.modes[m] for m in modes]
     row("requests (errors)", [f"{x.requests} ({x.errors})" for x in r])
     row("throughput rps", [f"{x.throughput_rps:.1f}" for x in r])
     for p in QUANTILES:
-        row(f"latency {p} ms", [_percentile(x, p) for x in r])
+        row(f"latency {p} ms", [percentile_cell(x, p) for x in r])
     for part in ("total", *COMPONENT_CLASSES):
         row(f"CPU {part} cores", [f"{getattr(x.cpu_cores, part):.3f}" for x in r])
     for part in ("total", *COMPONENT_CLASSES):
@@ -99,16 +119,7 @@ def print_run(run: RunResult, console: Console) -> None:
     )
     console.print(table)
     if marked:
-        console.print(
-            f"{_MARK} sampling noise: the percentile's standard error from sampling is over "
-            f"{NOISY:.0%} of it, or the overhead is within twice that of its two percentiles "
-            "(distribution-free, from the run's latency histogram; consecutive requests are "
-            "not independent, so the true noise is larger). A longer run "
-            "(traffic.duration_s) pins it down.",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
-        )
+        console.print(NOISE_NOTE, highlight=False, markup=False, soft_wrap=True)
     if run.kind == "simulated":
         for line in held_out_lines(run.profile, run.profile_held_out):
             console.print(line, highlight=False, markup=False, soft_wrap=True)

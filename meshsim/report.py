@@ -34,7 +34,7 @@ from meshsim.plots import (
     run_savings,
 )
 from meshsim.profile import Profile
-from meshsim.render import held_out_lines
+from meshsim.render import MARK, PERCENTILE_NOISE_NOTE, held_out_lines, percentile_cell
 from meshsim.results import COMPONENT_CLASSES, RunResult
 from meshsim.scenario import MODES, Scenario
 from meshsim.sweep import NAMED_PARAMETERS
@@ -160,10 +160,10 @@ def _comparison(run: RunResult) -> str:
         ["requests (errors)", *(f"{r.requests} ({r.errors})" for r in results)],
         ["throughput (req/s)", *(f"{r.throughput_rps:.1f}" for r in results)],
     ]
+    latency: list[list[str]] = []
     for key, label in PERCENTILES:
-        rows.append(
-            [f"latency {label} (ms)", *(f"{getattr(r.latency_ms, key):.3f}" for r in results)]
-        )
+        latency.append([percentile_cell(r, key) for r in results])
+        rows.append([f"latency {label} (ms)", *latency[-1]])
     for part in ("total", *COMPONENT_CLASSES):
         rows.append(
             [f"CPU {part} (cores)", *(f"{getattr(r.cpu_cores, part):.3f}" for r in results)]
@@ -184,7 +184,9 @@ def _comparison(run: RunResult) -> str:
     saved = run_savings(run)
     for name, label in SAVING_LABELS.items():
         rows.append([label, *(_pct(saved[m][name]) if m in saved else "—" for m in modes)])
-    return _table(["figure", *modes], rows)
+    marked = any(MARK in cell for row in latency for cell in row)
+    note = f'<p class="meta">{_e(PERCENTILE_NOISE_NOTE)}</p>' if marked else ""
+    return _table(["figure", *modes], rows) + note
 
 
 def _sweep_summary(table: SweepTable) -> str:

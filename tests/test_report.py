@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
@@ -11,7 +12,8 @@ from click.testing import CliRunner
 
 from meshsim.cli import main
 from meshsim.loader import load_scenario
-from meshsim.plots import charts_for, load_inputs
+from meshsim.plots import PERCENTILES, charts_for, load_inputs
+from meshsim.render import MARK, PERCENTILE_NOISE_NOTE, percentile_cell
 from meshsim.report import find_scenario
 from meshsim.results import LatencyMs, RunResult, write_results
 from meshsim.run import simulate
@@ -45,6 +47,11 @@ def test_report_of_a_run_holds_everything_inline(run: RunResult, tmp_path: Path)
     assert "<th>ambient-waypoint</th>" in page
     assert "data-plane CPU saving vs sidecar" in page
     assert f"Profile {run.profile} carries no held-out error (meshsim calibrate writes" in page
+    # percentiles sampling cannot pin down are marked as on the terminal, and the mark told
+    cells = [percentile_cell(r, key) for r in run.modes.values() for key, _ in PERCENTILES]
+    assert any(c.endswith(MARK) for c in cells)  # a short run: its p99.9 is one of a few
+    assert all(f"<td>{c}</td>" in page for c in cells)
+    assert html.escape(PERCENTILE_NOISE_NOTE) in page
     assert "sidecar.cpu.per_request_us.outbound" in page
     assert "minus 2 x 1 KiB x per_kib_us" in page  # a source string from the profile
 
