@@ -188,6 +188,8 @@ def _error_rows(path: Path) -> list[ErrorRow]:
             r["component"],
             float(r["measured"]),
             float(r["simulated"]),
+            r.get("kind") or "",
+            float(r["sampling_error"]) if r.get("sampling_error") else None,
         )
         for r in rows
     ]

@@ -688,6 +688,11 @@ def test_cli_refits_a_dataset_and_prints_the_held_out_table(tmp_path: Path, trut
     assert "held-out settings: measured vs simulated" in result.output
     assert "split: seed 2, 2 of 6 settings held out (fraction 0.34)" in result.output
     assert "held-out settings (never seen by the fit):" in result.output
+    assert (
+        "held-out CPU of the mesh modes, each setting's scaled by its no-mesh run's apps "
+        "(measured / simulated: the host's speed of that minute; not the bound's figure):\n"
+        "  host cpu: median |error| "
+    ) in (out / "report.txt").read_text()
     assert load_profile(profile_out).name == "fitted"
     assert (out / "profile.yaml").read_text() == profile_out.read_text()
     manifest = json.loads((out / "dataset" / "manifest.json").read_text())

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from meshsim.calibrate.compare import (
     ErrorRow,
     compare_runs,
+    host_referenced_cpu,
     percentile_sampling_error,
     summarize,
     summary_lines,
@@ -160,3 +161,21 @@ def test_the_summary_gives_the_measured_percentiles_own_sampling_error() -> None
         "       p99: median |error| 15.0% over 2, worst +20.0% (a none); its own sampling "
         "error ±10.0% (median)  [within the 20% bound on the median]"
     )
+
+
+def test_host_referenced_cpu_scales_a_settings_mesh_modes_by_its_no_mesh_apps() -> None:
+    rows = [
+        # setting a: its no-mesh apps measured 20% (web) and 30% (db) over their simulation
+        ErrorRow("a", "none", "cpu", "web-0", 1.2, 1.0, "app"),
+        ErrorRow("a", "none", "cpu", "db-0", 1.3, 1.0, "app"),
+        ErrorRow("a", "sidecar", "cpu", "web-0", 2.5, 2.0, "app"),
+        ErrorRow("a", "sidecar", "cpu", "web-0.sidecar", 1.0, 1.0, "sidecar"),
+        ErrorRow("a", "sidecar", "p50", "", 1.0, 1.0),
+        # setting b has no no-mesh run: nothing to reference its host by
+        ErrorRow("b", "sidecar", "cpu", "web-0", 1.0, 2.0, "app"),
+    ]
+    scaled = host_referenced_cpu(rows)
+    assert [(r.point, r.component) for r in scaled] == [("a", "web-0"), ("a", "web-0.sidecar")]
+    assert [r.simulated for r in scaled] == pytest.approx([2.0 * 1.25, 1.0 * 1.25])
+    assert [r.error for r in scaled] == pytest.approx([0.0, 0.25])
+    assert [r.measured for r in scaled] == [2.5, 1.0]

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from meshsim.cli import main
 from meshsim.loader import load_scenario
-from meshsim.plots import PERCENTILES, charts_for, load_inputs
+from meshsim.plots import PERCENTILES, charts_for, load_calibration_folder, load_inputs
 from meshsim.render import MARK, PERCENTILE_NOISE_NOTE, percentile_cell
 from meshsim.report import find_scenario
 from meshsim.results import LatencyMs, RunResult, write_results
@@ -111,6 +111,16 @@ def test_report_and_plot_read_what_meshsim_calibrate_writes(run: RunResult, tmp_
     manifest = {"scenario_file": str(SWEEPS / "smoke-base.yaml"), "settings": []}
     (folder / "dataset" / "manifest.json").write_text(json.dumps(manifest))
 
+    # the tables read back whole: each component's kind and each percentile's sampling error
+    back = load_calibration_folder(folder).held_out
+    assert [(r.figure, r.component, r.kind) for r in back] == [
+        (r.figure, r.component, r.kind) for r in held
+    ]
+    assert any(r.kind == "sidecar" for r in back)
+    assert [r.sampling for r in back] == [
+        None if r.sampling is None else pytest.approx(r.sampling, rel=1e-5) for r in held
+    ]
+    assert any(r.sampling is not None for r in back)
     page = report_of([tmp_path / "calibration"], tmp_path / "report.html")
     assert "<h2>Calibration: smoke</h2>" in page and "<h3>Held-out error</h3>" in page
     assert "<td>p50</td><td>4</td><td>10.0%</td><td>-10.0% (" in page

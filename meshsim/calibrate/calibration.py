@@ -14,11 +14,17 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from meshsim.calibrate.compare import ErrorRow, compare_runs, summarize, summary_lines
+from meshsim.calibrate.compare import (
+    ErrorRow,
+    compare_runs,
+    host_referenced_cpu,
+    summarize,
+    summary_lines,
+)
 from meshsim.calibrate.dataset import (
     host_facts,
     load_measured,
@@ -352,6 +358,14 @@ def report_text(cal: Calibration) -> str:
     lines += summary_lines(summarize(cal.in_sample, by_kind=True))
     lines += ["", "held-out settings (never seen by the fit):"]
     lines += summary_lines(summarize(cal.held_out_rows, by_kind=True))
+    (cpu,) = [s for s in summarize(host_referenced_cpu(cal.held_out_rows)) if s.figure == "cpu"]
+    if cpu.median_abs_error is not None:
+        lines += [
+            "",
+            "held-out CPU of the mesh modes, each setting's scaled by its no-mesh run's apps "
+            "(measured / simulated: the host's speed of that minute; not the bound's figure):",
+            *summary_lines([replace(cpu, figure="host cpu")]),
+        ]
     return "\n".join(lines) + "\n"
 
 

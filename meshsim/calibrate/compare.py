@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rich.console import Console
 from rich.table import Table
@@ -26,6 +26,7 @@ __all__ = [
     "FigureSummary",
     "compare_modes",
     "compare_runs",
+    "host_referenced_cpu",
     "percentile_sampling_error",
     "print_errors",
     "print_summary",
@@ -140,6 +141,30 @@ def percentile_sampling_error(histogram: LatencyHistogram, q: float) -> float | 
     """The standard error of a run's q-quantile relative to it
     (LatencyHistogram.quantile_sampling_error)."""
     return histogram.quantile_sampling_error(q)
+
+
+def host_referenced_cpu(rows: Iterable[ErrorRow]) -> list[ErrorRow]:
+    """The CPU rows of every mesh mode, each setting's simulated figures scaled by how its
+    no-mesh run's apps measured against their simulation (the median ratio): what is left
+    when the host's speed of that minute, which the setting's modes share (measured within
+    a minute or two of each other), is taken from the no-mesh run. Settings without a
+    no-mesh run are left out. Not the calibration issue's figure, which is absolute."""
+    by_point: dict[str, list[ErrorRow]] = {}
+    for r in rows:
+        if r.figure == "cpu" and r.error is not None:
+            by_point.setdefault(r.point, []).append(r)
+    out = []
+    for point_rows in by_point.values():
+        ratios = [
+            r.measured / r.simulated
+            for r in point_rows
+            if r.mode == "none" and r.kind == "app" and r.simulated > 0
+        ]
+        if not ratios:
+            continue
+        host = statistics.median(ratios)
+        out += [replace(r, simulated=r.simulated * host) for r in point_rows if r.mode != "none"]
+    return out
 
 
 def summarize(rows: Iterable[ErrorRow], *, by_kind: bool = False) -> list[FigureSummary]:
