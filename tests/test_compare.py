@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from meshsim.calibrate.compare import (
+    HOST_CPU,
     ErrorRow,
     compare_runs,
     host_referenced_cpu,
@@ -113,6 +114,11 @@ def test_cli_prints_the_table_and_summary(run: RunResult, tmp_path: Path) -> Non
     doc = json.loads(as_json.output)
     assert doc["summary"]["cpu"]["worst_error"] == pytest.approx(1.0)
     assert {r["mode"] for r in doc["rows"]} == {"none", "sidecar"}
+    # no mesh simulated at twice its CPU: taken as the host's speed, the sidecar mode's
+    # (simulated right) comes out at half
+    assert HOST_CPU in " ".join(out.output.split())
+    assert "  host cpu: median |error| 50.0% over " in out.output
+    assert doc["host_cpu"]["median_abs_error"] == pytest.approx(0.5)
 
 
 def test_cli_rejects_a_file_that_is_not_a_run(tmp_path: Path) -> None:

@@ -14,14 +14,15 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from meshsim.calibrate.compare import (
+    HOST_CPU,
     ErrorRow,
     compare_runs,
-    host_referenced_cpu,
+    host_cpu_summary,
     summarize,
     summary_lines,
 )
@@ -358,14 +359,9 @@ def report_text(cal: Calibration) -> str:
     lines += summary_lines(summarize(cal.in_sample, by_kind=True))
     lines += ["", "held-out settings (never seen by the fit):"]
     lines += summary_lines(summarize(cal.held_out_rows, by_kind=True))
-    (cpu,) = [s for s in summarize(host_referenced_cpu(cal.held_out_rows)) if s.figure == "cpu"]
-    if cpu.median_abs_error is not None:
-        lines += [
-            "",
-            "held-out CPU of the mesh modes, each setting's scaled by its no-mesh run's apps "
-            "(measured / simulated: the host's speed of that minute; not the bound's figure):",
-            *summary_lines([replace(cpu, figure="host cpu")]),
-        ]
+    host = host_cpu_summary(cal.held_out_rows)
+    if host is not None:
+        lines += ["", f"held-out {HOST_CPU}", *summary_lines([host])]
     return "\n".join(lines) + "\n"
 
 

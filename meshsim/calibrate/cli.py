@@ -12,8 +12,10 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from meshsim.calibrate.compare import (
+    HOST_CPU,
     FigureSummary,
     compare_runs,
+    host_cpu_summary,
     print_errors,
     print_summary,
     summarize,
@@ -55,6 +57,7 @@ def compare(measured: Path, simulated: Path, as_json: bool) -> None:
         click.echo(f"{measured} and {simulated} have no mode in common", err=True)
         sys.exit(BAD_INPUT)
     summaries = summarize(rows)
+    host = host_cpu_summary(rows)
     if as_json:
         doc = {
             "rows": [
@@ -70,6 +73,8 @@ def compare(measured: Path, simulated: Path, as_json: bool) -> None:
             ],
             "summary": {s.figure: _summary_doc(s) for s in summaries},
         }
+        if host is not None:
+            doc["host_cpu"] = _summary_doc(host)
         click.echo(json.dumps(doc, indent=2))
         return
     console = Console()
@@ -79,6 +84,9 @@ def compare(measured: Path, simulated: Path, as_json: bool) -> None:
     )
     print_errors(rows, console, title=title)
     print_summary(summaries, console)
+    if host is not None:
+        console.print(HOST_CPU, highlight=False, soft_wrap=True)
+        print_summary([host], console)
     missing = unmatched_components(meas, sim)
     if missing:
         console.print("in one run only (not compared): " + ", ".join(missing), highlight=False)

@@ -22,10 +22,12 @@ from meshsim.results import LatencyHistogram, ModeResult, RunResult
 __all__ = [
     "BOUNDS",
     "FIGURES",
+    "HOST_CPU",
     "ErrorRow",
     "FigureSummary",
     "compare_modes",
     "compare_runs",
+    "host_cpu_summary",
     "host_referenced_cpu",
     "percentile_sampling_error",
     "print_errors",
@@ -165,6 +167,19 @@ def host_referenced_cpu(rows: Iterable[ErrorRow]) -> list[ErrorRow]:
         host = statistics.median(ratios)
         out += [replace(r, simulated=r.simulated * host) for r in point_rows if r.mode != "none"]
     return out
+
+
+HOST_CPU = (
+    "CPU of the mesh modes, each setting's scaled by its no-mesh run's apps (measured / "
+    "simulated: the host's speed of that minute; not the bound's figure):"
+)
+
+
+def host_cpu_summary(rows: Iterable[ErrorRow]) -> FigureSummary | None:
+    """The summary of `host_referenced_cpu(rows)` as figure 'host cpu' (no bound); None
+    where no setting has a no-mesh run to reference its host by."""
+    (cpu,) = [s for s in summarize(host_referenced_cpu(rows)) if s.figure == "cpu"]
+    return None if cpu.median_abs_error is None else replace(cpu, figure="host cpu")
 
 
 def summarize(rows: Iterable[ErrorRow], *, by_kind: bool = False) -> list[FigureSummary]:
