@@ -32,7 +32,6 @@ from meshsim.calibrate.compare import ErrorRow, compare_runs
 from meshsim.render import held_out_brief
 from meshsim.results import (
     COMPONENT_CLASSES,
-    QUANTILES,
     LatencyHistogram,
     ModeResult,
     RunResult,
@@ -364,9 +363,8 @@ def percentile_whiskers_ms(result: ModeResult) -> list[float]:
     told, with fewer than two requests)."""
     out = []
     for key, _ in PERCENTILES:
-        rel = result.histogram.quantile_sampling_error(QUANTILES[key])
-        value = getattr(result.latency_ms, key)
-        out.append(2 * rel * value if rel is not None and math.isfinite(value) else 0.0)
+        noise = result.percentile_sampling_error_ms(key)
+        out.append(2 * noise if noise is not None and math.isfinite(noise) else 0.0)
     return out
 
 

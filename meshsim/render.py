@@ -48,8 +48,8 @@ def _ms(value: float | None) -> str:
 def _noise_ms(result: ModeResult, p: str) -> float:
     """The standard error of a latency percentile from sampling, in ms (inf where the run
     has too few requests to say)."""
-    rel = result.histogram.quantile_sampling_error(QUANTILES[p])
-    return math.inf if rel is None else rel * getattr(result.latency_ms, p)
+    noise = result.percentile_sampling_error_ms(p)
+    return math.inf if noise is None else noise
 
 
 def percentile_cell(result: ModeResult, p: str) -> str:

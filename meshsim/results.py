@@ -157,12 +157,20 @@ class ModeResult(_Model):
     window_s: float = Field(description="Length of the measurement window (after warm-up).")
     components: list[ComponentUsage]
     histogram: LatencyHistogram
+
     background_cores: dict[str, float] = Field(
         default_factory=dict,
         description="Measured: CPU the host spent on each node's cores besides the "
         "scenario's apps and proxies (the load generator, the meter, other processes), by "
         "node. Simulated: the background the scenario gave.",
     )
+
+    def percentile_sampling_error_ms(self, p: str) -> float | None:
+        """The standard error of latency percentile `p` (a key of QUANTILES) from sampling,
+        in ms (LatencyHistogram.quantile_sampling_error); None where the run has too few
+        requests to say."""
+        rel = self.histogram.quantile_sampling_error(QUANTILES[p])
+        return None if rel is None else rel * getattr(self.latency_ms, p)
 
 
 class MeasuredLink(_Model):

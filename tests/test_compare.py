@@ -14,7 +14,6 @@ from meshsim.calibrate.compare import (
     ErrorRow,
     compare_runs,
     host_referenced_cpu,
-    percentile_sampling_error,
     summarize,
     summary_lines,
 )
@@ -151,9 +150,9 @@ def test_a_percentiles_sampling_error_is_that_of_its_order_statistic() -> None:
     expected = (10 ** (9.95 / 10_000) - 10 ** (-9.95 / 10_000)) / 2
     # the histogram's bins are 1/100 of a decade: the spread is read to within a bin
     bin_width = 10 ** (1 / 100) - 1
-    assert percentile_sampling_error(histogram, 0.99) == pytest.approx(expected, abs=bin_width)
+    assert histogram.quantile_sampling_error(0.99) == pytest.approx(expected, abs=bin_width)
     one = LatencyHistogram.from_latencies_s(np.array([1e-3]))
-    assert percentile_sampling_error(one, 0.99) is None
+    assert one.quantile_sampling_error(0.99) is None
 
 
 def test_the_summary_gives_the_measured_percentiles_own_sampling_error() -> None:

@@ -10,12 +10,11 @@ from rich.console import Console
 
 from meshsim.loader import load_profile
 from meshsim.render import NOISY, print_run
-from meshsim.results import RunResult
+from meshsim.results import QUANTILES, RunResult
 from meshsim.run import simulate
 
 from .builders import ISTIO, client_and_one_pod, scenario_of
 
-QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99, "p999": 0.999}
 FOOTNOTE = (
     "† sampling noise: the percentile's standard error from sampling is over 5% of it, or "
     "the overhead is within twice that of its two percentiles (distribution-free, from the "

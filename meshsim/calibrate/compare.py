@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from rich.console import Console
 from rich.table import Table
 
-from meshsim.results import LatencyHistogram, ModeResult, RunResult
+from meshsim.results import ModeResult, RunResult
 
 __all__ = [
     "BOUNDS",
@@ -29,7 +29,6 @@ __all__ = [
     "compare_runs",
     "host_cpu_summary",
     "host_referenced_cpu",
-    "percentile_sampling_error",
     "print_errors",
     "print_summary",
     "summarize",
@@ -91,7 +90,7 @@ def compare_modes(
     rows = [
         ErrorRow(
             point, mode, p, "", getattr(measured.latency_ms, p), getattr(simulated.latency_ms, p),
-            sampling=percentile_sampling_error(measured.histogram, q),
+            sampling=measured.histogram.quantile_sampling_error(q),
         )
         for p, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
     ]  # fmt: skip
@@ -137,12 +136,6 @@ def unmatched_components(measured: RunResult, simulated: RunResult) -> list[str]
         b = {c.name for c in simulated.modes[mode].components if c.kind != "loadgen"}
         out += [f"{mode}/{name}" for name in sorted(a ^ b)]
     return out
-
-
-def percentile_sampling_error(histogram: LatencyHistogram, q: float) -> float | None:
-    """The standard error of a run's q-quantile relative to it
-    (LatencyHistogram.quantile_sampling_error)."""
-    return histogram.quantile_sampling_error(q)
 
 
 def host_referenced_cpu(rows: Iterable[ErrorRow]) -> list[ErrorRow]:
