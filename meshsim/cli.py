@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from meshsim import __version__
+from meshsim.cli_paths import OutputPath
 from meshsim.loader import InputError, load_scenario
 from meshsim.render import print_run
 from meshsim.results import write_results
@@ -81,7 +82,9 @@ def main() -> None:
     type=click.Choice(MODES),
     help="Mode to run (repeatable); default: the scenario's modes.",
 )
-@click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=None, help="Override the scenario's seed."
+)
 @click.option(
     "--engine",
     type=click.Choice(ENGINES),
@@ -92,7 +95,7 @@ def main() -> None:
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=OutputPath(folder=True),
     help="Write the results files (JSON, CSV, histograms) into this folder.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON summary on stdout.")

@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -261,6 +262,27 @@ def result_files(run: RunResult) -> dict[str, str]:
     return files
 
 
+def _umask() -> int:
+    """The process's umask, read without setting it (os.umask would, for every thread)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
+def _file_mode(path: Path) -> int:
+    """The permissions a file written over `path` gets: the old file's if there is one,
+    else what open() would give a new file (0o666 less the umask)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
 def write_atomically(files: Mapping[Path, str | bytes]) -> list[Path]:
     """Write files so that none is ever seen half-written: each is written whole under a
     temporary name in its folder, and only once all are, renamed into place. An error
@@ -272,6 +294,7 @@ def write_atomically(files: Mapping[Path, str | bytes]) -> list[Path]:
             final.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
             staged.append((tmp, final))
+            os.fchmod(fd, _file_mode(final))  # mkstemp's files are the owner's only
             with os.fdopen(fd, "wb") as fh:
                 fh.write(content.encode("utf-8") if isinstance(content, str) else content)
         for tmp, final in staged:

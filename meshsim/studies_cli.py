@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from meshsim.cli_paths import OutputPath
 from meshsim.loader import InputError
 from meshsim.run import ENGINES
 
@@ -47,7 +48,7 @@ def _inputs(results: tuple[Path, ...]) -> object:
     "--out",
     "out_dir",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=OutputPath(folder=True),
     help="Folder for the charts (PNG and SVG).",
 )
 def plot(results: tuple[Path, ...], out_dir: Path) -> None:
@@ -72,7 +73,7 @@ def plot(results: tuple[Path, ...], out_dir: Path) -> None:
     "--out",
     "out_file",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputPath(folder=False),
     help="The HTML file to write.",
 )
 def report(results: tuple[Path, ...], out_file: Path) -> None:
@@ -94,7 +95,7 @@ def report(results: tuple[Path, ...], out_file: Path) -> None:
     "--out",
     "out_dir",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=OutputPath(folder=True),
     help="Folder for the points and the table; rerunning into it skips finished points.",
 )
 @click.option(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -93,6 +95,67 @@ def test_an_error_while_writing_leaves_every_file_as_it_was(tmp_path: Path) -> N
     written = write_atomically({old: "new\n", tmp_path / "sub" / "b.csv": b"x,y\n"})
     assert written == [old, tmp_path / "sub" / "b.csv"]
     assert (old.read_text(), written[1].read_bytes()) == ("new\n", b"x,y\n")
+
+
+def test_written_files_get_the_permissions_open_would_give(tmp_path: Path) -> None:
+    """Not mkstemp's owner-only 0600: a new file gets 0666 less the umask, a file written
+    over keeps its permissions."""
+    kept = tmp_path / "kept.json"
+    kept.write_text("old\n")
+    kept.chmod(0o604)
+    old_umask = os.umask(0o027)
+    try:
+        write_atomically({tmp_path / "new.json": "x\n", kept: "new\n"})
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((tmp_path / "new.json").stat().st_mode) == 0o640
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o604
+    os.umask(0o022)
+    try:
+        write_atomically({tmp_path / "other.csv": "y\n"})
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((tmp_path / "other.csv").stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (
+            ["run", "SCENARIO", "--out", "{tmp}/afile/sub"],
+            "Error: Invalid value for '--out': {tmp}/afile is a file, so {tmp}/afile/sub "
+            "cannot be made\n",
+        ),
+        (
+            ["run", "SCENARIO", "--out", "{tmp}/afile"],
+            "Error: Invalid value for '--out': {tmp}/afile is a file, not a folder\n",
+        ),
+        (
+            ["report", "{tmp}", "-o", "{tmp}"],
+            "Error: Invalid value for '-o' / '--out': {tmp} is a folder, not a file\n",
+        ),
+        (
+            ["plot", "{tmp}", "-o", "{tmp}/afile/charts"],
+            "Error: Invalid value for '-o' / '--out': {tmp}/afile is a file, so "
+            "{tmp}/afile/charts cannot be made\n",
+        ),
+        (
+            ["run", "SCENARIO", "--seed", "-1"],
+            "Error: Invalid value for '--seed': -1 is not in the range x>=0.\n",
+        ),
+    ],
+)
+def test_outputs_and_seed_are_checked_before_anything_runs(
+    tmp_path: Path, command: list[str], message: str
+) -> None:
+    """A run that takes minutes must not end on 'Not a directory' with nothing written."""
+    (tmp_path / "afile").write_text("x\n")
+    scenario = _scenario(tmp_path)
+    args = [str(scenario) if a == "SCENARIO" else a.format(tmp=tmp_path) for a in command]
+    result = CliRunner().invoke(main, args, terminal_width=400)
+    assert result.exit_code == 2
+    assert result.output.endswith(message.format(tmp=tmp_path))
+    assert "engine auto" not in result.output  # nothing was simulated
 
 
 def test_mode_and_seed_options(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from meshsim.calibrate.compare import (
     unmatched_components,
 )
 from meshsim.calibrate.grid import Setting
+from meshsim.cli_paths import OutputPath
 from meshsim.profile import Profile
 from meshsim.results import RunResult, load_run, write_atomically
 
@@ -120,13 +121,13 @@ def _repo_relative(path: Path) -> str:
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=OutputPath(folder=True),
     help="Folder for the dataset, profile and error tables; default results/calibration/<name>.",
 )
 @click.option("--engine", type=click.Choice(["vector", "des"]), default="vector", show_default=True)
 @click.option(
     "--profile-out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputPath(folder=False),
     help="Also write the fitted profile here (e.g. profiles/local-haproxy.yaml).",
 )
 @click.option("--name", "profile_name", default=None, help="Name of the fitted profile.")

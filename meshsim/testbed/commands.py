@@ -12,6 +12,7 @@ import yaml
 from rich.console import Console
 
 from meshsim.calibrate.dataset import measured_network
+from meshsim.cli_paths import OutputPath
 from meshsim.loader import InputError, load_scenario, resolve_profile_path
 from meshsim.render import print_run
 from meshsim.results import RunResult, result_files, write_atomically
@@ -52,11 +53,13 @@ def measured_scenario(scenario: Scenario, profile_path: Path, run: RunResult) ->
     type=click.Choice(MODES),
     help="Mode to measure (repeatable); default: the scenario's modes.",
 )
-@click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=None, help="Override the scenario's seed."
+)
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=OutputPath(folder=True),
     help="Write the results files, and the scenario as measured, into this folder.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON summary on stdout.")
