@@ -16,7 +16,7 @@ import math
 import statistics
 import textwrap
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,12 @@ class Inputs:
     sweeps: list[SweepTable] = field(default_factory=list)
     calibrations: list[tuple[RunResult, RunResult]] = field(default_factory=list)  # (meas, sim)
     fits: list[CalibrationFolder] = field(default_factory=list)
+    # the file stem of each run's charts, by id(run): its file_stem(), told apart from
+    # other runs' of the same scenario and seed (see _unique_stems)
+    stems: dict[int, str] = field(default_factory=dict)
+
+    def stem(self, run: RunResult) -> str:
+        return self.stems.get(id(run), run.file_stem())
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,21 @@ class CalibrationFolder:
     def profile_file(self) -> Path | None:
         path = self.folder / "profile.yaml"
         return path if path.is_file() else None
+
+    @property
+    def scenario_file(self) -> str | None:
+        """The scenario file the grid was measured on, as the dataset's manifest names it."""
+        manifest = self.folder / "dataset" / "manifest.json"
+        try:
+            doc = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        name = doc.get("scenario_file") if isinstance(doc, dict) else None
+        return name if isinstance(name, str) else None
+
+    @property
+    def scenario(self) -> str | None:
+        return Path(self.scenario_file).stem if self.scenario_file else None
 
 
 @dataclass(frozen=True)
@@ -223,13 +244,40 @@ def _scan(folder: Path, inputs: Inputs, files: list[Path]) -> None:
 
 
 def _twin(measured: RunResult, simulated: list[RunResult]) -> RunResult | None:
-    """The simulated run of a measured one: same scenario and seed, else the only run of
-    that scenario."""
+    """The simulated run of a measured one: of the runs of the same scenario (those of the
+    same seed, if any) that simulate every mode it measured, the only one."""
     same = [s for s in simulated if s.scenario == measured.scenario]
-    exact = [s for s in same if s.seed == measured.seed]
-    if len(exact) == 1:
-        return exact[0]
-    return same[0] if len(same) == 1 else None
+    candidates = [s for s in same if s.seed == measured.seed] or same
+    covering = [s for s in candidates if set(measured.modes) <= set(s.modes)]
+    return covering[0] if len(covering) == 1 else None
+
+
+def _unique_stems(runs: list[RunResult], paths: list[Path]) -> dict[int, str]:
+    """Chart file stems for runs (read from paths) that would otherwise share one (the same
+    scenario and seed): their file stem and the first label that tells them apart: the
+    kind, kind and engine, the folder, the folder and its parent; else a number."""
+    groups: dict[str, list[int]] = {}
+    for i, run in enumerate(runs):
+        groups.setdefault(run.file_stem(), []).append(i)
+    stems: dict[int, str] = {}
+    for stem, members in groups.items():
+        if len(members) == 1:
+            continue
+        labellings = [
+            lambda i: runs[i].kind,
+            lambda i: f"{runs[i].kind}-{runs[i].engine}",
+            lambda i: paths[i].parent.name,
+            lambda i: f"{paths[i].parent.parent.name}-{paths[i].parent.name}",
+        ]
+        for label in labellings:
+            labels = [label(i) for i in members]
+            if len(set(labels)) == len(labels):
+                break
+        else:
+            labels = [str(k + 1) for k in range(len(members))]
+        for i, text in zip(members, labels, strict=True):
+            stems[id(runs[i])] = f"{stem}-{text}"
+    return stems
 
 
 def load_inputs(paths: Iterable[Path]) -> Inputs:
@@ -237,8 +285,9 @@ def load_inputs(paths: Iterable[Path]) -> Inputs:
 
     A folder is a sweep when it has sweep.json and sweep.csv; otherwise the run summary
     JSONs in it and its subfolders are read. A measured run and the simulated run of the
-    same scenario (and seed, when there are several) make a calibration pair; the
-    simulated one is also drawn as a run."""
+    same scenario (and seed, when there are several) that simulates every mode measured
+    make a calibration pair; the simulated one is also drawn as a run. Runs of the same
+    scenario and seed get charts under distinct names (_unique_stems)."""
     inputs = Inputs()
     files: list[Path] = []
     for path in paths:
@@ -248,7 +297,9 @@ def load_inputs(paths: Iterable[Path]) -> Inputs:
             files.append(path)
         else:
             raise ValueError(f"{path}: not a run summary JSON, a results folder or a sweep folder")
-    runs = [load_run(f) for f in dict.fromkeys(files)]
+    paths = list(dict.fromkeys(files))
+    runs = [load_run(f) for f in paths]
+    path_of = {id(run): path for run, path in zip(runs, paths, strict=True)}
     simulated = [r for r in runs if r.kind == "simulated"]
     paired: list[RunResult] = []
     for meas in (r for r in runs if r.kind == "measured"):
@@ -257,6 +308,8 @@ def load_inputs(paths: Iterable[Path]) -> Inputs:
             inputs.calibrations.append((meas, twin))
             paired.append(meas)
     inputs.runs = simulated + [r for r in runs if r.kind == "measured" and r not in paired]
+    for drawn in (inputs.runs, paired):  # their charts, and the calibration charts
+        inputs.stems.update(_unique_stems(drawn, [path_of[id(r)] for r in drawn]))
     return inputs
 
 
@@ -368,13 +421,30 @@ def percentile_whiskers_ms(result: ModeResult) -> list[float]:
     return out
 
 
+def missing_histograms(run: RunResult) -> list[str]:
+    """The modes that served requests but have an empty latency histogram: a summary JSON
+    read without the `*-histogram.csv` files written beside it."""
+    return [
+        mode
+        for mode, result in run.modes.items()
+        if result.requests > 0 and sum(result.histogram.counts) == 0
+    ]
+
+
 def percentile_bars(run: RunResult) -> Chart:
     title = f"Latency percentiles per mode — {run.scenario}"
-    caption = (
-        f"{_run_caption(run)} · whiskers: ± twice each percentile's standard error from "
-        "sampling (distribution-free, from the run's histogram; consecutive requests are not "
-        "independent, so the true noise is larger)"
+    whiskers = (
+        "whiskers: ± twice each percentile's standard error from sampling (distribution-free, "
+        "from the run's histogram; consecutive requests are not independent, so the true "
+        "noise is larger)"
     )
+    missing = missing_histograms(run)
+    if missing:
+        whiskers += (
+            f"; none for {', '.join(missing)}: no latency histogram was found beside the "
+            "summary JSON"
+        )
+    caption = f"{_run_caption(run)} · {whiskers}"
     fig = _figure(title, caption)
     ax = fig.subplots()
     modes = _modes(run)
@@ -387,7 +457,7 @@ def percentile_bars(run: RunResult) -> Chart:
             values,
             width,
             label=mode,
-            yerr=percentile_whiskers_ms(run.modes[mode]),
+            yerr=None if mode in missing else percentile_whiskers_ms(run.modes[mode]),
             error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "#333333"},
         )
         for bar in bars:
@@ -801,10 +871,11 @@ def calibration_scatter(measured: RunResult, simulated: RunResult) -> Chart | No
 
 def calibration_fit_scatter(fit: CalibrationFolder) -> Chart | None:
     """A calibration: held-out figures (the profile never saw them) against in-sample ones."""
-    title = f"Calibrated profile: simulated against measured — {fit.name}"
+    title = f"Calibrated profile: simulated against measured — {fit.scenario or fit.name}"
     profile = _profile_name(fit.profile_file) or "not written"
+    scenario = f"Scenario: {fit.scenario}" if fit.scenario else "Scenario: not recorded"
     caption = (
-        f"Scenario: {fit.name} · fitted profile: {profile} · {len(fit.held_out)} held-out "
+        f"{scenario} · fitted profile: {profile} · {len(fit.held_out)} held-out "
         f"and {len(fit.in_sample)} in-sample figures · {fit.folder}"
     )
     return _error_scatter(title, caption, f"calibration-{fit.name}", fit.held_out, fit.in_sample)
@@ -819,16 +890,21 @@ def _profile_name(path: Path | None) -> str | None:
     return None
 
 
+def _restem(chart: Chart, run: RunResult, stem: str) -> Chart:
+    """The chart of a run saved under the run's stem (Inputs.stem) instead of its file stem."""
+    return replace(chart, stem=stem + chart.stem.removeprefix(run.file_stem()))
+
+
 def charts_for(inputs: Inputs) -> list[Chart]:
     charts: list[Chart] = []
     for run in inputs.runs:
-        charts += run_charts(run)
+        charts += [_restem(c, run, inputs.stem(run)) for c in run_charts(run)]
     for table in inputs.sweeps:
         charts += sweep_charts(table)
     for measured, simulated in inputs.calibrations:  # the simulated run is in inputs.runs
         scatter = calibration_scatter(measured, simulated)
         if scatter is not None:
-            charts.append(scatter)
+            charts.append(_restem(scatter, measured, inputs.stem(measured)))
     for fit in inputs.fits:
         fit_chart = calibration_fit_scatter(fit)
         if fit_chart is not None:

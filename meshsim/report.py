@@ -11,7 +11,6 @@ import base64
 import contextlib
 import html
 import io
-import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -325,11 +324,8 @@ def _calibration(measured: RunResult, simulated: RunResult) -> str:
 
 def _calibrated_scenario(fit: CalibrationFolder) -> Path | None:
     """The scenario a calibration measured, as its dataset's manifest names it."""
-    manifest = fit.folder / "dataset" / "manifest.json"
-    if not manifest.is_file():
-        return None
-    name = json.loads(manifest.read_text(encoding="utf-8")).get("scenario_file")
-    if not isinstance(name, str):
+    name = fit.scenario_file
+    if name is None:
         return None
     for base in (Path.cwd(), REPO_ROOT):
         if (base / name).is_file():

@@ -53,10 +53,19 @@ def _inputs(results: tuple[Path, ...]) -> object:
 )
 def plot(results: tuple[Path, ...], out_dir: Path) -> None:
     """Draw charts of RESULTS: run summaries, results folders, sweep folders, calibrations."""
-    from meshsim.plots import Inputs, charts_for, save_chart
+    from meshsim.plots import Inputs, charts_for, missing_histograms, save_chart
 
     inputs = _inputs(results)
     assert isinstance(inputs, Inputs)
+    for run in inputs.runs:
+        missing = missing_histograms(run)
+        if missing:
+            click.echo(
+                f"note: {inputs.stem(run)}: no latency histogram beside its summary JSON for "
+                f"{', '.join(missing)}: no latency CDF of those modes, no whiskers on their "
+                "percentile bars",
+                err=True,
+            )
     charts = charts_for(inputs)
     if not charts:
         click.echo("nothing to draw: no mode to compare (a sweep needs its sidecar runs)", err=True)

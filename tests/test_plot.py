@@ -213,6 +213,68 @@ def test_a_measured_run_next_to_a_simulated_one_is_a_calibration(
     assert legend[:2] == ["error band: ± median |error| (in each title)", "simulated = measured"]
 
 
+def test_runs_of_one_scenario_and_seed_get_charts_of_their_own(
+    run: RunResult, tmp_path: Path
+) -> None:
+    """Two simulations of the same scenario and seed (here by two engines), and a
+    measurement simulated again one mode at a time (bench/calibration_other_topology.py's
+    layout): every chart under its own name, and the measured run paired with the simulated
+    run that has all its modes."""
+    vector, des = (run.model_copy(update={"engine": e}) for e in ("vector", "des"))
+    write_results(vector, tmp_path / "a" / "one")
+    write_results(des, tmp_path / "a" / "two")
+    inputs = load_inputs([tmp_path / "a"])
+    stems = [c.stem for c in charts_for(inputs)]
+    assert len(stems) == 8 and len(set(stems)) == 8
+    assert f"{run.file_stem()}-simulated-des-savings" in stems
+    assert f"{run.file_stem()}-simulated-vector-savings" in stems
+
+    measured = run.model_copy(update={"kind": "measured", "engine": "local"})
+    write_results(measured, tmp_path / "b" / "measured")
+    write_results(run, tmp_path / "b" / "simulated")
+    for mode in ("none", "sidecar"):
+        one = run.model_copy(update={"modes": {mode: run.modes[mode]}})
+        write_results(one, tmp_path / "b" / "simulated" / mode)
+    inputs = load_inputs([tmp_path / "b"])
+    assert len(inputs.calibrations) == 1
+    assert set(inputs.calibrations[0][1].modes) == set(run.modes)
+    stems = [c.stem for c in charts_for(inputs)]
+    assert len(stems) == len(set(stems))
+    assert f"{run.file_stem()}-calibration" in stems  # the only measured run keeps its name
+    assert f"{run.file_stem()}-sidecar-latency-cdf" in stems  # the folder tells them apart
+    assert f"{run.file_stem()}-simulated-latency-cdf" in stems
+    result = CliRunner().invoke(main, ["plot", str(tmp_path / "b"), "-o", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "c").iterdir())) == 2 * len(stems)  # png and svg of each
+
+
+def test_a_summary_json_without_its_histograms_draws_no_whiskers_and_says_so(
+    run: RunResult, tmp_path: Path
+) -> None:
+    write_results(run, tmp_path / "res")
+    summary = tmp_path / "alone" / f"{run.file_stem()}.json"
+    summary.parent.mkdir()
+    summary.write_bytes((tmp_path / "res" / summary.name).read_bytes())
+    alone = load_run(summary)
+    chart = percentile_bars(alone)
+    bars = [c for c in chart.figure.axes[0].containers if isinstance(c, BarContainer)]
+    assert len(bars) == len(run.modes) and all(c.errorbar is None for c in bars)
+    modes = ", ".join(run.modes)
+    assert f"none for {modes}: no latency histogram was found" in " ".join(
+        caption_of(chart).split()
+    )
+    result = CliRunner().invoke(main, ["plot", str(summary), "-o", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert (
+        f"note: {run.file_stem()}: no latency histogram beside its summary JSON for {modes}: "
+        "no latency CDF of those modes, no whiskers on their percentile bars\n"
+    ) in result.output
+    assert not any("latency-cdf" in p.name for p in (tmp_path / "c").iterdir())
+    # with its histograms, whiskers on every bar
+    axes = percentile_bars(run).figure.axes[0]
+    assert all(c.errorbar is not None for c in axes.containers if isinstance(c, BarContainer))
+
+
 def test_plot_command_writes_png_and_svg(run: RunResult, tmp_path: Path) -> None:
     write_results(run, tmp_path / "res")
     result = CliRunner().invoke(main, ["plot", str(tmp_path / "res"), "-o", str(tmp_path / "c")])

@@ -12,7 +12,13 @@ from click.testing import CliRunner
 
 from meshsim.cli import main
 from meshsim.loader import load_scenario
-from meshsim.plots import PERCENTILES, charts_for, load_calibration_folder, load_inputs
+from meshsim.plots import (
+    PERCENTILES,
+    calibration_fit_scatter,
+    charts_for,
+    load_calibration_folder,
+    load_inputs,
+)
 from meshsim.render import MARK, PERCENTILE_NOISE_NOTE, percentile_cell
 from meshsim.report import find_scenario
 from meshsim.results import LatencyMs, RunResult, write_results
@@ -136,3 +142,6 @@ def test_report_and_plot_read_what_meshsim_calibrate_writes(run: RunResult, tmp_
         "calibration-smoke.png",
         "calibration-smoke.svg",
     ]
+    scatter = calibration_fit_scatter(load_calibration_folder(folder))
+    assert scatter is not None
+    assert "Scenario: smoke-base · " in " ".join(t.get_text() for t in scatter.figure.texts)
