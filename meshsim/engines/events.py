@@ -489,7 +489,9 @@ def run_window(
     w0: float,
     w1: float,
     cutoff: float,
-    stop_at: float,  # events from this time on are left for the next window (inf: none)
+    stop_at: float,  # events from this time on are left for the next window (inf: none);
+    # a closed loop's user who has made all its candidate requests brings it forward to
+    # when its next would start (the earliest such user_next)
     cpu_s: np.ndarray,
     resid_s: np.ndarray,
     handshakes: np.ndarray,
@@ -947,6 +949,11 @@ def run_window(
                                     seq += 1
                                 else:
                                     user_next[u] = nxt
+                                    if nxt < window_end and nxt < w1 and nxt < stop_at:
+                                        # the user ran out of room: the window ends when
+                                        # its next request starts (the caller goes on
+                                        # from there), so no event runs out of order
+                                        stop_at = nxt
                         elif calls[up, _F_PARALLEL] != 0:
                             st[up, _S_KID_LEFT] -= 1
                             if int(st[up, _S_KID_LEFT]) == 0:

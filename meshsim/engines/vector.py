@@ -101,6 +101,7 @@ class VectorStats:
 
     queue_visits: int = 0
     windows: int = 0
+    windows_cut: int = 0  # ended early: a closed loop's user ran out of room (_window)
     pools_forgotten: int = 0
 
 
@@ -163,13 +164,17 @@ def _unroll(scenario: Scenario) -> list[_Slot]:
     return slots
 
 
-def expected_queue_visits(scenario: Scenario, mode: Mode) -> float:
-    """Rough count of queue visits a run makes: for picking an engine, not for results."""
+def visits_per_request(scenario: Scenario, mode: Mode) -> float:
+    """Rough count of the queue visits of one entry request, on average."""
     slots = _unroll(scenario)
     reach = [0.0] * len(slots)
     for s in slots:
         reach[s.index] = s.probability * (reach[s.parent] if s.parent >= 0 else 1.0)
-    per_call = 1 + 4 * len(_BOXES[mode])
+    return sum(reach) * (1 + 4 * len(_BOXES[mode]))
+
+
+def expected_queue_visits(scenario: Scenario, mode: Mode) -> float:
+    """Rough count of queue visits a run makes: for picking an engine, not for results."""
     traffic = scenario.traffic
     if traffic.open_loop is not None:
         requests = traffic.open_loop.rate_rps * traffic.duration_s
@@ -177,7 +182,7 @@ def expected_queue_visits(scenario: Scenario, mode: Mode) -> float:
         assert traffic.closed_loop is not None
         think = max(traffic.closed_loop.think_time.mean_s, 1e-3)
         requests = traffic.closed_loop.users * traffic.duration_s / think
-    return requests * sum(reach) * per_call
+    return requests * visits_per_request(scenario, mode)
 
 
 # ---- the static model of one mode ---------------------------------------------------
@@ -914,21 +919,50 @@ class _VectorRun:
             self.pending = np.zeros(0)
         else:
             self._init_users()
-        for w in range(n_windows):
-            a, b = w * window_s, min(self.w1, (w + 1) * window_s)
-            rng = np.random.default_rng(
-                np.random.SeedSequence(self.seed, spawn_key=(zlib.crc32(b"vector"), w))
-            )
-            self._window(rng, a, b, last=w == n_windows - 1)
-            self.stats.windows += 1
-            if self.progress is not None:
-                self.progress(b / self.w1)
+        w = 0  # windows run, each with its own stream
+        for k in range(n_windows):
+            a, b = k * window_s, min(self.w1, (k + 1) * window_s)
+            while a < b:
+                # closed loop: no longer than the users' requests that fit in memory
+                end = min(b, a + self._closed_span()) if loop is None else b
+                rng = np.random.default_rng(
+                    np.random.SeedSequence(self.seed, spawn_key=(zlib.crc32(b"vector"), w))
+                )
+                reached = self._window(rng, a, end, last=k == n_windows - 1 and end >= b)
+                if reached <= a:
+                    raise RuntimeError(
+                        "closed-loop users whose requests take no time and who do not think "
+                        "between them never let simulated time pass"
+                    )
+                self.stats.windows += 1
+                w += 1
+                a = reached
+                if self.progress is not None:
+                    self.progress(reached / self.w1)
         return self._result()
 
-    def _window(self, rng: np.random.Generator, a: float, b: float, *, last: bool) -> None:
+    def _closed_span(self) -> float:
+        """How long a window of closed-loop users may be: room for each user's requests is
+        made ahead (_user_requests, 1.5 times as many as the last window's mean cycle
+        gives), and so many must fit in one window's share of queue visits. Only a loop
+        whose requests come back in microseconds (no think time, and at the start, with no
+        latency seen yet) is cut shorter than the window."""
+        loop = self.scenario.traffic.closed_loop
+        assert loop is not None
+        per_user = _VISITS_PER_WINDOW / max(1.0, loop.users * self.visits_per_request)
+        return max(per_user, 16.0) / 1.5 * self._closed_cycle()
+
+    def _closed_cycle(self) -> float:
+        loop = self.scenario.traffic.closed_loop
+        assert loop is not None
+        return max(loop.think_time.mean_s + self.latency_guess, 1e-6)
+
+    def _window(self, rng: np.random.Generator, a: float, b: float, *, last: bool) -> float:
         """The requests arriving in [a, b), after those carried in flight from the windows
         before, run until b (the last window: until every request is done, or the cut-off);
-        those still in flight then are carried into the next."""
+        those still in flight then are carried into the next. Returns where the window
+        ended: b, or earlier where a closed loop's user made every request room was made
+        for (events from then on are carried, and the next window starts there)."""
         closed = self.scenario.traffic.open_loop is None
         if closed:
             starts, think = self._user_requests(rng, a, b)
@@ -937,7 +971,7 @@ class _VectorRun:
         carry = self.carry
         n_boxes = len(self.m.boxes)
         if starts.shape[0] == 0 and carry.start.shape[0] == 0 and not last:
-            return
+            return b
         n_cc, n_cr = carry.rows.shape[0], carry.start.shape[0]
         if starts.shape[0]:
             client = np.zeros(starts.shape[0], np.int64)
@@ -992,6 +1026,12 @@ class _VectorRun:
             n_cc, st, self.vi, self.vsec, self.heap, ring,
         )  # fmt: skip
         made = np.isfinite(starts)
+        if closed:  # a user's next request before b: it ran out of room there
+            ran_out = self.user_next < b
+            if ran_out.any():
+                b = float(self.user_next[ran_out].min())
+                last = False
+                self.stats.windows_cut += 1
         if not last:
             n_keep, n_kids, c_start, c_think, c_user, c_root = carry_over(
                 rows, st, n_boxes, kids, starts, ends, root_call, think, n_cr, carry.user,
@@ -1009,6 +1049,7 @@ class _VectorRun:
                 self.latency_guess = float(lat.mean())
         self._account(starts[made], ends[made])
         self._forget_idle_pools(b)
+        return b
 
     def _pool_columns(self) -> list[int]:
         """The columns of a call's row that hold a pool id."""
@@ -1076,6 +1117,7 @@ class _VectorRun:
         rng = child_rng(self.seed, "traffic/users")  # the DES engine's user start times
         self.user_next = rng.uniform(0, max(loop.think_time.mean_s, 1e-9), loop.users)
         self.latency_guess = 0.0
+        self.visits_per_request = visits_per_request(self.scenario, self.mode)
 
     def _user_requests(
         self, rng: np.random.Generator, a: float, b: float
@@ -1084,8 +1126,7 @@ class _VectorRun:
         the window runs; a user who runs out carries on in the next window) and think times."""
         loop = self.scenario.traffic.closed_loop
         assert loop is not None
-        cycle = max(loop.think_time.mean_s + self.latency_guess, 1e-6)
-        self.per_user = math.ceil((b - a) / cycle * 1.5) + 2
+        self.per_user = math.ceil((b - a) / self._closed_cycle() * 1.5) + 2
         users = self.user_next.shape[0]
         think = _sample(loop.think_time, rng, users * self.per_user)
         return np.full(users * self.per_user, math.inf), think
