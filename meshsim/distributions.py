@@ -24,7 +24,7 @@ _MS = 1e-3
 
 
 class _Dist(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     def expected_ms(self) -> float:  # pragma: no cover - overridden
         raise NotImplementedError

@@ -124,6 +124,8 @@ class Source:
             if in_dict or in_list:
                 here = here[part]
                 out.append(part)
+            elif isinstance(here, dict) and part == here.get(_TAG):
+                continue  # the branch of a tagged union (a distribution's `dist`)
             elif isinstance(here, dict) and isinstance(part, str) and not _is_branch(part):
                 out.append(part)  # a missing or unknown key: still part of the path
                 here = None
@@ -135,29 +137,49 @@ def _is_branch(part: str) -> bool:
     return "[" in part or part[:1].isupper() or part in {"int", "float", "str", "bool"}
 
 
-def _field_names(model: type[BaseModel], path: PathKey) -> list[str]:
-    """The keys the model accepts at `path` (for did-you-mean on unknown keys)."""
+_TAG = "dist"  # the key that picks the branch of a tagged union (distributions)
+
+
+def _field_names(model: type[BaseModel], path: PathKey, data: Any = None) -> list[str]:
+    """The keys the model accepts at `path` (for did-you-mean on unknown keys); `data`,
+    the document, picks the branch of a tagged union by its tag."""
     current: Any = model
+    here = data
     for part in path:
+        if isinstance(here, (dict, list)):
+            fits = isinstance(here, dict) or (isinstance(part, int) and part < len(here))
+            here = here.get(part) if isinstance(here, dict) else here[part] if fits else None
+        else:
+            here = None
         if isinstance(part, int):
             continue
         field = getattr(current, "model_fields", {}).get(part)
         if field is None:
             return []
-        current = _model_in(field.annotation)
+        current = _model_in(field.annotation, here.get(_TAG) if isinstance(here, dict) else None)
         if current is None:
             return []
     return list(getattr(current, "model_fields", {}))
 
 
-def _model_in(annotation: Any) -> Any:
+def _models_in(annotation: Any) -> list[Any]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
+        return [annotation]
+    return [m for arg in getattr(annotation, "__args__", ()) or () for m in _models_in(arg)]
+
+
+def _model_in(annotation: Any, tag: Any = None) -> Any:
+    """The model of a field: of a union's, the branch whose tag is `tag`, else the first."""
+    models = _models_in(annotation)
+    for m in models:
+        field = m.model_fields.get(_TAG)
+        if (
+            tag is not None
+            and field is not None
+            and tag in getattr(field.annotation, "__args__", ())
+        ):
+            return m
+    return models[0] if models else None
 
 
 def _explain(error: Any, source: Source, model: type[BaseModel]) -> Problem:
@@ -165,7 +187,7 @@ def _explain(error: Any, source: Source, model: type[BaseModel]) -> Problem:
     kind = error["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        allowed = _field_names(model, loc[:-1])
+        allowed = _field_names(model, loc[:-1], source.data)
         hint = did_you_mean(key, allowed)
         expected = f"; expected one of: {', '.join(sorted(allowed))}" if allowed else ""
         return source.problem(loc, f"unknown key '{key}'{hint}{expected}", at_key=True)
@@ -184,7 +206,9 @@ def _explain(error: Any, source: Source, model: type[BaseModel]) -> Problem:
     message = str(error["msg"])
     if message.startswith("Value error, "):
         return source.problem(loc, message.removeprefix("Value error, "))
-    expected = message.removeprefix("Input should be ").removeprefix("input should be ")
+    expected = _plain_expectation(error) or message.removeprefix("Input should be ").removeprefix(
+        "input should be "
+    )
     if expected.startswith(("greater", "less")):
         expected = f"a value {expected}"
     for pydantic_words, plain in _PLAIN.items():
@@ -197,7 +221,32 @@ def _explain(error: Any, source: Source, model: type[BaseModel]) -> Problem:
     return source.problem(loc, f"expected {expected}, got {got!r}{hint}")
 
 
+_NAME_PATTERN = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+def _plain_expectation(error: Any) -> str | None:
+    """What pydantic's own sentence for these errors says, in the words of the others."""
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind == "too_short":
+        n = ctx.get("min_length", 1)
+        return f"at least {n} item" + ("s" if n != 1 else "")
+    if kind == "string_too_short":
+        n = ctx.get("min_length", 1)
+        return "a non-empty string" if n == 1 else f"a string of at least {n} characters"
+    if kind == "string_pattern_mismatch":
+        if ctx.get("pattern") == _NAME_PATTERN:
+            return (
+                "a name of lowercase letters, digits and '-' that starts and ends with a "
+                "letter or digit"
+            )
+        return f"a string matching {ctx.get('pattern')}"
+    if str(error.get("msg", "")).startswith("Keys should be strings"):
+        return "keys that are strings"
+    return None
+
+
 _PLAIN = {
+    "a valid dictionary or object to extract fields from": "a mapping",
     "a valid integer, unable to parse string as an integer": "an integer",
     "a valid number, unable to parse string as a number": "a number",
     "a valid integer, got a number with a fractional part": "a whole number",
@@ -235,7 +284,7 @@ def _without_misspelled_missing(
     for err in errors:
         if err["type"] == "extra_forbidden":
             loc = source.data_path(err["loc"])
-            allowed = _field_names(model, loc[:-1])
+            allowed = _field_names(model, loc[:-1], source.data)
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
             if close:
                 misspelled.add((*loc[:-1], close[0]))

@@ -79,7 +79,7 @@ Scalar = int | float | str | bool
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class ParameterSpec(_Model):

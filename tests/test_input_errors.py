@@ -121,6 +121,45 @@ CASES = [
         "  entry: [web",
         "18:12: not valid YAML: expected ',' or ']', but got ':'",
     ),
+    # a distribution's fields are named, not the branch of the union that parses it
+    (
+        "negative mean in a distribution",
+        "mean_ms: 1}",
+        "mean_ms: -1}",
+        "15:48: workloads[1].service_time.mean_ms: expected a value greater than 0, got -1",
+    ),
+    (
+        "misspelled key of a distribution",
+        "mean_ms: 1}",
+        "mean: 1}",
+        "15:39: workloads[1].service_time.mean: unknown key 'mean' (did you mean 'mean_ms'?); "
+        "expected one of: dist, mean_ms",
+    ),
+    (
+        "negative cv of a lognormal",
+        "{dist: exponential, mean_ms: 1}",
+        "{dist: lognormal, mean_ms: 1, cv: -1}",
+        "15:53: workloads[1].service_time.cv: expected a value greater than 0, got -1",
+    ),
+    (
+        "infinite rate",
+        "{rate_rps: 10}",
+        "{rate_rps: .inf}",
+        "18:25: traffic.open_loop.rate_rps: expected a finite number, got inf",
+    ),
+    (
+        "no modes",
+        "  duration_s: 2\n",
+        "  duration_s: 2\nmesh: {modes: []}\n",
+        "20:15: mesh.modes: expected at least 1 item, got []",
+    ),
+    (
+        "name not a DNS label",
+        "name: tiny",
+        "name: Tiny",
+        "1:7: name: expected a name of lowercase letters, digits and '-' that starts and ends "
+        "with a letter or digit, got 'Tiny'",
+    ),
 ]
 
 

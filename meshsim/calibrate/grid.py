@@ -50,7 +50,7 @@ __all__ = ["CalibrationGrid", "GridPlan", "Holdout", "Setting", "load_grid", "sp
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Holdout(_Model):
