@@ -76,6 +76,7 @@ class Source:
         self.file = file
         self.marks: dict[PathKey, tuple[int, int]] = {}
         self.key_marks: dict[PathKey, tuple[int, int]] = {}
+        self.repeated: list[Problem] = []
         try:
             node = yaml.compose(text, Loader=yaml.SafeLoader)
             self.data: Any = yaml.load(text, Loader=yaml.SafeLoader)
@@ -85,18 +86,32 @@ class Source:
             raise InputError(
                 [Problem(file, line, col, "", f"not valid YAML: {exc.problem or exc}")]
             ) from None
+        except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, ...)
+            line, col = _line_and_column(text, exc.position)
+            raise InputError(
+                [Problem(file, line, col, "", f"not valid YAML: character {_char(exc.character)} "
+                         "is not allowed in a YAML file")]
+            ) from None  # fmt: skip
         if node is not None:
             self._walk(node, ())
+        if self.repeated:  # YAML would keep the last and drop the others without a word
+            raise InputError(self.repeated)
 
     def _walk(self, node: yaml.Node, path: PathKey) -> None:
         self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
                 key = key_node.value
-                self.key_marks[(*path, key)] = (
-                    key_node.start_mark.line + 1,
-                    key_node.start_mark.column + 1,
-                )
+                here = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                if (*path, key) in self.key_marks and key_node.tag != "tag:yaml.org,2002:merge":
+                    first = self.key_marks[(*path, key)][0]
+                    self.repeated.append(
+                        Problem(self.file, *here, format_path((*path, key)),
+                                f"key '{key}' is given twice (first on line {first}); "
+                                "give it once")
+                    )  # fmt: skip
+                    continue
+                self.key_marks[(*path, key)] = here
                 self._walk(value_node, (*path, key))
         elif isinstance(node, yaml.SequenceNode):
             for index, item in enumerate(node.value):
@@ -257,11 +272,32 @@ _PLAIN = {
 }
 
 
+def _char(character: Any) -> str:
+    code = character if isinstance(character, int) else ord(str(character)[:1] or "\0")
+    return f"U+{code:04X}"
+
+
+def _line_and_column(text: str, index: int) -> tuple[int, int]:
+    """1-based line and column of text[index]."""
+    line = text.count("\n", 0, index) + 1
+    return line, index - (text.rfind("\n", 0, index) + 1) + 1
+
+
 def read_source(path: Path) -> Source:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise InputError([Problem(str(path), 1, 1, "", f"cannot read: {exc.strerror}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        byte = raw[exc.start]
+        raise InputError(
+            [Problem(str(path), line, col, "", f"not UTF-8 text (byte 0x{byte:02x}); save the "
+                     "file as UTF-8")]
+        ) from None  # fmt: skip
     return Source(str(path), text)
 
 

@@ -247,3 +247,40 @@ def test_an_mtls_handshake_of_no_round_trip_is_named_by_line(tmp_path: Path, kin
         f": {kind}.handshake_round_trips.value: expected a value greater than or equal to 1, "
         "got 0.375\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("what", "old", "new", "message"),
+    [
+        (
+            "a byte that is not UTF-8",
+            b"name: tiny",
+            b"name: tiny # caf\xe9",
+            "1:17: not UTF-8 text (byte 0xe9); save the file as UTF-8",
+        ),
+        (
+            "a NUL character",
+            b"  entry: web",
+            b"  entry: w\x00eb",
+            "17:11: not valid YAML: character U+0000 is not allowed in a YAML file",
+        ),
+        (
+            "a key given twice (YAML keeps the last without a word)",
+            b"    replicas: 2\n",
+            b"    replicas: 2\n    replicas: 3\n",
+            "12:5: workloads[0].replicas: key 'replicas' is given twice (first on line 11); "
+            "give it once",
+        ),
+    ],
+    ids=["not-utf8", "nul", "repeated-key"],
+)
+def test_what_yaml_would_not_say_is_named_by_line(
+    tmp_path: Path, what: str, old: bytes, new: bytes, message: str
+) -> None:
+    good = GOOD.encode()
+    assert old in good, what
+    path = _write(tmp_path, "")
+    path.write_bytes(good.replace(old, new, 1))
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    assert result.output == f"{path}:{message}\n"
