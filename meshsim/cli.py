@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 
 from meshsim import __version__
 from meshsim.cli_paths import OutputPath
+from meshsim.engines.vector import TooManyCalls
 from meshsim.loader import InputError, load_scenario
 from meshsim.render import print_run
 from meshsim.results import write_results
@@ -131,6 +132,9 @@ def run(
         result = simulate(
             scenario, profile, modes=chosen, seed=seed, engine=engine, progress=progress, jobs=jobs
         )
+    except TooManyCalls as err:
+        click.echo(f"{file}: {err}", err=True)
+        sys.exit(BAD_INPUT)
     finally:
         progress.stop()
     if out_dir is not None:

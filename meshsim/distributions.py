@@ -21,6 +21,11 @@ __all__ = [
 ]
 
 _MS = 1e-3
+# Bounds that keep every draw a finite number of seconds: times up to a day, and spreads
+# (sd / mean) up to 100 (a lognormal of cv 100 has sigma 3.0: its p99.99 is 1,200 times
+# its median)
+MAX_MS = 86_400_000.0
+MAX_CV = 100.0
 
 
 class _Dist(BaseModel):
@@ -51,7 +56,7 @@ class Constant(_Dist):
     """Always the same value."""
 
     dist: Literal["constant"] = "constant"
-    value_ms: float = Field(ge=0)
+    value_ms: float = Field(ge=0, le=MAX_MS)
 
     def expected_ms(self) -> float:
         return self.value_ms
@@ -67,7 +72,7 @@ class Exponential(_Dist):
     """Memoryless: the service time of M/M/c queues."""
 
     dist: Literal["exponential"]
-    mean_ms: float = Field(gt=0)
+    mean_ms: float = Field(gt=0, le=MAX_MS)
 
     def expected_ms(self) -> float:
         return self.mean_ms
@@ -83,8 +88,8 @@ class Lognormal(_Dist):
     """Right-skewed, given by its mean and coefficient of variation (sd / mean)."""
 
     dist: Literal["lognormal"]
-    mean_ms: float = Field(gt=0)
-    cv: float = Field(gt=0)
+    mean_ms: float = Field(gt=0, le=MAX_MS)
+    cv: float = Field(gt=0, le=MAX_CV)
 
     def expected_ms(self) -> float:
         return self.mean_ms
@@ -103,7 +108,7 @@ class Empirical(_Dist):
     """Values observed elsewhere, drawn with the given weights (equal when omitted)."""
 
     dist: Literal["empirical"]
-    values_ms: list[Annotated[float, Field(ge=0)]] = Field(min_length=1)
+    values_ms: list[Annotated[float, Field(ge=0, le=MAX_MS)]] = Field(min_length=1)
     weights: list[Annotated[float, Field(gt=0)]] | None = None
 
     @model_validator(mode="after")

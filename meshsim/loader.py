@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from meshsim.checks import check_scenario, did_you_mean
-from meshsim.profile import Profile
+from meshsim.profile import Profile, Sourced
 from meshsim.scenario import Scenario
 
 __all__ = [
@@ -237,6 +237,7 @@ def _explain(error: Any, source: Source, model: type[BaseModel]) -> Problem:
 
 
 _NAME_PATTERN = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_SOURCED = {Sourced.__name__} | {c.__name__ for c in Sourced.__subclasses__()}
 
 
 def _plain_expectation(error: Any) -> str | None:
@@ -255,6 +256,10 @@ def _plain_expectation(error: Any) -> str | None:
                 "letter or digit"
             )
         return f"a string matching {ctx.get('pattern')}"
+    if kind == "multiple_of" and ctx.get("multiple_of") == 1:
+        return "a whole number"
+    if kind == "model_type" and ctx.get("class_name") in _SOURCED:
+        return "a mapping of value and source (every number of a profile names its source)"
     if str(error.get("msg", "")).startswith("Keys should be strings"):
         return "keys that are strings"
     return None

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from meshsim.distributions import MAX_CV
+
 __all__ = [
     "AppCost",
     "CpuCost",
@@ -53,6 +55,19 @@ class RoundTrips(Sourced):
     delays around the server's handshake CPU)."""
 
     value: float = Field(ge=1)
+
+
+class Spread(Sourced):
+    """A sourced coefficient of variation (sd / mean), within the bound the scenario's
+    distributions have (meshsim.distributions.MAX_CV)."""
+
+    value: float = Field(ge=0, le=MAX_CV)
+
+
+class Workers(Sourced):
+    """A sourced count of worker threads: a whole number, at least one."""
+
+    value: float = Field(ge=1, le=4096, multiple_of=1)
 
 
 class Directional(_Model):
@@ -105,7 +120,7 @@ class CpuCost(_Model):
     deferred_fraction: Fraction = Field(
         description="Share of per-request CPU spent after the response is sent (telemetry)."
     )
-    cv: Sourced = Field(description="Coefficient of variation of one pass's CPU time.")
+    cv: Spread = Field(description="Coefficient of variation of one pass's CPU time.")
     handshake_us: Handshake = Field(description="CPU for one new mTLS connection, each side.")
     cross_node_us: Sourced = Field(
         description="More CPU per request at each end of a link between two proxies on "
@@ -134,7 +149,7 @@ class MemoryCost(_Model):
 class ProxyCost(_Model):
     """Costs of one data-plane component kind (sidecar, ztunnel, waypoint)."""
 
-    workers: Sourced = Field(description="Default worker threads (Envoy concurrency).")
+    workers: Workers = Field(description="Default worker threads (Envoy concurrency).")
     worker_model: Literal["pinned", "shared"] = Field(
         description="pinned: each connection stays on one worker (Envoy); "
         "shared: work-stealing runtime (ztunnel on tokio)."
@@ -182,7 +197,7 @@ class AppCost(_Model):
         description="Mean latency of one visit to an app outside its CPU (the HTTP stack, "
         "event loop and host scheduler), added to the scenario's service time."
     )
-    visit_latency_cv: Sourced = Field(
+    visit_latency_cv: Spread = Field(
         description="Coefficient of variation of that latency (lognormal): its tail."
     )
     visit_latency_floor_us: Sourced = Field(

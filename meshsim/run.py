@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from meshsim import __version__
 from meshsim.engines import simulate_des
-from meshsim.engines.vector import expected_queue_visits
+from meshsim.engines.vector import TooManyCalls, expected_queue_visits
 from meshsim.engines.vector import simulate_mode as simulate_vector
 from meshsim.profile import Profile
 from meshsim.results import ByComponent, ModeResult, RunResult
@@ -113,7 +113,10 @@ def mode_jobs(scenario: Scenario, modes: Sequence[Mode], engine: str) -> int:
 
 def choose_engine(scenario: Scenario, modes: Sequence[Mode]) -> tuple[str, str]:
     """The engine `auto` runs, and why: vector for large scenarios, DES otherwise."""
-    visits = max(expected_queue_visits(scenario, mode) for mode in modes)
+    try:
+        visits = max(expected_queue_visits(scenario, mode) for mode in modes)
+    except TooManyCalls as err:
+        return "des", f"the call graph unrolls into more than {err.limit} calls per request"
     if visits > AUTO_VECTOR_VISITS:
         return "vector", f"about {visits:,.0f} queue visits per mode"
     return "des", f"about {visits:,.0f} queue visits per mode"

@@ -41,6 +41,14 @@ MODES: tuple[Mode, ...] = ("none", "sidecar", "ambient", "ambient-waypoint")
 Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
 NonNeg = Annotated[float, Field(ge=0)]
 Positive = Annotated[float, Field(gt=0)]
+# Bounds far beyond any real cluster that keep a run's arrays and sums finite (a rate of
+# 1e308 requests a second, or a payload of 1e20 bytes, passed validation and crashed the
+# engines): Kubernetes supports 5,000 nodes and 150,000 pods.
+MAX_NODES = 100_000
+MAX_REPLICAS = 1_000_000
+MAX_BYTES = 1 << 30  # a request or response body: 1 GiB
+Bytes = Annotated[int, Field(ge=0, le=MAX_BYTES)]
+DelayMs = Annotated[float, Field(ge=0, le=60_000)]  # a network hop: up to a minute
 
 
 class _Model(BaseModel):
@@ -59,23 +67,23 @@ class NodeSpec(_Model):
 class NetworkDelays(_Model):
     """One-way delay of a hop, by where its two ends run."""
 
-    same_node_ms: NonNeg
-    cross_node_ms: NonNeg
-    cross_zone_ms: NonNeg
+    same_node_ms: DelayMs
+    cross_node_ms: DelayMs
+    cross_zone_ms: DelayMs
 
 
 class Cluster(_Model):
-    nodes: int | list[NodeSpec] = Field(
-        description="Number of nodes (named node-1, node-2, ...) or an explicit list."
-    )
-    cores_per_node: int = Field(gt=0)
-    memory_gib_per_node: float = Field(gt=0)
+    nodes: (
+        Annotated[int, Field(le=MAX_NODES)] | Annotated[list[NodeSpec], Field(max_length=MAX_NODES)]
+    ) = Field(description="Number of nodes (named node-1, node-2, ...) or an explicit list.")
+    cores_per_node: int = Field(gt=0, le=100_000)
+    memory_gib_per_node: float = Field(gt=0, le=1e6)
     zones: list[Name] = Field(
         default_factory=lambda: ["zone-a"],
         min_length=1,
         description="Zones; numbered nodes are assigned to them round-robin.",
     )
-    max_pods_per_node: int = Field(default=110, gt=0)
+    max_pods_per_node: int = Field(default=110, gt=0, le=MAX_REPLICAS)
     network: NetworkDelays
     background_cores: dict[Name, NonNeg] = Field(
         default_factory=dict,
@@ -96,8 +104,8 @@ class Call(_Model):
     """A call a workload makes to another service while handling a request."""
 
     to: Name
-    request_bytes: int = Field(default=0, ge=0)
-    response_bytes: int = Field(default=0, ge=0)
+    request_bytes: Bytes = 0
+    response_bytes: Bytes = 0
     probability: float = Field(default=1.0, ge=0, le=1)
     count: int = Field(default=1, gt=0, description="Calls made each time (all sequential).")
 
@@ -114,12 +122,14 @@ class Workload(_Model):
     name: Name
     namespace: Name = "default"
     service_account: Name | None = None
-    replicas: int = Field(default=1, gt=0)
+    replicas: int = Field(default=1, gt=0, le=MAX_REPLICAS)
     placement: Literal["spread", "pack"] | Placement = "spread"
     cpu_millicores: int = Field(
         default=100, gt=0, description="CPU request used for scheduling (not usage)."
     )
-    memory_mib: float = Field(default=64, ge=0, description="Working set of one app container.")
+    memory_mib: float = Field(
+        default=64, ge=0, le=1e7, description="Working set of one app container."
+    )
     service_time: Distribution = Field(
         default=Constant(value_ms=0),
         description="Time a request spends in the app off CPU (I/O, sleeps), ms.",
@@ -147,7 +157,7 @@ class Workload(_Model):
 
 
 class OpenLoop(_Model):
-    rate_rps: Positive
+    rate_rps: float = Field(gt=0, le=1e8)
     arrivals: Literal["poisson", "constant"] = "poisson"
 
     def constant_index(self, t_s: float) -> int:
@@ -161,7 +171,7 @@ class OpenLoop(_Model):
 class ClosedLoop(_Model):
     """Locust-like users: send, wait for the response, think, repeat."""
 
-    users: int = Field(gt=0)
+    users: int = Field(gt=0, le=MAX_REPLICAS)
     think_time: Distribution
 
 
@@ -184,11 +194,11 @@ class LoadClient(_Model):
 
 class Traffic(_Model):
     entry: Name
-    request_bytes: int = Field(default=0, ge=0)
-    response_bytes: int = Field(default=0, ge=0)
+    request_bytes: Bytes = 0
+    response_bytes: Bytes = 0
     open_loop: OpenLoop | None = None
     closed_loop: ClosedLoop | None = None
-    duration_s: Positive
+    duration_s: float = Field(gt=0, le=1e7)  # simulated seconds: up to 115 days
     warmup_s: NonNeg = 0
     client: LoadClient = Field(default_factory=LoadClient)
 
@@ -225,7 +235,7 @@ class Mesh(_Model):
     waypoint_scope: Literal["namespace", "service"] = "namespace"
     pool: Pool = Field(default_factory=Pool)
     # Istio issues workload certificates for 24 hours by default.
-    cert_lifetime_h: Positive = 24
+    cert_lifetime_h: float = Field(default=24, gt=0, le=1e6)
 
     @model_validator(mode="after")
     def _unique_modes(self) -> Mesh:

@@ -211,3 +211,31 @@ def test_python_dash_m_meshsim_is_the_command_line() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"{ROOT / 'scenarios' / 'quickstart.yaml'}: ok (")
+
+
+def test_a_call_tree_too_large_for_the_vector_engine_runs_on_the_des_engine(
+    tmp_path: Path,
+) -> None:
+    """6,101 calls a request: auto picks the DES engine and says why; asked for the vector
+    engine, the command says what to do instead of a traceback."""
+    doc = base_scenario(
+        name="wide",
+        workloads=[
+            {"name": "web", "calls": [{"to": "api", "count": 100}]},
+            {"name": "api", "calls": [{"to": "db", "count": 60}]},
+            {"name": "db"},
+        ],
+        traffic={"entry": "web", "open_loop": {"rate_rps": 1}, "duration_s": 0.5},
+        mesh={"modes": ["none"]},
+    )
+    doc["profile"] = str(ROOT / "profiles" / "istio-1.24.yaml")
+    path = write_yaml(tmp_path / "wide.yaml", doc)
+    vector = CliRunner().invoke(main, ["run", str(path), "--engine", "vector"])
+    assert vector.exit_code == 2
+    assert vector.output == (
+        f"{path}: the call graph unrolls into more than 5000 calls per request, more than the "
+        "vector engine lays out; use the DES engine (--engine des)\n"
+    )
+    auto = CliRunner().invoke(main, ["run", str(path), "--json"])
+    assert auto.exit_code == 0, auto.output
+    assert json.loads(auto.stdout)["engine"] == "des"

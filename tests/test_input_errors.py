@@ -121,6 +121,20 @@ CASES = [
         "  entry: [web",
         "18:12: not valid YAML: expected ',' or ']', but got ':'",
     ),
+    (
+        "more nodes than any cluster has",
+        "  nodes: 2\n",
+        "  nodes: 1000000000\n",
+        "5:10: cluster.nodes: expected a value less than or equal to 100000 or a list, "
+        "got 1000000000",
+    ),
+    (
+        "a body larger than 1 GiB",
+        "      - to: api",
+        "      - {to: api, request_bytes: 100000000000000000000}",
+        "13:34: workloads[0].calls[0].request_bytes: expected a value less than or equal to "
+        "1073741824, got 100000000000000000000",
+    ),
     # a distribution's fields are named, not the branch of the union that parses it
     (
         "negative mean in a distribution",
@@ -207,9 +221,9 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     assert len(result.output.strip().splitlines()) == 2
 
 
-def _profile_error(tmp_path: Path, path: str, value: float) -> tuple[str, str]:
-    """Validate the good scenario with the profile's number at `path` (dotted) set to
-    `value`: the output, and the file:line: it must start with (the line of that value)."""
+def _profile_output(tmp_path: Path, path: str, value: float) -> str:
+    """What validating the good scenario says with the profile's number at `path` (dotted)
+    set to `value`."""
     scenario = _write(tmp_path, GOOD)
     profile_file = tmp_path / "profiles" / "istio-1.24.yaml"
     doc = yaml.safe_load(profile_file.read_text())
@@ -220,12 +234,20 @@ def _profile_error(tmp_path: Path, path: str, value: float) -> tuple[str, str]:
     profile_file.write_text(yaml.safe_dump(doc, sort_keys=False))
     result = CliRunner().invoke(main, ["validate", str(scenario)])
     assert result.exit_code == 2, result.output
+    return result.output
+
+
+def _profile_error(tmp_path: Path, path: str, value: float) -> tuple[str, str]:
+    """Validate the good scenario with the profile's number at `path` (dotted) set to
+    `value`: the output, and the file:line: it must start with (the line of that value)."""
+    output = _profile_output(tmp_path, path, value)
+    profile_file = tmp_path / "profiles" / "istio-1.24.yaml"
     line = next(
         i + 1
         for i, text in enumerate(profile_file.read_text().splitlines())
         if text.strip().startswith(f"value: {value}")
     )
-    return result.output, f"{profile_file}:{line}:"
+    return output, f"{profile_file}:{line}:"
 
 
 @pytest.mark.parametrize("path", ["sidecar.cpu.deferred_fraction", "app.cold_deferred_fraction"])
@@ -234,6 +256,27 @@ def test_a_share_above_one_in_the_profile_is_named_by_line(tmp_path: Path, path:
     output, where = _profile_error(tmp_path, path, 1.5)
     assert output.startswith(where)
     assert output.endswith(f": {path}.value: expected a value less than or equal to 1, got 1.5\n")
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        # no worker thread crashed the engines (IndexError); half of one was taken as none
+        ("sidecar.workers", 0, "a value greater than or equal to 1"),
+        ("ztunnel.workers", 1.5, "a whole number"),
+        # a spread whose square overflows made every draw inf or NaN
+        ("sidecar.cpu.cv", 1e300, "a value less than or equal to 100"),
+    ],
+)
+def test_a_profile_number_the_engines_cannot_use_is_named_by_line(
+    tmp_path: Path, path: str, value: float, expected: str
+) -> None:
+    output = _profile_output(tmp_path, path, value)
+    profile_file = tmp_path / "profiles" / "istio-1.24.yaml"
+    line = int(output.removeprefix(f"{profile_file}:").split(":")[0])
+    assert profile_file.read_text().splitlines()[line - 1].strip().startswith("value: ")
+    assert yaml.safe_load(profile_file.read_text().splitlines()[line - 1])["value"] == value
+    assert output.endswith(f": {path}.value: expected {expected}, got {value}\n")
 
 
 @pytest.mark.parametrize("kind", ["sidecar", "ztunnel", "waypoint"])

@@ -86,6 +86,18 @@ _FINE_BINS_PER_DECADE = 2000
 _MAX_CALL_SLOTS = 5000
 _FORGET_POOLS_FROM = 65536  # pools: forget those without connections once this many
 
+
+class TooManyCalls(ValueError):
+    """A request's call tree is larger than the vector engine lays out (_MAX_CALL_SLOTS)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        super().__init__(
+            f"the call graph unrolls into more than {limit} calls per request, more than the "
+            "vector engine lays out; use the DES engine (--engine des)"
+        )
+
+
 _BOXES: dict[Mode, tuple[tuple[ProxyKind, Role], ...]] = {
     "none": (),
     "sidecar": (("sidecar", "outbound"), ("sidecar", "inbound")),
@@ -130,10 +142,7 @@ def _unroll(scenario: Scenario) -> list[_Slot]:
     def add(parent: int, service: str, req: int, resp: int, prob: float) -> int:
         index = len(raw)
         if index >= _MAX_CALL_SLOTS:
-            raise ValueError(
-                f"the call graph unrolls into more than {_MAX_CALL_SLOTS} calls per request; "
-                "use the DES engine"
-            )
+            raise TooManyCalls(_MAX_CALL_SLOTS)
         raw.append({"parent": parent, "service": service, "req": req, "resp": resp, "p": prob})
         kids = []
         for call in workloads[service].calls:
