@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -17,7 +18,7 @@ from meshsim.cli_paths import OutputPath
 from meshsim.engines.vector import TooManyCalls
 from meshsim.loader import InputError, load_scenario
 from meshsim.render import print_run
-from meshsim.results import write_results
+from meshsim.results import WriteError, write_results
 from meshsim.run import ENGINES, choose_engine, simulate
 from meshsim.scenario import MODES, Mode, Scenario
 
@@ -68,7 +69,19 @@ def _fail(err: InputError) -> None:
     sys.exit(BAD_INPUT)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """meshsim's commands: results that could not be written (a full disk, a folder in the
+    way) end the command with what happened, not a traceback; nothing was written."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except WriteError as err:
+            click.echo(str(err), err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="meshsim")
 def main() -> None:
     """Simulate what a service mesh costs a cluster: no mesh, sidecars, ambient, waypoints."""

@@ -7,12 +7,14 @@ fields but never renames these.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
 import os
 import stat
 import tempfile
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -283,12 +285,18 @@ def _file_mode(path: Path) -> int:
         return 0o666 & ~_umask()
 
 
+class WriteError(OSError):
+    """Files could not be written (write_atomically): every one is as it was."""
+
+
 def write_atomically(files: Mapping[Path, str | bytes]) -> list[Path]:
     """Write files so that none is ever seen half-written: each is written whole under a
-    temporary name in its folder, and only once all are, renamed into place. An error
-    while writing leaves every file as it was, and no temporary file behind."""
-    written = []
+    temporary name in its folder, and only once all are, renamed into place (the file each
+    replaces linked aside until all are). An error while writing or renaming leaves every
+    file as it was, and no temporary file behind."""
+    written: list[Path] = []
     staged: list[tuple[str, Path]] = []
+    kept: list[str | None] = []  # the old file of each renamed-in one, linked aside
     try:
         for final, content in files.items():
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -297,13 +305,38 @@ def write_atomically(files: Mapping[Path, str | bytes]) -> list[Path]:
             os.fchmod(fd, _file_mode(final))  # mkstemp's files are the owner's only
             with os.fdopen(fd, "wb") as fh:
                 fh.write(content.encode("utf-8") if isinstance(content, str) else content)
-        for tmp, final in staged:
-            os.replace(tmp, final)
-            written.append(final)
+        for _, final in staged:
+            if final.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "a folder is in the way", str(final))
+        try:
+            for tmp, final in staged:
+                old = None
+                if final.exists():
+                    old = str(final.parent / f".{final.name}.{uuid.uuid4().hex}.old")
+                    os.link(final, old)
+                kept.append(old)
+                os.replace(tmp, final)
+                written.append(final)
+        except BaseException:
+            # put back what was there: all or none
+            for final, old in reversed(list(zip(written, kept, strict=False))):
+                if old is None:
+                    final.unlink()
+                else:
+                    os.replace(old, final)
+            raise
+    except OSError as err:
+        where = err.filename or (staged[-1][1] if staged else "")
+        raise WriteError(
+            f"could not write {where}: {err.strerror or err}; every file is as it was"
+        ) from err
     finally:
         for tmp, _ in staged:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        for old in kept:
+            if old is not None and os.path.exists(old):
+                os.unlink(old)
     return written
 
 

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from meshsim.cli import main
-from meshsim.results import write_atomically
+from meshsim.results import WriteError, write_atomically
 
 from .builders import ROOT, base_scenario, write_yaml
 
@@ -95,6 +95,38 @@ def test_an_error_while_writing_leaves_every_file_as_it_was(tmp_path: Path) -> N
     written = write_atomically({old: "new\n", tmp_path / "sub" / "b.csv": b"x,y\n"})
     assert written == [old, tmp_path / "sub" / "b.csv"]
     assert (old.read_text(), written[1].read_bytes()) == ("new\n", b"x,y\n")
+
+
+def test_an_error_while_renaming_puts_back_every_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All or none also when the renames fail part of the way: a folder where a file goes
+    is found before any is renamed; a rename that fails puts back the ones done."""
+    old = tmp_path / "a.json"
+    old.write_text("old\n")
+    (tmp_path / "c.csv").mkdir()
+    with pytest.raises(WriteError) as err:
+        write_atomically({old: "new\n", tmp_path / "b.csv": "b\n", tmp_path / "c.csv": "c\n"})
+    assert str(err.value) == (
+        f"could not write {tmp_path / 'c.csv'}: a folder is in the way; every file is as it was"
+    )
+    assert old.read_text() == "old\n" and not (tmp_path / "b.csv").exists()
+    (tmp_path / "c.csv").rmdir()
+    replace = os.replace
+    calls = []
+
+    def failing(src: str, dst: Path) -> None:
+        calls.append(dst)
+        if len(calls) == 3:  # a.json and b.csv renamed in, c.csv fails
+            raise OSError("disk gone")
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError, match="disk gone"):
+        write_atomically({old: "new\n", tmp_path / "b.csv": "b\n", tmp_path / "c.csv": "c\n"})
+    monkeypatch.setattr(os, "replace", replace)
+    assert old.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]  # nothing else left
 
 
 def test_written_files_get_the_permissions_open_would_give(tmp_path: Path) -> None:
