@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from meshsim.checks import check_scenario, did_you_mean
 from meshsim.profile import Profile, Sourced
+from meshsim.results import HistogramFileError, RunResult, load_run
 from meshsim.scenario import Scenario
 
 __all__ = [
@@ -84,14 +85,15 @@ class Source:
             mark = exc.problem_mark or exc.context_mark
             line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
             raise InputError(
-                [Problem(file, line, col, "", f"not valid YAML: {exc.problem or exc}")]
+                [Problem(file, line, col, "", f"not valid {_syntax(file)}: {exc.problem or exc}")]
             ) from None
         except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, ...)
             line, col = _line_and_column(text, exc.position)
+            syntax = _syntax(file)
+            message = f"character {_char(exc.character)} is not allowed in a {syntax} file"
             raise InputError(
-                [Problem(file, line, col, "", f"not valid YAML: character {_char(exc.character)} "
-                         "is not allowed in a YAML file")]
-            ) from None  # fmt: skip
+                [Problem(file, line, col, "", f"not valid {syntax}: {message}")]
+            ) from None
         if node is not None:
             self._walk(node, ())
         if self.repeated:  # YAML would keep the last and drop the others without a word
@@ -277,6 +279,11 @@ _PLAIN = {
 }
 
 
+def _syntax(file: str) -> str:
+    """What a file is written in, for its syntax errors (JSON is read as the YAML it is)."""
+    return "JSON" if file.endswith(".json") else "YAML"
+
+
 def _char(character: Any) -> str:
     code = character if isinstance(character, int) else ord(str(character)[:1] or "\0")
     return f"U+{code:04X}"
@@ -415,3 +422,25 @@ def load_scenario(path: Path | str) -> tuple[Scenario, Profile]:
         raise InputError(problems)
     assert profile_path is not None
     return scenario, load_profile(profile_path)
+
+
+def load_run_file(path: Path) -> RunResult:
+    """A run read back from its summary JSON (and the histograms beside it), or InputError
+    naming the file, line and field of what is wrong with it."""
+    source = read_source(path)  # JSON is YAML: every key's line and column
+    if not isinstance(source.data, dict):
+        raise InputError(
+            [source.problem((), "expected a run summary: an object with scenario, seed, modes")]
+        )
+    for key in ("scenario", "seed", "modes"):  # the histograms' file names need them
+        if key not in source.data:
+            raise InputError([source.problem((key,), f"missing required key '{key}'")])
+    if not isinstance(source.data["modes"], dict):
+        raise InputError([source.problem(("modes",), "expected an object of modes")])
+    try:
+        return load_run(path)
+    except HistogramFileError as err:
+        raise InputError([Problem(str(err.path), err.line, 1, "", err.message)]) from None
+    except ValidationError as exc:
+        errors = _without_misspelled_missing(exc.errors(), source, RunResult)
+        raise InputError(_merge([_explain(e, source, RunResult) for e in errors])) from None

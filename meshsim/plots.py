@@ -29,13 +29,13 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from meshsim.calibrate.compare import ErrorRow, compare_runs
+from meshsim.loader import load_run_file
 from meshsim.render import held_out_brief
 from meshsim.results import (
     COMPONENT_CLASSES,
     LatencyHistogram,
     ModeResult,
     RunResult,
-    load_run,
     write_atomically,
 )
 from meshsim.run import compare
@@ -298,7 +298,7 @@ def load_inputs(paths: Iterable[Path]) -> Inputs:
         else:
             raise ValueError(f"{path}: not a run summary JSON, a results folder or a sweep folder")
     paths = list(dict.fromkeys(files))
-    runs = [load_run(f) for f in paths]
+    runs = [load_run_file(f) for f in paths]
     path_of = {id(run): path for run, path in zip(runs, paths, strict=True)}
     simulated = [r for r in runs if r.kind == "simulated"]
     paired: list[RunResult] = []

@@ -345,15 +345,28 @@ def write_results(run: RunResult, out_dir: Path) -> list[Path]:
     return write_atomically({out_dir / name: text for name, text in result_files(run).items()})
 
 
+class HistogramFileError(ValueError):
+    """A `*-histogram.csv` that is not one meshsim wrote: where, and what."""
+
+    def __init__(self, path: Path, line: int, message: str):
+        self.path, self.line, self.message = path, line, message
+        super().__init__(f"{path}:{line}: {message}")
+
+
 def _histogram_from_csv(path: Path) -> LatencyHistogram:
     """Read back a `*-histogram.csv` (only non-empty bins are written) into fixed bins."""
     n = LatencyHistogram.BINS_PER_DECADE * LatencyHistogram.DECADES
     counts = [0] * n
     with path.open(encoding="utf-8", newline="") as fh:
-        for row in csv.DictReader(fh):
-            lower = float(row["lower_us"]) / LatencyHistogram.LOW_US
-            index = round(math.log10(lower) * LatencyHistogram.BINS_PER_DECADE)
-            counts[index] += int(row["count"])
+        for line, row in enumerate(csv.DictReader(fh), start=2):  # line 1: the header
+            try:
+                lower = float(row["lower_us"]) / LatencyHistogram.LOW_US
+                index = round(math.log10(lower) * LatencyHistogram.BINS_PER_DECADE)
+                counts[index] += int(row["count"])
+            except (KeyError, TypeError, ValueError, IndexError):
+                raise HistogramFileError(
+                    path, line, f"expected a bin's lower_us (> 0) and count, got {dict(row)}"
+                ) from None
     return LatencyHistogram(counts=counts)
 
 

@@ -29,7 +29,7 @@ def _inputs(results: tuple[Path, ...]) -> object:
 
     try:
         inputs = load_inputs(results)
-    except ValueError as err:
+    except (ValueError, InputError) as err:
         click.echo(str(err), err=True)
         sys.exit(BAD_INPUT)
     if not (inputs.runs or inputs.sweeps or inputs.calibrations or inputs.fits):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,62 @@ def test_cli_rejects_a_file_that_is_not_a_run(tmp_path: Path) -> None:
     out = CliRunner().invoke(main, ["compare", str(bad), str(bad)])
     assert out.exit_code == 2
     assert f"{bad}: not a run result (summary JSON)" in out.output
+
+
+@pytest.mark.parametrize(
+    ("what", "edit", "message"),
+    [
+        (
+            "a list",
+            lambda text: "[1, 2]",
+            "1:1: expected a run summary: an object with scenario, seed, modes",
+        ),
+        ("cut short", lambda text: text[: len(text) // 2], "not valid JSON: "),
+        (
+            "a figure that is not a number",
+            lambda text: text.replace('"p50": ', '"p50": "fast", "x": ', 1),
+            "modes.none.latency_ms.p50: expected a number, got 'fast'",
+        ),
+    ],
+    ids=["list", "truncated", "bad-field"],
+)
+def test_cli_names_the_line_and_field_of_a_bad_run_file(
+    run: RunResult, tmp_path: Path, what: str, edit: Callable[[str], str], message: str
+) -> None:
+    (good,) = [p for p in write_results(run, tmp_path / "m") if p.suffix == ".json"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(edit(good.read_text()))
+    out = CliRunner().invoke(main, ["compare", str(bad), str(good)])
+    assert out.exit_code == 2, what
+    assert out.exception is None or isinstance(out.exception, SystemExit)  # no traceback
+    first = out.output.splitlines()[0]
+    assert first.startswith(f"{bad}:") and message in first
+    assert out.output.endswith(f"{bad}: not a run result (summary JSON)\n")
+
+
+def test_a_broken_histogram_beside_a_summary_is_named_by_line(
+    run: RunResult, tmp_path: Path
+) -> None:
+    (good,) = [p for p in write_results(run, tmp_path / "m") if p.suffix == ".json"]
+    hist = tmp_path / "m" / f"{run.file_stem('none')}-histogram.csv"
+    lines = hist.read_text().splitlines()
+    lines[1] = "abc,1,2"  # the first bin
+    hist.write_text("\n".join(lines) + "\n")
+    out = CliRunner().invoke(main, ["compare", str(good), str(good)])
+    assert out.exit_code == 2
+    assert out.output.startswith(f"{hist}:2:1: expected a bin's lower_us (> 0) and count, got ")
+
+
+def test_comparing_different_scenarios_says_so(run: RunResult, tmp_path: Path) -> None:
+    (one,) = [p for p in write_results(run, tmp_path / "a") if p.suffix == ".json"]
+    other = run.model_copy(update={"scenario": "another"})
+    (two,) = [p for p in write_results(other, tmp_path / "b") if p.suffix == ".json"]
+    out = CliRunner().invoke(main, ["compare", str(one), str(two)], terminal_width=200)
+    assert out.exit_code == 0
+    assert (
+        f"note: {one} is a run of {run.scenario}, {two} of another: the errors below compare "
+        "different scenarios\n"
+    ) in out.output
 
 
 def test_summary_by_component_kind() -> None:

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
-from pydantic import ValidationError
 from rich.console import Console
 
 from meshsim.calibrate.compare import (
@@ -23,8 +22,9 @@ from meshsim.calibrate.compare import (
 )
 from meshsim.calibrate.grid import Setting
 from meshsim.cli_paths import OutputPath
+from meshsim.loader import InputError, load_run_file
 from meshsim.profile import Profile
-from meshsim.results import RunResult, load_run, write_atomically
+from meshsim.results import RunResult, write_atomically
 
 __all__ = ["calibrate", "compare"]
 
@@ -34,10 +34,9 @@ RETRIES = 2  # more attempts at a setting whose run was voided
 
 def _load(path: Path) -> RunResult:
     try:
-        return load_run(path)
-    except (OSError, ValueError, KeyError, ValidationError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        click.echo(f"{path}: not a run result (summary JSON): {first}", err=True)
+        return load_run_file(path)
+    except InputError as err:
+        click.echo(f"{err}\n{path}: not a run result (summary JSON)", err=True)
         sys.exit(BAD_INPUT)
 
 
@@ -53,6 +52,12 @@ def _summary_doc(s: FigureSummary) -> dict[str, object]:
 def compare(measured: Path, simulated: Path, as_json: bool) -> None:
     """Error of SIMULATED against MEASURED, per mode and figure (two run summary JSONs)."""
     meas, sim = _load(measured), _load(simulated)
+    if meas.scenario != sim.scenario:
+        click.echo(
+            f"note: {measured} is a run of {meas.scenario}, {simulated} of {sim.scenario}: "
+            "the errors below compare different scenarios",
+            err=True,
+        )
     rows = compare_runs(meas, sim)
     if not rows:
         click.echo(f"{measured} and {simulated} have no mode in common", err=True)
