@@ -319,9 +319,13 @@ def validate_source(source: Source, model: type[M]) -> M:
     try:
         return model.model_validate(source.data)
     except ValidationError as exc:
-        errors = _without_misspelled_missing(exc.errors(), source, model)
-        problems = [_explain(err, source, model) for err in errors]
-        raise InputError(_merge(problems)) from None
+        raise InputError(explain(exc, source, model)) from None
+
+
+def explain(exc: ValidationError, source: Source, model: type[BaseModel]) -> list[Problem]:
+    """The problems of a validation of `source.data` against `model`, each at its place."""
+    errors = _without_misspelled_missing(exc.errors(), source, model)
+    return _merge([_explain(err, source, model) for err in errors])
 
 
 def _without_misspelled_missing(
@@ -442,5 +446,4 @@ def load_run_file(path: Path) -> RunResult:
     except HistogramFileError as err:
         raise InputError([Problem(str(err.path), err.line, 1, "", err.message)]) from None
     except ValidationError as exc:
-        errors = _without_misspelled_missing(exc.errors(), source, RunResult)
-        raise InputError(_merge([_explain(e, source, RunResult) for e in errors])) from None
+        raise InputError(explain(exc, source, RunResult)) from None

@@ -34,7 +34,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from meshsim.checks import check_scenario, did_you_mean
-from meshsim.loader import InputError, format_path, load_profile, read_source, validate_source
+from meshsim.loader import (
+    InputError,
+    Problem,
+    Source,
+    explain,
+    format_path,
+    load_profile,
+    read_source,
+    validate_source,
+)
 from meshsim.loader import resolve_profile_path as _resolve_profile
 from meshsim.profile import Profile
 from meshsim.results import COMPONENT_CLASSES, RunResult, write_atomically
@@ -408,6 +417,83 @@ def check_parameter_names(spec: SweepSpec, source: Any) -> list[Any]:
     return problems
 
 
+def _matches(param_path: str, data_path: str) -> bool:
+    """Whether a parameter's path (with [*]) names the scenario path of an error, or a
+    path below it."""
+    pattern = re.escape(param_path).replace(r"\[\*\]", r"\[\d+\]")
+    return re.fullmatch(f"{pattern}(\\..*|\\[.*)?", data_path) is not None
+
+
+def _value_place(
+    spec: SweepSpec, params: dict[str, Scalar], blame: str | None
+) -> tuple[str | int, ...]:
+    """Where in the sweep (or grid) file the value of parameter `blame` (else the first
+    parameter) that a point was made with is written."""
+    names = [n for n in params if n != "mode"] or list(params)
+    name = blame if blame in params else names[0]
+    given = {k: v for k, v in params.items() if k != "mode"}
+    for i, point in enumerate(spec.points):
+        if {k: v for k, v in point.items() if k != "mode"} == given and name in point:
+            return ("points", i, name)
+    values = spec.grid.get(name, [])
+    return ("grid", name, values.index(params[name])) if params[name] in values else ("grid", name)
+
+
+def point_problems(
+    base: Source,
+    spec: SweepSpec,
+    params: dict[str, Scalar],
+    spec_source: Source,
+    seen: set[tuple[Any, ...]],
+    *,
+    fit: bool = True,
+) -> list[Problem]:
+    """What is wrong with the scenario a point's parameters make of `base`: each problem
+    placed where the sweep (or grid) file gives the value that made it, and naming the
+    scenario file, the point and the scenario path. A problem already `seen` at the same
+    place (from another point with that value) is not repeated. With fit=False only values
+    the schema refuses count, not a scenario whose pods do not fit its nodes."""
+    found: list[tuple[str, str]] = []  # (scenario path, message)
+    try:
+        doc = apply_point(base.data, params, spec)
+        scenario = Scenario.model_validate(doc)
+        if fit:
+            found = [(format_path(p), m) for p, m in check_scenario(scenario)]
+    except ValidationError as exc:
+        variant = copy.copy(base)
+        variant.data = doc
+        found = [(p.path, p.message) for p in explain(exc, variant, Scenario)]
+    except ValueError as exc:
+        found = [("", str(exc))]
+    shown = ", ".join(f"{k}={v}" for k, v in params.items() if k != "mode")
+    problems = []
+    for path, message in found:
+        blame = next(
+            (
+                n
+                for n in params
+                if n != "mode"
+                and path
+                and any(
+                    _matches(q, path)
+                    for q in (spec.parameters[n].paths if n in spec.parameters else [n])
+                )
+            ),
+            next((n for n in params if n.rsplit(".", 1)[-1] in message), None),
+        )
+        place = _value_place(spec, params, blame)
+        if (base.file, place, path, message) in seen:
+            continue
+        seen.add((base.file, place, path, message))
+        where = f"{path}: " if path else ""
+        problems.append(
+            spec_source.problem(
+                place, f"with {shown}, {base.file} is not a valid scenario: {where}{message}"
+            )
+        )
+    return problems
+
+
 def expand_points(spec: SweepSpec, base_modes: list[str]) -> tuple[list[Point], tuple[str, ...]]:
     rows: list[dict[str, Scalar]] = []
     if spec.grid:
@@ -452,6 +538,17 @@ def load_sweep(path: Path | str) -> SweepPlan:
             [base_source.problem(("profile",), f"no profile '{scenario.profile}' found")]
         )
     points, columns = expand_points(spec, list(scenario.mesh.modes))
+    # every point checked before any runs: a value the schema refuses is named by its line,
+    # not found after the points before it have run. (A point whose pods do not fit the
+    # nodes is a finding of the sweep: it fails alone, and the others run.)
+    seen: set[tuple[Any, ...]] = set()
+    point_errors = [
+        e
+        for pt in points
+        for e in point_problems(base_source, spec, pt.params, source, seen, fit=False)
+    ]
+    if point_errors:
+        raise InputError(point_errors)
     return SweepPlan(
         spec=spec,
         file=path,

@@ -530,6 +530,30 @@ def test_grid_expands_settings_with_every_mode(tmp_path: Path) -> None:
     assert first.label == "synthetic rate_rps=50 payload=256"
 
 
+def test_a_grid_value_that_makes_an_invalid_scenario_is_named_by_the_grids_line(
+    tmp_path: Path,
+) -> None:
+    grid = {**GRID, "grid": {**GRID["grid"], "traffic.open_loop.rate_rps": [50, -150]}}
+    grid_file, scenario_file = _grid_files(tmp_path, grid)
+    with pytest.raises(InputError) as err:
+        load_grid(grid_file, scenario_file)
+    line = grid_file.read_text().splitlines().index("  - -150") + 1
+    assert str(err.value) == (
+        f"{grid_file}:{line}:5: grid.traffic.open_loop.rate_rps[1]: with "
+        f"traffic.open_loop.rate_rps=-150, payload=256, {scenario_file} is not a valid "
+        "scenario: traffic.open_loop.rate_rps: expected a value greater than 0, got -150"
+    )
+    grid = {**GRID, "topologies": ["nowhere.yaml"]}
+    grid_file, scenario_file = _grid_files(tmp_path, grid)
+    with pytest.raises(InputError) as err:
+        load_grid(grid_file, scenario_file)
+    assert str(err.value).startswith(f"{grid_file}:")
+    assert str(err.value).endswith(
+        f"topologies[0]: no scenario file {tmp_path / 'nowhere.yaml'} (topologies are paths "
+        "from the grid's folder)"
+    )
+
+
 def test_split_is_seeded_and_keeps_both_sides(tmp_path: Path) -> None:
     plan = load_grid(*_grid_files(tmp_path, GRID))
     fit, held = split(plan.settings, plan.grid.holdout)
@@ -647,9 +671,11 @@ def test_a_fixed_parameter_the_profile_lacks_stops_the_calibration_before_it_mea
     args = ["calibrate", str(scenario_file), "--grid", str(grid_file), "--out", str(tmp_path)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2
-    assert "grid.yaml: fixed: 'sidecar.hop_latency_per_mib' is not a sourced number" in (
-        result.output
-    )
+    assert (
+        "fixed.sidecar.hop_latency_per_mib: 'sidecar.hop_latency_per_mib' is not a sourced "
+        "number of the profile (did you mean 'sidecar.hop_latency_per_kib_us'?)"
+    ) in result.output
+    assert result.output.startswith(f"{grid_file}:")
     assert not (tmp_path / "dataset").exists()
 
 

@@ -207,6 +207,27 @@ def test_a_failed_point_is_reported_and_the_others_finish(tmp_path: Path) -> Non
     assert (again.skipped, again.ran, len(again.failed)) == (2, 2, 2)
 
 
+def test_a_value_the_schema_refuses_stops_the_sweep_before_any_point_runs(
+    tmp_path: Path,
+) -> None:
+    """Not found after the points before it have run: named by the line that gives it."""
+    path = write_sweep(tmp_path, "grid:\n  rps_per_pod: [10, -5]\n  traffic.duration_s: [3]\n")
+    with pytest.raises(InputError) as err:
+        load_sweep(path)
+    assert str(err.value) == (
+        f"{path}:4:21: grid.rps_per_pod[1]: with rps_per_pod=-5, traffic.duration_s=3, "
+        f"{BASE} is not a valid scenario: rps_per_pod must be > 0, got -5"
+    )
+    path = write_sweep(tmp_path, "grid:\n  traffic.duration_s: [3, -1]\n", "other.yaml")
+    with pytest.raises(InputError) as err:
+        load_sweep(path)
+    assert str(err.value) == (
+        f"{path}:4:27: grid.traffic.duration_s[1]: with traffic.duration_s=-1, "
+        f"{BASE} is not a valid scenario: traffic.duration_s: expected a value "
+        "greater than 0, got -1"
+    )
+
+
 def test_an_interrupted_sweep_finishes_only_the_missing_points(tmp_path: Path) -> None:
     sweep = write_sweep(
         tmp_path,

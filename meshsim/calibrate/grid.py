@@ -34,8 +34,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from meshsim.checks import check_scenario, did_you_mean
-from meshsim.loader import InputError, read_source, validate_source
-from meshsim.profile import Sourced
+from meshsim.loader import InputError, Source, read_source, validate_source
+from meshsim.profile import Profile, Sourced
 from meshsim.scenario import Mode, Scenario
 from meshsim.sweep import (
     ParameterSpec,
@@ -44,6 +44,7 @@ from meshsim.sweep import (
     apply_point,
     check_parameter_names,
     expand_points,
+    point_problems,
 )
 
 __all__ = ["CalibrationGrid", "GridPlan", "Holdout", "Setting", "load_grid", "split"]
@@ -125,10 +126,15 @@ class GridPlan:
     settings: tuple[Setting, ...]
 
 
-def _settings(grid: CalibrationGrid, doc: dict[str, Any], file: Path) -> list[Setting]:
-    base = _validate_scenario(doc, file)
-    spec = grid.as_sweep(str(file))
-    points, _ = expand_points(spec, list(base.mesh.modes))
+def _settings(grid: CalibrationGrid, base: Source, grid_source: Source | None) -> list[Setting]:
+    """The settings the grid makes of one topology (`base`); a value that makes an invalid
+    scenario is named where the grid gives it."""
+    scenario = validate_source(base, Scenario)
+    problems = [base.problem(path, message) for path, message in check_scenario(scenario)]
+    if problems:
+        raise InputError(problems)
+    spec = grid.as_sweep(base.file)
+    points, _ = expand_points(spec, list(scenario.mesh.modes))
     by_params: dict[str, tuple[dict[str, Scalar], list[Mode], int]] = {}
     for point in points:
         params = {k: v for k, v in point.params.items() if k != "mode"}
@@ -136,35 +142,43 @@ def _settings(grid: CalibrationGrid, doc: dict[str, Any], file: Path) -> list[Se
         entry = by_params.setdefault(key, (params, [], point.seed))
         entry[1].append(point.params["mode"])  # type: ignore[arg-type]
     out = []
+    seen: set[tuple[Any, ...]] = set()
     for params, modes, seed in by_params.values():
-        variant = apply_point(doc, {**params}, spec)
+        if grid_source is not None:
+            problems += point_problems(base, spec, params, grid_source, seen)
+            if problems:
+                continue
+        variant = apply_point(base.data, {**params}, spec)
         variant.setdefault("mesh", {})["modes"] = list(modes)
-        scenario = _validate_scenario(variant, file, params)
-        out.append(Setting(base.name, params, tuple(modes), seed, scenario))
+        out.append(
+            Setting(scenario.name, params, tuple(modes), seed, Scenario.model_validate(variant))
+        )
+    if problems:
+        raise InputError(problems)
     return out
 
 
-def _validate_scenario(
-    doc: dict[str, Any], file: Path, params: dict[str, Scalar] | None = None
-) -> Scenario:
-    try:
-        scenario = Scenario.model_validate(doc)
-    except ValueError as exc:
-        raise ValueError(f"{file} with {params}: {exc}") from None
-    problems = check_scenario(scenario)
-    if problems:
-        text = "; ".join(f"{'.'.join(map(str, p))}: {m}" for p, m in problems)
-        raise ValueError(f"{file} with {params}: {text}")
-    return scenario
+def _sourced_fields(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """The dotted paths of every sourced number a model (the Profile) has."""
+    out = []
+    for name, field in model.model_fields.items():
+        path = f"{prefix}.{name}" if prefix else name
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, Sourced):
+            out.append(path)
+        elif isinstance(kind, type) and issubclass(kind, BaseModel):
+            out += _sourced_fields(kind, path)
+    return out
 
 
 def load_grid(grid_file: Path | None, scenario_file: Path) -> GridPlan:
     """Read a grid file (None: measure the scenario as it is, every mode, one setting) and
     expand it over the scenario and the grid's other topologies."""
+    grid_source = None
     if grid_file is None:
         grid = CalibrationGrid(name="as-written")
     else:
-        source = read_source(grid_file)
+        grid_source = source = read_source(grid_file)
         grid = validate_source(source, CalibrationGrid)
         problems = check_parameter_names(grid.as_sweep(str(scenario_file)), source)
         problems = [p for p in problems if "a sweep needs a grid" not in p.message]
@@ -179,14 +193,33 @@ def load_grid(grid_file: Path | None, scenario_file: Path) -> GridPlan:
                         f"{did_you_mean(name, known)}; expected one of: {', '.join(known)}",
                     )
                 )
+        numbers = _sourced_fields(Profile)
+        for name in grid.fixed:
+            if name not in numbers:
+                problems.append(
+                    source.problem(
+                        ("fixed", name),
+                        f"'{name}' is not a sourced number of the profile"
+                        f"{did_you_mean(name, numbers)}",
+                        at_key=True,
+                    )
+                )
         if problems:
             raise InputError(problems)
-    files = [scenario_file]
-    if grid_file is not None:
-        files += [grid_file.parent / t for t in grid.topologies]
+    bases = [read_source(scenario_file)]
+    if grid_file is not None and grid_source is not None:
+        for i, topology in enumerate(grid.topologies):
+            file = grid_file.parent / topology
+            if not file.is_file():
+                where = grid_source.problem(
+                    ("topologies", i),
+                    f"no scenario file {file} (topologies are paths from the grid's folder)",
+                )
+                raise InputError([where])
+            bases.append(read_source(file))
     settings: list[Setting] = []
-    for file in files:
-        settings += _settings(grid, read_source(file).data, file)
+    for base in bases:
+        settings += _settings(grid, base, grid_source)
     varying = tuple(
         k for k in settings[0].params if len({json.dumps(s.params.get(k)) for s in settings}) > 1
     )
