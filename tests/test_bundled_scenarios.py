@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
+from meshsim.cli import main
 from meshsim.loader import load_scenario
 from meshsim.results import RunResult
 from meshsim.run import simulate
@@ -94,3 +98,17 @@ def test_quickstart_ambient_opens_fewer_connections_and_handshakes(quickstart: R
     assert ambient.connections_open < sidecar.connections_open
     assert ambient.handshakes_per_s < sidecar.handshakes_per_s
     assert sidecar.handshakes_per_s > 0
+
+
+def test_the_readme_scenario_example_is_a_valid_scenario(tmp_path: Path) -> None:
+    """What a reader copies from the README's "A scenario" runs as written."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    example = readme.split("## A scenario\n\n```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "scenarios" / "example.yaml"
+    path.parent.mkdir()
+    path.write_text(example, encoding="utf-8")
+    (tmp_path / "profiles").mkdir()
+    for profile in (ROOT / "profiles").glob("*.yaml"):
+        (tmp_path / "profiles" / profile.name).write_text(profile.read_text())
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 0, result.output

@@ -22,9 +22,10 @@ from cryptography import x509
 from meshsim.loader import load_scenario
 from meshsim.loadgen import first_arrival_s
 from meshsim.results import MeasuredLink, MeasuredNetwork, RunResult
+from meshsim.run import simulate
 from meshsim.testbed.accounting import ProxyStats, parse_stats
 from meshsim.testbed.certs import CertificateAuthority, identity_dns_name
-from meshsim.testbed.commands import measured_scenario
+from meshsim.testbed.commands import as_measured_profile, measured_scenario
 from meshsim.testbed.dataplane import (
     APP_PORT,
     HBONE_PORT,
@@ -227,6 +228,36 @@ def test_the_scenario_as_measured_simulates_the_measured_delays(tmp_path: Path) 
     assert again.workloads == scenario.workloads
     assert again.traffic == scenario.traffic
     assert yaml.safe_load(path.read_text())["profile"].endswith("profiles/istio-1.24.yaml")
+
+
+def test_the_scenario_as_measured_on_the_local_testbed_names_its_calibrated_profile(
+    tmp_path: Path,
+) -> None:
+    """testbed-chain names the Istio profile (Envoy's costs); measured on the local testbed
+    (HAProxy), it is simulated with the profile fitted there, and says so; only the modes
+    measured are simulated. On kind (Istio itself), the scenario's own profile."""
+    scenario, profile = load_scenario(CHAIN)
+    assert profile.held_out is None
+    path, why = as_measured_profile(scenario, profile, CHAIN, "local")
+    assert path == ROOT / "profiles" / "local-haproxy.yaml"
+    assert why.startswith("profile: local-haproxy, fitted to this testbed's measurements")
+    assert as_measured_profile(scenario, profile, CHAIN, "kind") == (
+        ROOT / "profiles" / "istio-1.24.yaml",
+        "",
+    )
+    short = scenario.model_copy(
+        update={"traffic": scenario.traffic.model_copy(update={"duration_s": 6.0})}
+    )
+    sidecar = simulate(short, profile, modes=["sidecar"], seed=1)  # stands in for a measurement
+    run = sidecar.model_copy(update={"kind": "measured", "engine": "testbed-local"})
+    text = measured_scenario(scenario, path, run, why)
+    assert "# profile: local-haproxy, fitted to this testbed's measurements" in text
+    doc = yaml.safe_load(text)
+    assert doc["profile"] == str(path) and doc["mesh"]["modes"] == ["sidecar"]
+    out = tmp_path / "as-measured.yaml"
+    out.write_text(text)
+    again, fitted = load_scenario(out)
+    assert fitted.held_out is not None and again.mesh.modes == ["sidecar"]
 
 
 def test_handshakes_and_tls_connections_come_from_haproxys_stats() -> None:

@@ -14,6 +14,7 @@ from rich.console import Console
 from meshsim.calibrate.dataset import measured_network
 from meshsim.cli_paths import OutputPath
 from meshsim.loader import InputError, load_scenario, resolve_profile_path
+from meshsim.profile import Profile
 from meshsim.render import print_run
 from meshsim.results import RunResult, result_files, write_atomically
 from meshsim.scenario import MODES, Mode, Scenario
@@ -26,11 +27,20 @@ BAD_INPUT = 2
 INTERRUPTED = 130
 
 
-def measured_scenario(scenario: Scenario, profile_path: Path, run: RunResult) -> str:
-    """The scenario as it was measured: the testbed's link delays, its profile by path,
-    so that `meshsim run` of this file simulates the very system that was measured."""
+# The profile fitted to the local testbed (HAProxy proxies, aiohttp apps on this kind of
+# host): what the scenario as measured there is simulated with, unless its own profile was
+# fitted to measurements too.
+LOCAL_PROFILE = "local-haproxy"
+
+
+def measured_scenario(scenario: Scenario, profile_path: Path, run: RunResult, why: str = "") -> str:
+    """The scenario as it was measured: the testbed's link delays, the modes measured, and
+    a profile by path (`why` says why, when it is not the scenario's own), so that
+    `meshsim run` of this file simulates the very system that was measured."""
     doc = measured_network(scenario, run).model_dump(mode="json", exclude_none=True)
     doc["profile"] = str(profile_path.resolve())
+    if run.modes:  # those measured, not every mode the scenario lists
+        doc.setdefault("mesh", {})["modes"] = list(run.modes)
     if run.network is not None:  # to the nanosecond, for the eye
         network = doc["cluster"]["network"]
         doc["cluster"]["network"] = {k: round(v, 6) for k, v in network.items()}
@@ -40,7 +50,29 @@ def measured_scenario(scenario: Scenario, profile_path: Path, run: RunResult) ->
         "# found on each node's cores (the mean over the modes; each mode's is in the\n"
         "# results). Simulate it with `meshsim run`.\n"
     )
+    if why:
+        header += "".join(f"# {line}\n" for line in why.splitlines())
     return header + yaml.safe_dump(doc, sort_keys=False)
+
+
+def as_measured_profile(
+    scenario: Scenario, profile: Profile, file: Path, backend: str
+) -> tuple[Path, str]:
+    """The profile the scenario as measured names, and why when it is not its own: on the
+    local testbed, a profile not fitted to measurements (the Istio profile prices Envoy,
+    not HAProxy) gives way to the local testbed's calibrated one, where there is one."""
+    own = resolve_profile_path(scenario.profile, file)
+    assert own is not None  # load_scenario found it
+    if backend != "local" or profile.held_out is not None:
+        return own, ""
+    local = resolve_profile_path(LOCAL_PROFILE, file)
+    if local is None:
+        return own, ""
+    return local, (
+        f"profile: {LOCAL_PROFILE}, fitted to this testbed's measurements; the scenario's\n"
+        f"own, {scenario.profile}, was not fitted to measurements (it prices Envoy's costs,\n"
+        "not the testbed's HAProxy proxies)."
+    )
 
 
 @click.command()
@@ -150,13 +182,12 @@ def measure(
         click.echo("meshsim measure: interrupted; the testbed was removed", err=True)
         sys.exit(INTERRUPTED)
     if out_dir is not None:
-        profile_path = resolve_profile_path(scenario.profile, file)
-        assert profile_path is not None  # load_scenario found it
+        profile_path, why = as_measured_profile(scenario, profile, file, backend)
         as_measured = out_dir / f"{result.file_stem()}-as-measured.yaml"
         files: dict[Path, str | bytes] = {
             out_dir / name: text for name, text in result_files(result).items()
         }
-        files[as_measured] = measured_scenario(scenario, profile_path, result)
+        files[as_measured] = measured_scenario(scenario, profile_path, result, why)
         for path in write_atomically(files):  # the measured run and its scenario together
             note = f" (simulate it: meshsim run {path})" if path == as_measured else ""
             stderr.print(f"wrote {path}{note}")
