@@ -30,7 +30,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from meshsim.calibrate.compare import ErrorRow, compare_runs
 from meshsim.loader import load_run_file
-from meshsim.render import held_out_brief
+from meshsim.render import held_out_brief, profile_shown
 from meshsim.results import (
     COMPONENT_CLASSES,
     LatencyHistogram,
@@ -335,7 +335,7 @@ def _figure(
 
 def _run_caption(run: RunResult) -> str:
     text = (
-        f"Scenario: {run.scenario} · profile: {run.profile} · {run.kind} · engine: {run.engine}"
+        f"Scenario: {run.scenario} · {profile_shown(run, ': ')} · {run.kind} · engine: {run.engine}"
         f" · seed {run.seed} · meshsim {run.meshsim_version}"
     )
     if run.kind == "simulated":

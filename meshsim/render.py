@@ -68,12 +68,18 @@ def _overhead(run: RunResult, mode: str, p: str, overhead: float | None) -> str:
     return f"{overhead:+.3f}{MARK if not abs(overhead) > 2 * noise else ''}"
 
 
+def profile_shown(run: RunResult, between: str = " ") -> str:
+    """The profile a run's figures come from: a simulated run's; a measurement uses none
+    (its `profile` names the scenario's, which nothing of it was computed with)."""
+    return f"profile{between}{run.profile}" if run.kind == "simulated" else "no profile (measured)"
+
+
 def print_run(run: RunResult, console: Console) -> None:
     modes = list(run.modes)
     table = Table(
         caption="Savings are against sidecar mode (mesh = everything but the apps); "
         "latency overheads are against no mesh.",
-        title=f"{run.scenario} · profile {run.profile} · engine {run.engine} · seed {run.seed}",
+        title=f"{run.scenario} · {profile_shown(run)} · engine {run.engine} · seed {run.seed}",
     )
     table.add_column("figure")
     for mode in modes:

@@ -33,7 +33,13 @@ from meshsim.plots import (
     run_savings,
 )
 from meshsim.profile import Profile
-from meshsim.render import MARK, PERCENTILE_NOISE_NOTE, held_out_lines, percentile_cell
+from meshsim.render import (
+    MARK,
+    PERCENTILE_NOISE_NOTE,
+    held_out_lines,
+    percentile_cell,
+    profile_shown,
+)
 from meshsim.results import COMPONENT_CLASSES, RunResult
 from meshsim.scenario import MODES, Scenario
 from meshsim.sweep import NAMED_PARAMETERS
@@ -374,7 +380,7 @@ def build_report(inputs: Inputs, near: Sequence[Path]) -> str:
         sections.append(f"<h2>Run: {_e(run.scenario)}</h2>")
         sections.append(
             f'<p class="meta">{_e(run.kind)} run · engine {_e(run.engine)} · seed {run.seed} · '
-            f"profile {_e(run.profile)} · meshsim {_e(run.meshsim_version)}</p>"
+            f"{_e(profile_shown(run))} · meshsim {_e(run.meshsim_version)}</p>"
         )
         if file is not None:
             try:
@@ -391,7 +397,8 @@ def build_report(inputs: Inputs, near: Sequence[Path]) -> str:
                 + "<br>".join(_e(x) for x in held_out_lines(run.profile, run.profile_held_out))
                 + "</p>"
             )
-        profiles.setdefault(run.profile, _profile_for(run.profile, file))
+        if run.kind == "simulated":  # a measurement used no profile
+            profiles.setdefault(run.profile, _profile_for(run.profile, file))
     for table in inputs.sweeps:
         names.append(table.meta["sweep"])
         sections.append(f"<h2>Sweep: {_e(table.meta['sweep'])}</h2>")

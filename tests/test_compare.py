@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -94,6 +95,20 @@ def test_summary_names_the_worst_case_and_the_bound() -> None:
     assert line == (
         "       p99: median |error| 10.0% over 3, worst -50.0% (rate=90 ambient)"
         "  [within the 20% bound on the median]"
+    )
+
+
+def test_a_sampling_error_under_the_histograms_resolution_is_not_printed_as_zero() -> None:
+    rows = [ErrorRow("rate=50", "sidecar", "p50", "", 1.0, 1.05)]
+    (p50,) = [s for s in summarize(rows) if s.figure == "p50"]
+    resolved = dataclasses.replace(p50, median_sampling=0.011)
+    unresolved = dataclasses.replace(p50, median_sampling=0.0)
+    assert summary_lines([resolved])[0].endswith(
+        "; its own sampling error ±1.1% (median)  [within the 10% bound on the median]"
+    )
+    assert summary_lines([unresolved])[0].endswith(
+        "; its own sampling error below the histogram's resolution (bins 2.3% wide)"
+        "  [within the 10% bound on the median]"
     )
 
 

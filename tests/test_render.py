@@ -71,3 +71,14 @@ def test_short_runs_mark_their_tail_and_long_ones_their_median_not() -> None:
     assert long["figure"] == ["none", "sidecar", "ambient"]
     sidecar = long["p50 overhead ms"][1]
     assert float(sidecar) > 0.1 and not sidecar.endswith("†")
+
+
+def test_a_measured_run_names_no_profile() -> None:
+    """A measurement's `profile` is the scenario's, which none of its figures came from:
+    the table says it used none, and prints no profile's held-out error under it."""
+    simulated = _run(2.0)
+    measured = simulated.model_copy(update={"kind": "measured", "engine": "testbed-local"})
+    assert "· profile istio-1.24 · engine vector ·" in _table(simulated)["_text"][0]
+    text = _table(measured)["_text"][0]
+    assert "· no profile (measured) · engine testbed-local ·" in text
+    assert "istio-1.24" not in text

@@ -67,3 +67,9 @@ def test_cleanup_refuses_a_malformed_run_id() -> None:
     assert result.output == (
         "meshsim testbed cleanup: not a testbed run id: '../etc' (expected 8 hex digits)\n"
     )
+
+
+def test_cleanup_of_a_run_with_nothing_left_says_so() -> None:
+    result = CliRunner().invoke(main, ["testbed", "cleanup", "--run", "deadbeef"])
+    assert result.exit_code == 0
+    assert result.output.startswith("run deadbeef: nothing of it is left (runs with leftovers: ")

@@ -84,6 +84,8 @@ def compare(measured: Path, simulated: Path, as_json: bool) -> None:
         click.echo(json.dumps(doc, indent=2))
         return
     console = Console()
+    if not console.is_terminal:  # a file or a pipe: wide enough that no name is cut
+        console = Console(width=200)
     title = (
         f"{meas.scenario} ({meas.kind}, {meas.engine}) against "
         f"{sim.scenario} ({sim.kind}, {sim.engine}, profile {sim.profile})"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from rich.console import Console
 from rich.table import Table
 
-from meshsim.results import ModeResult, RunResult
+from meshsim.results import LatencyHistogram, ModeResult, RunResult
 
 __all__ = [
     "BOUNDS",
@@ -256,8 +256,14 @@ def summary_lines(summaries: Sequence[FigureSummary]) -> list[str]:
             verdict = "within" if s.within_bound else "OVER"
             bound = f"  [{verdict} the {s.bound * 100:.0f}% bound on the median]"
         noise = ""
-        if s.median_sampling is not None:
+        if s.median_sampling is not None and s.median_sampling >= 0.0005:
             noise = f"; its own sampling error ±{s.median_sampling * 100:.1f}% (median)"
+        elif s.median_sampling is not None:  # its order statistics share a histogram bin
+            width = 10 ** (1 / LatencyHistogram.BINS_PER_DECADE) - 1
+            noise = (
+                f"; its own sampling error below the histogram's resolution (bins "
+                f"{width * 100:.1f}% wide)"
+            )
         lines.append(
             f"{s.figure:>10}: median |error| {s.median_abs_error * 100:.1f}% over {s.count}, "
             f"worst {_err(w.error)} ({where}){noise}{bound}"

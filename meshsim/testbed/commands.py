@@ -211,6 +211,7 @@ def cleanup(run_ids: tuple[str, ...], everything: bool, backend: str) -> None:
 
     With --backend kind: delete every kind cluster meshsim created (meshsim-<run id>)."""
     from meshsim.testbed.cleanup import cleanup_run, find_runs, run_is_live
+    from meshsim.testbed.names import RunNames
 
     if backend == "kind":
         from meshsim.kind import KindError, cleanup_kind
@@ -225,6 +226,20 @@ def cleanup(run_ids: tuple[str, ...], everything: bool, backend: str) -> None:
         return
 
     targets = list(run_ids)
+    for run_id in targets:
+        try:
+            RunNames(run_id)
+        except ValueError as err:
+            click.echo(f"meshsim testbed cleanup: {err}", err=True)
+            sys.exit(BAD_INPUT)
+    if targets:  # a run id of which nothing is left (or a typo) is said, not counted as zeros
+        left = set(find_runs())
+        for missing in [r for r in targets if r not in left]:
+            found = ", ".join(sorted(left)) or "none"
+            click.echo(f"run {missing}: nothing of it is left (runs with leftovers: {found})")
+        targets = [r for r in targets if r in left]
+        if not targets:
+            return
     if not targets:
         targets = [r for r in find_runs() if everything or not run_is_live(r)]
         for live in sorted(set(find_runs()) - set(targets)):
