@@ -59,9 +59,10 @@ def percentile_cell(result: ModeResult, p: str) -> str:
     return f"{value:.3f}{MARK if noisy else ''}"
 
 
-def _overhead(run: RunResult, mode: str, p: str, overhead: float | None) -> str:
-    """The overhead against no mesh, marked where it is within twice the combined
-    sampling error of the two percentiles it is the difference of."""
+def overhead_cell(run: RunResult, mode: str, p: str) -> str:
+    """Latency percentile `p`'s overhead against no mesh in ms, marked where it is within
+    twice the combined sampling error of the two percentiles it is the difference of."""
+    overhead = getattr(compare(run, mode), f"{p}_overhead_ms")
     if overhead is None or mode == "none":
         return _ms(overhead)
     noise = math.hypot(_noise_ms(run.modes[mode], p), _noise_ms(run.modes["none"], p))
@@ -115,14 +116,8 @@ def print_run(run: RunResult, console: Console) -> None:
     row("mesh CPU saving", [_pct(c.mesh_cpu_saving) for c in cmp])
     row("mesh memory saving", [_pct(c.mesh_memory_saving) for c in cmp])
     row("cost saving", [_pct(c.cost_saving) for c in cmp])
-    row(
-        "p50 overhead ms",
-        [_overhead(run, m, "p50", c.p50_overhead_ms) for m, c in zip(modes, cmp, strict=True)],
-    )
-    row(
-        "p99 overhead ms",
-        [_overhead(run, m, "p99", c.p99_overhead_ms) for m, c in zip(modes, cmp, strict=True)],
-    )
+    row("p50 overhead ms", [overhead_cell(run, m, "p50") for m in modes])
+    row("p99 overhead ms", [overhead_cell(run, m, "p99") for m in modes])
     console.print(table)
     if marked:
         console.print(NOISE_NOTE, highlight=False, markup=False, soft_wrap=True)

@@ -35,8 +35,10 @@ from meshsim.plots import (
 from meshsim.profile import Profile
 from meshsim.render import (
     MARK,
+    NOISE_NOTE,
     PERCENTILE_NOISE_NOTE,
     held_out_lines,
+    overhead_cell,
     percentile_cell,
     profile_shown,
 )
@@ -189,8 +191,17 @@ def _comparison(run: RunResult) -> str:
     saved = run_savings(run)
     for name, label in SAVING_LABELS.items():
         rows.append([label, *(_pct(saved[m][name]) if m in saved else "—" for m in modes)])
+    overheads: list[list[str]] = []
+    if "none" in run.modes:  # as the terminal's table has them
+        for p in ("p50", "p99"):
+            overheads.append([overhead_cell(run, m, p) for m in modes])
+            rows.append([f"{p} overhead (ms)", *overheads[-1]])
     marked = any(MARK in cell for row in latency for cell in row)
-    note = f'<p class="meta">{_e(PERCENTILE_NOISE_NOTE)}</p>' if marked else ""
+    note = ""
+    if any(MARK in cell for row in overheads for cell in row):
+        note = f'<p class="meta">{_e(NOISE_NOTE)}</p>'
+    elif marked:
+        note = f'<p class="meta">{_e(PERCENTILE_NOISE_NOTE)}</p>'
     return _table(["figure", *modes], rows) + note
 
 

@@ -19,7 +19,13 @@ from meshsim.plots import (
     load_calibration_folder,
     load_inputs,
 )
-from meshsim.render import MARK, PERCENTILE_NOISE_NOTE, percentile_cell
+from meshsim.render import (
+    MARK,
+    NOISE_NOTE,
+    PERCENTILE_NOISE_NOTE,
+    overhead_cell,
+    percentile_cell,
+)
 from meshsim.report import find_scenario
 from meshsim.results import LatencyMs, RunResult, write_results
 from meshsim.run import simulate
@@ -57,7 +63,12 @@ def test_report_of_a_run_holds_everything_inline(run: RunResult, tmp_path: Path)
     cells = [percentile_cell(r, key) for r in run.modes.values() for key, _ in PERCENTILES]
     assert any(c.endswith(MARK) for c in cells)  # a short run: its p99.9 is one of a few
     assert all(f"<td>{c}</td>" in page for c in cells)
-    assert html.escape(PERCENTILE_NOISE_NOTE) in page
+    # and the overheads against no mesh, as the terminal's table has them
+    overheads = [overhead_cell(run, m, p) for p in ("p50", "p99") for m in run.modes]
+    assert all(f"<td>{c}</td>" in page for c in overheads)
+    assert "<td>p99 overhead (ms)</td>" in page
+    note = NOISE_NOTE if any(c.endswith(MARK) for c in overheads) else PERCENTILE_NOISE_NOTE
+    assert html.escape(note) in page
     assert "sidecar.cpu.per_request_us.outbound" in page
     assert "minus 2 x 1 KiB x per_kib_us" in page  # a source string from the profile
 
