@@ -211,6 +211,13 @@ class Traffic(_Model):
                 f"warmup_s ({self.warmup_s:g}) must be shorter than duration_s "
                 f"({self.duration_s:g})"
             )
+        window = self.duration_s - self.warmup_s
+        if self.open_loop is not None and self.open_loop.rate_rps * window < 1:
+            raise ValueError(
+                f"at {self.open_loop.rate_rps:g} requests per second, the measurement window "
+                f"(duration_s - warmup_s: {window:g} s) holds no request: every figure would "
+                "be empty"
+            )
         return self
 
 

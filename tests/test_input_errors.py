@@ -135,6 +135,13 @@ CASES = [
         "13:34: workloads[0].calls[0].request_bytes: expected a value less than or equal to "
         "1073741824, got 100000000000000000000",
     ),
+    (
+        "a rate too low for any request in the window",
+        "{rate_rps: 10}",
+        "{rate_rps: 0.1}",
+        "17:3: traffic: at 0.1 requests per second, the measurement window (duration_s - "
+        "warmup_s: 2 s) holds no request: every figure would be empty",
+    ),
     # a distribution's fields are named, not the branch of the union that parses it
     (
         "negative mean in a distribution",
