@@ -257,6 +257,8 @@ def _plain_expectation(error: Any) -> str | None:
                 "a name of lowercase letters, digits and '-' that starts and ends with a "
                 "letter or digit"
             )
+        if ctx.get("pattern") == r"\S":
+            return "a string that is not blank"
         return f"a string matching {ctx.get('pattern')}"
     if kind == "multiple_of" and ctx.get("multiple_of") == 1:
         return "a whole number"

@@ -37,7 +37,7 @@ class Sourced(_Model):
     """A number and where it comes from (a URL, a derivation, or a calibration dataset)."""
 
     value: float = Field(ge=0)
-    source: str = Field(min_length=3)
+    source: str = Field(min_length=3, pattern=r"\S")  # blank is no source
 
     def __float__(self) -> float:
         return self.value

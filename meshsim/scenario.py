@@ -257,7 +257,9 @@ class Mesh(_Model):
 class Price(_Model):
     vcpu_hour_usd: NonNeg
     gib_hour_usd: NonNeg
-    source: str = Field(min_length=1, description="Where the prices come from.")
+    source: str = Field(
+        min_length=1, pattern=r"\S", description="Where the prices come from (not blank)."
+    )
 
 
 class Scenario(_Model):

@@ -142,6 +142,12 @@ CASES = [
         "17:3: traffic: at 0.1 requests per second, the measurement window (duration_s - "
         "warmup_s: 2 s) holds no request: every figure would be empty",
     ),
+    (
+        "a blank price source",
+        "source: test}",
+        "source: ' '}",
+        "3:59: price.source: expected a string that is not blank, got ' '",
+    ),
     # a distribution's fields are named, not the branch of the union that parses it
     (
         "negative mean in a distribution",
