@@ -61,6 +61,11 @@ def check_scenario(scenario: Scenario) -> list[tuple[PathKey, str]]:
         dup = next(n for n in node_names if node_names.count(n) > 1)
         index = node_names.index(dup, node_names.index(dup) + 1)
         problems.append((("cluster", "nodes", index, "name"), f"node '{dup}' is listed twice"))
+    zones = scenario.cluster.zones
+    for index, zone in enumerate(zones):
+        if zone in zones[:index]:  # numbered nodes go round-robin: it would get twice the nodes
+            problems.append((("cluster", "zones", index), f"zone '{zone}' is listed twice"))
+            break
     if scenario.traffic.entry not in services:
         problems.append(
             (("traffic", "entry"), _unknown("service", scenario.traffic.entry, services))

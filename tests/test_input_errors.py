@@ -148,6 +148,12 @@ CASES = [
         "source: ' '}",
         "3:59: price.source: expected a string that is not blank, got ' '",
     ),
+    (
+        "a zone listed twice",
+        "  cores_per_node: 2\n",
+        "  cores_per_node: 2\n  zones: [zone-a, zone-a]\n",
+        "7:19: cluster.zones[1]: zone 'zone-a' is listed twice",
+    ),
     # a distribution's fields are named, not the branch of the union that parses it
     (
         "negative mean in a distribution",
