@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from meshsim import __version__
-from meshsim.cli_paths import OutputPath
+from meshsim.cli_paths import output_path
 from meshsim.engines.vector import TooManyCalls
 from meshsim.loader import InputError, load_scenario
 from meshsim.render import print_run
@@ -109,7 +109,8 @@ def main() -> None:
 @click.option(
     "--out",
     "out_dir",
-    type=OutputPath(folder=True),
+    type=click.Path(path_type=Path),
+    callback=output_path(folder=True),
     help="Write the results files (JSON, CSV, histograms) into this folder.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON summary on stdout.")

@@ -4,8 +4,8 @@ measurement that takes minutes must not end on "Not a directory" with nothing wr
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -31,18 +31,17 @@ def output_problem(path: Path, *, folder: bool) -> str | None:
     return None
 
 
-class OutputPath(click.ParamType):
-    """A folder (folder=True) or a file the command will write; refused at once if it
-    cannot be."""
+def output_path(
+    *, folder: bool
+) -> Callable[[click.Context, click.Parameter, Path | None], Path | None]:
+    """An option's callback for a folder (folder=True) or a file the command will write:
+    refused at once if it cannot be."""
 
-    name = "path"
+    def check(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+        if value is not None:
+            problem = output_problem(value, folder=folder)
+            if problem is not None:
+                raise click.BadParameter(problem, ctx=ctx, param=param)
+        return value
 
-    def __init__(self, *, folder: bool) -> None:
-        self.folder = folder
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
-        path = Path(value)
-        problem = output_problem(path, folder=self.folder)
-        if problem is not None:
-            self.fail(problem, param, ctx)
-        return path
+    return check

@@ -163,9 +163,10 @@ def _field_names(model: type[BaseModel], path: PathKey, data: Any = None) -> lis
     current: Any = model
     here = data
     for part in path:
-        if isinstance(here, (dict, list)):
-            fits = isinstance(here, dict) or (isinstance(part, int) and part < len(here))
-            here = here.get(part) if isinstance(here, dict) else here[part] if fits else None
+        if isinstance(here, dict):
+            here = here.get(part)
+        elif isinstance(here, list) and isinstance(part, int) and 0 <= part < len(here):
+            here = here[part]
         else:
             here = None
         if isinstance(part, int):

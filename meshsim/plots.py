@@ -15,7 +15,7 @@ import json
 import math
 import statistics
 import textwrap
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -263,7 +263,7 @@ def _unique_stems(runs: list[RunResult], paths: list[Path]) -> dict[int, str]:
     for stem, members in groups.items():
         if len(members) == 1:
             continue
-        labellings = [
+        labellings: list[Callable[[int], str]] = [
             lambda i: runs[i].kind,
             lambda i: f"{runs[i].kind}-{runs[i].engine}",
             lambda i: paths[i].parent.name,

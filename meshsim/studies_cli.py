@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from meshsim.cli_paths import OutputPath
+from meshsim.cli_paths import output_path
 from meshsim.loader import InputError
 from meshsim.run import ENGINES
 
@@ -48,7 +48,8 @@ def _inputs(results: tuple[Path, ...]) -> object:
     "--out",
     "out_dir",
     required=True,
-    type=OutputPath(folder=True),
+    type=click.Path(path_type=Path),
+    callback=output_path(folder=True),
     help="Folder for the charts (PNG and SVG).",
 )
 def plot(results: tuple[Path, ...], out_dir: Path) -> None:
@@ -82,7 +83,8 @@ def plot(results: tuple[Path, ...], out_dir: Path) -> None:
     "--out",
     "out_file",
     required=True,
-    type=OutputPath(folder=False),
+    type=click.Path(path_type=Path),
+    callback=output_path(folder=False),
     help="The HTML file to write.",
 )
 def report(results: tuple[Path, ...], out_file: Path) -> None:
@@ -104,7 +106,8 @@ def report(results: tuple[Path, ...], out_file: Path) -> None:
     "--out",
     "out_dir",
     required=True,
-    type=OutputPath(folder=True),
+    type=click.Path(path_type=Path),
+    callback=output_path(folder=True),
     help="Folder for the points and the table; rerunning into it skips finished points.",
 )
 @click.option(

@@ -533,7 +533,8 @@ def test_grid_expands_settings_with_every_mode(tmp_path: Path) -> None:
 def test_a_grid_value_that_makes_an_invalid_scenario_is_named_by_the_grids_line(
     tmp_path: Path,
 ) -> None:
-    grid = {**GRID, "grid": {**GRID["grid"], "traffic.open_loop.rate_rps": [50, -150]}}
+    values = dict(GRID["grid"])  # type: ignore[call-overload]
+    grid = {**GRID, "grid": {**values, "traffic.open_loop.rate_rps": [50, -150]}}
     grid_file, scenario_file = _grid_files(tmp_path, grid)
     with pytest.raises(InputError) as err:
         load_grid(grid_file, scenario_file)

@@ -21,7 +21,7 @@ from meshsim.calibrate.compare import (
     unmatched_components,
 )
 from meshsim.calibrate.grid import Setting
-from meshsim.cli_paths import OutputPath
+from meshsim.cli_paths import output_path
 from meshsim.loader import InputError, load_run_file
 from meshsim.profile import Profile
 from meshsim.results import RunResult, write_atomically
@@ -128,13 +128,15 @@ def _repo_relative(path: Path) -> str:
 @click.option(
     "--out",
     "out_dir",
-    type=OutputPath(folder=True),
+    type=click.Path(path_type=Path),
+    callback=output_path(folder=True),
     help="Folder for the dataset, profile and error tables; default results/calibration/<name>.",
 )
 @click.option("--engine", type=click.Choice(["vector", "des"]), default="vector", show_default=True)
 @click.option(
     "--profile-out",
-    type=OutputPath(folder=False),
+    type=click.Path(path_type=Path),
+    callback=output_path(folder=False),
     help="Also write the fitted profile here (e.g. profiles/local-haproxy.yaml).",
 )
 @click.option("--name", "profile_name", default=None, help="Name of the fitted profile.")

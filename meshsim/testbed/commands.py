@@ -12,7 +12,7 @@ import yaml
 from rich.console import Console
 
 from meshsim.calibrate.dataset import measured_network
-from meshsim.cli_paths import OutputPath
+from meshsim.cli_paths import output_path
 from meshsim.loader import InputError, load_scenario, resolve_profile_path
 from meshsim.profile import Profile
 from meshsim.render import print_run
@@ -91,7 +91,8 @@ def as_measured_profile(
 @click.option(
     "--out",
     "out_dir",
-    type=OutputPath(folder=True),
+    type=click.Path(path_type=Path),
+    callback=output_path(folder=True),
     help="Write the results files, and the scenario as measured, into this folder.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON summary on stdout.")
