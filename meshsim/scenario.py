@@ -255,8 +255,8 @@ class Mesh(_Model):
 
 
 class Price(_Model):
-    vcpu_hour_usd: NonNeg
-    gib_hour_usd: NonNeg
+    vcpu_hour_usd: float = Field(ge=0, le=1e6)
+    gib_hour_usd: float = Field(ge=0, le=1e6)
     source: str = Field(
         min_length=1, pattern=r"\S", description="Where the prices come from (not blank)."
     )
