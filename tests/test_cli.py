@@ -257,7 +257,7 @@ def test_a_call_tree_too_large_for_the_vector_engine_runs_on_the_des_engine(
             {"name": "api", "calls": [{"to": "db", "count": 60}]},
             {"name": "db"},
         ],
-        traffic={"entry": "web", "open_loop": {"rate_rps": 1}, "duration_s": 0.5},
+        traffic={"entry": "web", "open_loop": {"rate_rps": 2}, "duration_s": 0.6},
         mesh={"modes": ["none"]},
     )
     doc["profile"] = str(ROOT / "profiles" / "istio-1.24.yaml")
