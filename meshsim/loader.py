@@ -328,7 +328,22 @@ def validate_source(source: Source, model: type[M]) -> M:
 def explain(exc: ValidationError, source: Source, model: type[BaseModel]) -> list[Problem]:
     """The problems of a validation of `source.data` against `model`, each at its place."""
     errors = _without_misspelled_missing(exc.errors(), source, model)
-    return _merge([_explain(err, source, model) for err in errors])
+    return _merge([_explain(err, source, model) for err in _deepest_branch(errors, source)])
+
+
+def _deepest_branch(errors: list[Any], source: Source) -> list[Any]:
+    """Of a union's branches (`nodes: int | list`), a value of one branch's shape is judged
+    by that branch: a type error at a path under which other errors lie (inside the list
+    given) is the other branch's, and is dropped."""
+    paths = [source.data_path(e["loc"]) for e in errors]
+    return [
+        e
+        for e, path in zip(errors, paths, strict=True)
+        if not (
+            str(e["type"]).endswith("_type")
+            and any(len(q) > len(path) and q[: len(path)] == path for q in paths)
+        )
+    ]
 
 
 def _without_misspelled_missing(

@@ -311,6 +311,21 @@ def test_an_mtls_handshake_of_no_round_trip_is_named_by_line(tmp_path: Path, kin
     )
 
 
+def test_a_list_of_nodes_is_judged_as_a_list_not_also_as_a_count(tmp_path: Path) -> None:
+    """`nodes` is a count or a list: the problems of a list given are its entries', without
+    the count's "expected a valid integer" beside them."""
+    path = _write(
+        tmp_path, GOOD.replace("  nodes: 2\n", "  nodes: [{name: a, cores: 0}, {nam: b}]\n")
+    )
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert result.output == (
+        f"{path}:5:28: cluster.nodes[0].cores: expected a value greater than 0, got 0\n"
+        f"{path}:5:33: cluster.nodes[1].nam: unknown key 'nam' (did you mean 'name'?); "
+        "expected one of: cores, memory_gib, name, zone\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("what", "old", "new", "message"),
     [
