@@ -13,9 +13,10 @@ import csv
 import io
 import json
 import math
+import os
 import statistics
 import textwrap
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -243,19 +244,38 @@ def _scan(folder: Path, inputs: Inputs, files: list[Path]) -> None:
         _scan(sub, inputs, files)
 
 
-def _twin(measured: RunResult, simulated: list[RunResult]) -> RunResult | None:
+def _twin(
+    measured: RunResult, simulated: list[RunResult], path_of: dict[int, Path]
+) -> RunResult | None:
     """The simulated run of a measured one: of the runs of the same scenario (those of the
-    same seed, if any) that simulate every mode it measured, the only one."""
+    same seed, if any) that simulate every mode it measured, the one nearest it in the
+    folders (the most folders in common, `measured/` beside its `simulated/`; then the
+    fewest folders of its own), if one is."""
     same = [s for s in simulated if s.scenario == measured.scenario]
     candidates = [s for s in same if s.seed == measured.seed] or same
     covering = [s for s in candidates if set(measured.modes) <= set(s.modes)]
-    return covering[0] if len(covering) == 1 else None
+    if len(covering) <= 1:
+        return covering[0] if covering else None
+    here = path_of[id(measured)].resolve().parent.parts
+
+    def nearness(run: RunResult) -> tuple[int, int]:
+        """Folders in common with the measured run's, then fewest folders of its own."""
+        there = path_of[id(run)].resolve().parent.parts
+        common = 0
+        while common < min(len(here), len(there)) and here[common] == there[common]:
+            common += 1
+        return common, -len(there)
+
+    nearest = max(nearness(r) for r in covering)
+    closest = [r for r in covering if nearness(r) == nearest]
+    return closest[0] if len(closest) == 1 else None
 
 
 def _unique_stems(runs: list[RunResult], paths: list[Path]) -> dict[int, str]:
     """Chart file stems for runs (read from paths) that would otherwise share one (the same
     scenario and seed): their file stem and the first label that tells them apart: the
-    kind, kind and engine, the folder, the folder and its parent; else a number."""
+    kind, kind and engine, the folder, the folders below the ones they share; else a
+    number."""
     groups: dict[str, list[int]] = {}
     for i, run in enumerate(runs):
         groups.setdefault(run.file_stem(), []).append(i)
@@ -263,14 +283,16 @@ def _unique_stems(runs: list[RunResult], paths: list[Path]) -> dict[int, str]:
     for stem, members in groups.items():
         if len(members) == 1:
             continue
-        labellings: list[Callable[[int], str]] = [
-            lambda i: runs[i].kind,
-            lambda i: f"{runs[i].kind}-{runs[i].engine}",
-            lambda i: paths[i].parent.name,
-            lambda i: f"{paths[i].parent.parent.name}-{paths[i].parent.name}",
+        # the folders below the group's common one (files of one name in one folder are one)
+        folders = [paths[i].resolve().parent for i in members]
+        common = Path(os.path.commonpath(folders))
+        labellings: list[list[str]] = [
+            [runs[i].kind for i in members],
+            [f"{runs[i].kind}-{runs[i].engine}" for i in members],
+            [paths[i].parent.name for i in members],
+            ["-".join(f.relative_to(common).parts) or "here" for f in folders],
         ]
-        for label in labellings:
-            labels = [label(i) for i in members]
+        for labels in labellings:
             if len(set(labels)) == len(labels):
                 break
         else:
@@ -303,7 +325,7 @@ def load_inputs(paths: Iterable[Path]) -> Inputs:
     simulated = [r for r in runs if r.kind == "simulated"]
     paired: list[RunResult] = []
     for meas in (r for r in runs if r.kind == "measured"):
-        twin = _twin(meas, simulated)
+        twin = _twin(meas, simulated, path_of)
         if twin is not None:
             inputs.calibrations.append((meas, twin))
             paired.append(meas)

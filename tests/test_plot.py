@@ -247,6 +247,20 @@ def test_runs_of_one_scenario_and_seed_get_charts_of_their_own(
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "c").iterdir())) == 2 * len(stems)  # png and svg of each
 
+    # two measurements, each beside its simulation, one a folder further down (the
+    # other-topology results' layout): each pairs with the simulation nearest it
+    later = run.model_copy(update={"engine": "vector"})
+    write_results(measured, tmp_path / "d" / "x" / "measured")
+    write_results(later, tmp_path / "d" / "x" / "simulated")
+    write_results(measured, tmp_path / "d" / "measured")
+    write_results(run, tmp_path / "d" / "simulated")
+    inputs = load_inputs([tmp_path / "d"])
+    assert sorted(s.engine for _, s in inputs.calibrations) == sorted([run.engine, "vector"])
+    stems = [c.stem for c in charts_for(inputs)]
+    assert len(stems) == len(set(stems))
+    assert f"{run.file_stem()}-x-measured-calibration" in stems
+    assert f"{run.file_stem()}-measured-calibration" in stems
+
 
 def test_a_summary_json_without_its_histograms_draws_no_whiskers_and_says_so(
     run: RunResult, tmp_path: Path
