@@ -97,3 +97,20 @@ def test_too_many_pods_are_refused_too() -> None:
         KindError, match=r"has 401 pods \(with the load generator's\); .* at most 400"
     ):
         KindRun.new(scenario_of(doc), load_profile(ISTIO))
+
+
+def test_kind_cleanup_without_run_or_all_deletes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import meshsim.kind
+
+    monkeypatch.setattr(meshsim.kind, "kind_clusters", lambda say: ["meshsim-0badcafe"])
+
+    def refuse(*args: object, **kwargs: object) -> list[str]:
+        raise AssertionError("nothing may be deleted without --run or --all")
+
+    monkeypatch.setattr(meshsim.kind, "cleanup_kind", refuse)
+    result = CliRunner().invoke(main, ["testbed", "cleanup", "--backend", "kind"])
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        "kind clusters of meshsim: meshsim-0badcafe; delete one with --run ID, or all of them "
+        "(a run still going, or one kept with --keep, among them) with --all\n"
+    )

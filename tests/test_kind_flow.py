@@ -515,8 +515,16 @@ def test_dry_run_plan_of_the_microservices_shop_is_complete() -> None:
     plan = kind_plan(KindRun.new(sc, profile, modes=["ambient-waypoint"], run_id=RUN_ID))
     assert plan.splitlines()[2] == (
         "# warning: the measurement window (duration_s - warmup_s) is 27 s; the kubelet "
-        "refreshes CPU counters every 10-15 s, so 30 s or more is safer"
+        "refreshes CPU counters every 10-15 s and two refreshes must fall inside it, or the "
+        "run ends without CPU figures: 30 s or more is safe"
     )
+    chain, chain_profile = load_scenario(ROOT / "scenarios" / "testbed-chain.yaml")
+    with pytest.raises(
+        KindError,
+        match=r"the measurement window \(duration_s - warmup_s\) "
+        r"is 15 s: CPU needs two kubelet refreshes inside it",
+    ):
+        KindRun.new(chain, chain_profile, run_id=RUN_ID)
     assert "warning" not in kind_plan(KindRun.new(scenario(), profile, run_id=RUN_ID))
     titles = [line for line in plan.splitlines() if re.match(r"# \d+\. ", line)]
     assert titles == [
@@ -570,3 +578,13 @@ def test_a_shared_cluster_serves_many_runs_and_is_set_up_and_deleted_once() -> N
         assert not any(line.startswith(("docker", "kind", "istioctl")) for line in ran)
         assert ran[0] == shlex.join(["kubectl", "--context", f"kind-{name}", "apply", "-f", "-"])
     assert shlex.join(runner.commands[-1].argv) == f"kind delete cluster --name {name}"
+
+
+def test_cleanup_of_chosen_runs_deletes_only_their_clusters() -> None:
+    """--run picks clusters; a cluster in use (a run going on, one kept with --keep) is not
+    deleted unless asked for."""
+    runner = FakeRunner(
+        lambda c: "meshsim-0badcafe\nmeshsim-12345678\n" if c.argv[1] == "get" else ""
+    )
+    assert cleanup_kind(runner, run_ids=["12345678", "deadbeef"]) == ["meshsim-12345678"]
+    assert runner.argvs()[1:] == [["kind", "delete", "cluster", "--name", "meshsim-12345678"]]

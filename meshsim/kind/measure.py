@@ -81,6 +81,9 @@ RTT_PROBES = 200
 # The kubelet refreshes container stats every 10-15 s and CPU needs two refreshes inside
 # the window: shorter windows may leave a component without a figure.
 MIN_WINDOW_S = 30.0
+# Under two of its fastest refreshes, two inside the window are a coin toss at best: such a
+# run is refused before a cluster is made (it would end without CPU figures after setup).
+SHORTEST_WINDOW_S = 20.0
 # kind runs every node as a container (a kubelet and its system pods: about 0.5 GiB) and
 # every pod as a Python process (tens of MiB) on one machine: past this it is a laptop
 # that is measured, not the scenario, so larger scenarios are refused up front.
@@ -143,7 +146,7 @@ class KindRun:
     ) -> KindRun:
         rid = run_id or new_run_id()
         name = cluster or f"{CLUSTER_PREFIX}{rid}"
-        return cls(
+        run = cls(
             scenario,
             profile,
             list(modes) if modes else list(scenario.mesh.modes),
@@ -151,6 +154,15 @@ class KindRun:
             Cluster(name, resolve_nodes(scenario), created=cluster is None),
             rid,
         )
+        window = scenario.traffic.duration_s - scenario.traffic.warmup_s
+        if window < SHORTEST_WINDOW_S:
+            raise KindError(
+                f"the measurement window (duration_s - warmup_s) is {window:g} s: CPU needs two "
+                "kubelet refreshes inside it, one every 10-15 s, so the run would most likely "
+                f"end without CPU figures after the cluster is set up; give it "
+                f"{MIN_WINDOW_S:g} s or more"
+            )
+        return run
 
     # ---- the commands of each step ----------------------------------------------------
 
@@ -292,8 +304,8 @@ class KindRun:
             return None
         return (
             f"warning: the measurement window (duration_s - warmup_s) is {window:g} s; the "
-            f"kubelet refreshes CPU counters every 10-15 s, so {MIN_WINDOW_S:g} s or more "
-            "is safer"
+            "kubelet refreshes CPU counters every 10-15 s and two refreshes must fall inside "
+            f"it, or the run ends without CPU figures: {MIN_WINDOW_S:g} s or more is safe"
         )
 
 
@@ -624,11 +636,22 @@ def shared_cluster(
                 runner.run(command)
 
 
-def cleanup_kind(runner: Runner | None = None, say: Say = _quiet) -> list[str]:
-    """Delete every kind cluster a meshsim run created (named meshsim-<run id>)."""
+def kind_clusters(runner: Runner | None = None, say: Say = _quiet) -> list[str]:
+    """The kind clusters meshsim runs created (named meshsim-<run id>)."""
     runner = runner if runner is not None else SubprocessRunner(say)
     clusters = runner.run(Command(("kind", "get", "clusters"))).split()
-    ours = [name for name in clusters if _CLUSTER_NAME.match(name)]
+    return [name for name in clusters if _CLUSTER_NAME.match(name)]
+
+
+def cleanup_kind(
+    runner: Runner | None = None, say: Say = _quiet, run_ids: Sequence[str] | None = None
+) -> list[str]:
+    """Delete the kind clusters of these meshsim runs (None: of every meshsim run, kept or
+    still running ones too); returns the names deleted."""
+    runner = runner if runner is not None else SubprocessRunner(say)
+    ours = kind_clusters(runner, say)
+    if run_ids is not None:
+        ours = [name for name in ours if name.removeprefix(CLUSTER_PREFIX) in run_ids]
     for name in ours:
         runner.run(Command(("kind", "delete", "cluster", "--name", name)))
         say(f"deleted kind cluster {name}")

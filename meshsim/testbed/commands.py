@@ -214,18 +214,6 @@ def cleanup(run_ids: tuple[str, ...], everything: bool, backend: str) -> None:
     from meshsim.testbed.cleanup import cleanup_run, find_runs, run_is_live
     from meshsim.testbed.names import RunNames
 
-    if backend == "kind":
-        from meshsim.kind import KindError, cleanup_kind
-
-        try:
-            deleted = cleanup_kind(say=click.echo)
-        except KindError as err:
-            click.echo(f"meshsim testbed cleanup: {err}", err=True)
-            sys.exit(FAILED)
-        if not deleted:
-            click.echo("no kind cluster of meshsim to delete")
-        return
-
     targets = list(run_ids)
     for run_id in targets:
         try:
@@ -233,11 +221,34 @@ def cleanup(run_ids: tuple[str, ...], everything: bool, backend: str) -> None:
         except ValueError as err:
             click.echo(f"meshsim testbed cleanup: {err}", err=True)
             sys.exit(BAD_INPUT)
+    if backend == "kind":
+        from meshsim.kind import KindError, cleanup_kind, kind_clusters
+
+        try:
+            if not targets and not everything:  # which of them is in use cannot be told
+                found = kind_clusters(say=click.echo)
+                click.echo(
+                    "kind clusters of meshsim: "
+                    + (", ".join(found) or "none")
+                    + ("; delete one with --run ID, or all of them (a run still going, or "
+                       "one kept with --keep, among them) with --all" if found else "")
+                )  # fmt: skip
+                return
+            deleted = cleanup_kind(say=click.echo, run_ids=targets or None)
+        except KindError as err:
+            click.echo(f"meshsim testbed cleanup: {err}", err=True)
+            sys.exit(FAILED)
+        for missing in sorted(set(targets) - {d.rsplit("-", 1)[-1] for d in deleted}):
+            click.echo(f"run {missing}: no kind cluster of it")
+        if not deleted and not targets:
+            click.echo("no kind cluster of meshsim to delete")
+        return
+
     if targets:  # a run id of which nothing is left (or a typo) is said, not counted as zeros
         left = set(find_runs())
         for missing in [r for r in targets if r not in left]:
-            found = ", ".join(sorted(left)) or "none"
-            click.echo(f"run {missing}: nothing of it is left (runs with leftovers: {found})")
+            runs = ", ".join(sorted(left)) or "none"
+            click.echo(f"run {missing}: nothing of it is left (runs with leftovers: {runs})")
         targets = [r for r in targets if r in left]
         if not targets:
             return
