@@ -183,6 +183,7 @@ def sweep(
         f"{summary.total} points: {summary.skipped} already finished, {summary.ran} run, "
         f"{len(summary.failed)} failed; table {summary.table}",
         highlight=False,
+        soft_wrap=True,  # a path is not broken across lines
     )
     for outcome in summary.failed:
         click.echo(f"failed: {outcome.point.params} (seed {outcome.point.seed}): {outcome.error}")
