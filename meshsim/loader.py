@@ -306,8 +306,8 @@ def read_source(path: Path) -> Source:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        before = raw[: exc.start].decode("utf-8")  # all that decodes, up to the bad byte
+        line, col = _line_and_column(before, len(before))
         byte = raw[exc.start]
         raise InputError(
             [Problem(str(path), line, col, "", f"not UTF-8 text (byte 0x{byte:02x}); save the "

@@ -256,18 +256,14 @@ def _twin(
     covering = [s for s in candidates if set(measured.modes) <= set(s.modes)]
     if len(covering) <= 1:
         return covering[0] if covering else None
-    here = path_of[id(measured)].resolve().parent.parts
-
-    def nearness(run: RunResult) -> tuple[int, int]:
-        """Folders in common with the measured run's, then fewest folders of its own."""
-        there = path_of[id(run)].resolve().parent.parts
-        common = 0
-        while common < min(len(here), len(there)) and here[common] == there[common]:
-            common += 1
-        return common, -len(there)
-
-    nearest = max(nearness(r) for r in covering)
-    closest = [r for r in covering if nearness(r) == nearest]
+    here = path_of[id(measured)].resolve().parent
+    # folders in common with the measured run's, then fewest folders of its own
+    nearness = {}
+    for run in covering:
+        there = path_of[id(run)].resolve().parent
+        nearness[id(run)] = (len(Path(os.path.commonpath([here, there])).parts), -len(there.parts))
+    nearest = max(nearness.values())
+    closest = [r for r in covering if nearness[id(r)] == nearest]
     return closest[0] if len(closest) == 1 else None
 
 

@@ -1132,7 +1132,8 @@ class _VectorRun:
         self, rng: np.random.Generator, a: float, b: float
     ) -> tuple[np.ndarray, np.ndarray]:
         """Room for each user's requests in [a, b): candidates (their starts are decided as
-        the window runs; a user who runs out carries on in the next window) and think times."""
+        the window runs; a user who runs out ends the window where its next request starts:
+        `_window`) and think times."""
         loop = self.scenario.traffic.closed_loop
         assert loop is not None
         self.per_user = math.ceil((b - a) / self._closed_cycle() * 1.5) + 2

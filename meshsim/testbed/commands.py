@@ -210,7 +210,8 @@ def testbed() -> None:
 def cleanup(run_ids: tuple[str, ...], everything: bool, backend: str) -> None:
     """Remove every namespace, process, cgroup and file a testbed run left behind.
 
-    With --backend kind: delete every kind cluster meshsim created (meshsim-<run id>)."""
+    With --backend kind: delete the kind cluster of a run (meshsim-<run id>), or with --all
+    every one meshsim created; without either, list them."""
     from meshsim.testbed.cleanup import cleanup_run, find_runs, run_is_live
     from meshsim.testbed.names import RunNames
 
@@ -223,6 +224,7 @@ def cleanup(run_ids: tuple[str, ...], everything: bool, backend: str) -> None:
             sys.exit(BAD_INPUT)
     if backend == "kind":
         from meshsim.kind import KindError, cleanup_kind, kind_clusters
+        from meshsim.kind.cluster import CLUSTER_PREFIX
 
         try:
             if not targets and not everything:  # which of them is in use cannot be told
@@ -238,7 +240,7 @@ def cleanup(run_ids: tuple[str, ...], everything: bool, backend: str) -> None:
         except KindError as err:
             click.echo(f"meshsim testbed cleanup: {err}", err=True)
             sys.exit(FAILED)
-        for missing in sorted(set(targets) - {d.rsplit("-", 1)[-1] for d in deleted}):
+        for missing in sorted(set(targets) - {d.removeprefix(CLUSTER_PREFIX) for d in deleted}):
             click.echo(f"run {missing}: no kind cluster of it")
         if not deleted and not targets:
             click.echo("no kind cluster of meshsim to delete")
