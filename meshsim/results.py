@@ -17,10 +17,11 @@ import tempfile
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.fields import FieldInfo
 
 from meshsim.profile import HeldOut
 
@@ -34,6 +35,7 @@ __all__ = [
     "ModeResult",
     "ProxyCounts",
     "RunResult",
+    "finite_or_null",
     "latency_summary",
     "load_run",
     "write_atomically",
@@ -49,8 +51,22 @@ HOURS_PER_MONTH = 730.0  # 365 * 24 / 12
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_figures_are_nan(cls, data: Any) -> Any:
+        """A figure not known (NaN: the latency of a mode whose every request failed, a
+        kind run's connections) is null in the JSON (finite_or_null): read back as NaN."""
+        if not isinstance(data, dict):
+            return data
+        return {
+            k: math.nan if v is None and _is_float(cls.model_fields.get(k)) else v
+            for k, v in data.items()
+        }
+
 
 class LatencyMs(_Model):
+    """Latency of the successful requests (NaN for a mode that had none)."""
+
     mean: float
     p50: float
     p90: float
@@ -220,11 +236,28 @@ class RunResult(_Model):
         doc = self.model_dump(mode="json")
         for mode in doc["modes"].values():
             mode.pop("histogram")
-        return doc
+        finite: dict[str, object] = finite_or_null(doc)
+        return finite
 
     def file_stem(self, mode: str | None = None) -> str:
         middle = f"-{mode}" if mode else ""
         return f"{self.scenario}{middle}-seed{self.seed}"
+
+
+def _is_float(field: FieldInfo | None) -> bool:
+    return field is not None and field.annotation is float
+
+
+def finite_or_null(value: Any) -> Any:
+    """JSON has no NaN or infinity (Python's json writes bare NaN, which strict parsers
+    refuse): such a number is written null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite_or_null(v) for v in value]
+    return value
 
 
 def _csv(rows: list[dict[str, object]]) -> str:

@@ -46,7 +46,7 @@ from meshsim.loader import (
 )
 from meshsim.loader import resolve_profile_path as _resolve_profile
 from meshsim.profile import Profile
-from meshsim.results import COMPONENT_CLASSES, RunResult, write_atomically
+from meshsim.results import COMPONENT_CLASSES, RunResult, finite_or_null, write_atomically
 from meshsim.run import ENGINES, simulate
 from meshsim.scenario import MODES, Scenario
 from meshsim.topology import build_topology
@@ -651,7 +651,7 @@ def _record(out_dir: Path, outcome: PointOutcome, engine: str) -> None:
     failure = out_dir / "failures" / f"{key}.json"
     head = {"params": outcome.point.params, "seed": outcome.point.seed, "engine": engine}
     if outcome.run is not None:
-        doc = {**head, "run": outcome.run.model_dump(mode="json")}
+        doc = {**head, "run": finite_or_null(outcome.run.model_dump(mode="json"))}
         write_atomically({out_dir / "points" / f"{key}.json": json.dumps(doc) + "\n"})
         failure.unlink(missing_ok=True)
     else:

@@ -20,6 +20,7 @@ from meshsim.calibrate.compare import (
     summary_lines,
 )
 from meshsim.cli import main
+from meshsim.loader import load_run_file
 from meshsim.profile import Profile
 from meshsim.results import LatencyHistogram, RunResult, write_results
 from meshsim.run import simulate
@@ -256,3 +257,31 @@ def test_host_referenced_cpu_scales_a_settings_mesh_modes_by_its_no_mesh_apps() 
     assert [r.simulated for r in scaled] == pytest.approx([2.0 * 1.25, 1.0 * 1.25])
     assert [r.error for r in scaled] == pytest.approx([0.0, 0.25])
     assert [r.measured for r in scaled] == [2.5, 1.0]
+
+
+def test_a_mode_without_successful_requests_is_strict_json_and_reads_back(
+    run: RunResult, tmp_path: Path
+) -> None:
+    failed = run.modes["sidecar"].model_copy(
+        update={
+            "latency_ms": run.modes["sidecar"].latency_ms.model_copy(
+                update={p: float("nan") for p in ("mean", "p50", "p90", "p99", "p999")}
+            ),
+            "connections_open": float("nan"),  # what a kind run cannot see
+        }
+    )
+    broken = run.model_copy(update={"modes": {**run.modes, "sidecar": failed}})
+    (path,) = [p for p in write_results(broken, tmp_path / "m") if p.suffix == ".json"]
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    doc = json.loads(path.read_text(), parse_constant=refuse)
+    assert doc["modes"]["sidecar"]["latency_ms"]["p99"] is None
+    assert doc["modes"]["sidecar"]["connections_open"] is None
+    back = load_run_file(path)
+    assert np.isnan(back.modes["sidecar"].latency_ms.p99)
+    assert np.isnan(back.modes["sidecar"].connections_open)
+    assert back.modes["none"] == run.modes["none"]
+    out = CliRunner().invoke(main, ["compare", str(path), str(path)], terminal_width=200)
+    assert out.exit_code == 0, out.output

@@ -24,7 +24,7 @@ from meshsim.calibrate.grid import Setting
 from meshsim.cli_paths import output_path
 from meshsim.loader import InputError, load_run_file
 from meshsim.profile import Profile
-from meshsim.results import RunResult, write_atomically
+from meshsim.results import RunResult, finite_or_null, write_atomically
 
 __all__ = ["calibrate", "compare"]
 
@@ -81,7 +81,7 @@ def compare(measured: Path, simulated: Path, as_json: bool) -> None:
         }
         if host is not None:
             doc["host_cpu"] = _summary_doc(host)
-        click.echo(json.dumps(doc, indent=2))
+        click.echo(json.dumps(finite_or_null(doc), indent=2))
         return
     console = Console()
     if not console.is_terminal:  # a file or a pipe: wide enough that no name is cut
