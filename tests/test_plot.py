@@ -22,6 +22,7 @@ from meshsim.plots import (
     percentile_bars,
     save_chart,
     sweep_heatmap,
+    sweep_overview,
 )
 from meshsim.profile import HeldOut, HeldOutError
 from meshsim.results import (
@@ -141,7 +142,7 @@ def load_inputs_from(run: RunResult) -> Inputs:
     return Inputs(runs=[run])
 
 
-def synthetic_table(values: dict[tuple[int, int], float]) -> SweepTable:
+def synthetic_table(values: dict[tuple[int, int], float], memory: float = 0.5) -> SweepTable:
     rows = []
     for (x, y), saving in values.items():
         for mode in ("sidecar", "ambient"):
@@ -151,6 +152,7 @@ def synthetic_table(values: dict[tuple[int, int], float]) -> SweepTable:
                     "b": y,
                     "mode": mode,
                     "mesh_cpu_saving": saving if mode != "sidecar" else 0.0,
+                    "mesh_memory_saving": memory if mode != "sidecar" else 0.0,
                 }
             )
     meta = {
@@ -177,6 +179,20 @@ def test_heat_map_draws_the_90_percent_contour_only_where_it_is_crossed() -> Non
     chart = sweep_heatmap(below, "mesh_cpu_saving", "ambient", {})
     assert chart is not None and contours(chart) == []
     assert "the saving never reaches 90%" in caption_of(chart)
+
+
+def test_the_overview_claims_a_90_percent_saving_only_where_the_data_reach_it() -> None:
+    below = synthetic_table({(1, 1): 0.5, (2, 1): 0.87, (1, 2): 0.6, (2, 2): 0.7}, memory=0.8)
+    chart = sweep_overview(below, {})
+    assert chart is not None
+    assert chart.title == "Ambient's saving of the data plane's CPU and memory: never 90% here"
+    assert "no cell reaches a 90% saving (the highest: 87%)" in caption_of(chart)
+    crossing = synthetic_table({(1, 1): 0.5, (2, 1): 0.95, (1, 2): 0.6, (2, 2): 0.97})
+    chart = sweep_overview(crossing, {})
+    assert chart is not None
+    assert chart.title == "Where ambient saves 90% of the data plane's CPU and memory"
+    assert "red dashed lines: where the saving reaches 90%" in caption_of(chart)
+    assert "hatched" not in caption_of(chart)  # every cell comparable: no such legend
 
 
 def test_a_measured_run_next_to_a_simulated_one_is_a_calibration(
