@@ -21,6 +21,7 @@ from meshsim.render import print_run
 from meshsim.results import WriteError, write_results
 from meshsim.run import ENGINES, choose_engine, simulate
 from meshsim.scenario import MODES, Mode, Scenario
+from meshsim.signals import INTERRUPTED, Terminated, sigterm_unwinds
 
 __all__ = ["main"]
 
@@ -71,14 +72,21 @@ def _fail(err: InputError) -> None:
 
 class _Commands(click.Group):
     """meshsim's commands: results that could not be written (a full disk, a folder in the
-    way) end the command with what happened, not a traceback; nothing was written."""
+    way) end the command with what happened, not a traceback; nothing was written. Ctrl-C,
+    SIGTERM and SIGHUP unwind every command through its `finally` blocks (files being
+    written are put back as they were) and end it with code 130."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with sigterm_unwinds():
+                return super().invoke(ctx)
         except WriteError as err:
             click.echo(str(err), err=True)
             sys.exit(1)
+        except KeyboardInterrupt as err:
+            how = f"stopped ({err})" if isinstance(err, Terminated) else "interrupted"
+            click.echo(f"meshsim: {how}", err=True)
+            sys.exit(INTERRUPTED)
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})

@@ -327,7 +327,6 @@ def write_atomically(files: Mapping[Path, str | bytes]) -> list[Path]:
     temporary name in its folder, and only once all are, renamed into place (the file each
     replaces linked aside until all are). An error while writing or renaming leaves every
     file as it was, and no temporary file behind."""
-    written: list[Path] = []
     staged: list[tuple[str, Path]] = []
     kept: list[str | None] = []  # the old file of each renamed-in one, linked aside
     try:
@@ -346,18 +345,26 @@ def write_atomically(files: Mapping[Path, str | bytes]) -> list[Path]:
                 old = None
                 if final.exists():
                     old = str(final.parent / f".{final.name}.{uuid.uuid4().hex}.old")
+                    kept.append(old)  # before the link: a signal between them leaves none
                     os.link(final, old)
-                kept.append(old)
+                else:
+                    kept.append(old)
                 os.replace(tmp, final)
-                written.append(final)
         except BaseException:
-            # put back what was there: all or none
-            for final, old in reversed(list(zip(written, kept, strict=False))):
+            # put back what was there: all or none. A file is in place when its temporary
+            # name is gone (Ctrl-C may land between a rename and any record of it).
+            renamed = [
+                (final, old)
+                for (tmp, final), old in zip(staged, kept, strict=False)
+                if not os.path.exists(tmp)
+            ]
+            for final, old in reversed(renamed):
                 if old is None:
                     final.unlink()
                 else:
                     os.replace(old, final)
             raise
+        written = [final for _, final in staged]
     except OSError as err:
         where = err.filename or (staged[-1][1] if staged else "")
         raise WriteError(

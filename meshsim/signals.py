@@ -1,8 +1,10 @@
-"""SIGTERM as an exception, so that a measured run's `finally` blocks tear it down.
+"""SIGTERM and SIGHUP as an exception, so that a measured run's `finally` blocks tear it
+down.
 
 Both testbeds create things that outlive their process if it dies (network namespaces,
 kind clusters); Ctrl-C already unwinds through `finally`, and inside this context SIGTERM
-(what CI runners and `kill` send) does too.
+(what CI runners and `kill` send) and SIGHUP (the terminal closed, an SSH session
+dropped: the testbed's processes, in sessions of their own, do not get it) do too.
 """
 
 from __future__ import annotations
@@ -13,26 +15,29 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-__all__ = ["Terminated", "sigterm_unwinds"]
+__all__ = ["INTERRUPTED", "Terminated", "sigterm_unwinds"]
+
+INTERRUPTED = 130  # the shell's exit code for a command ended by Ctrl-C
 
 
 class Terminated(KeyboardInterrupt):
-    """The process got SIGTERM."""
+    """The process got SIGTERM or SIGHUP."""
 
 
 @contextmanager
 def sigterm_unwinds() -> Iterator[None]:
-    """Inside, SIGTERM raises Terminated. Signal handlers belong to the main thread, so
-    elsewhere (a run inside a worker thread) this does nothing."""
+    """Inside, SIGTERM and SIGHUP raise Terminated. Signal handlers belong to the main
+    thread, so elsewhere (a run inside a worker thread) this does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def on_term(signum: int, frame: FrameType | None) -> None:
-        raise Terminated(f"signal {signum}")
+        raise Terminated(signal.Signals(signum).name)
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    previous = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

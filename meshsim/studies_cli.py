@@ -12,12 +12,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from meshsim.cli_paths import output_path
 from meshsim.loader import InputError
 from meshsim.run import ENGINES
+from meshsim.signals import INTERRUPTED
 
 __all__ = ["plot", "report", "sweep"]
 
 BAD_INPUT = 2
 POINTS_FAILED = 1
-INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C
 
 _paths = click.argument(
     "results", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -127,6 +128,55 @@ def test_an_error_while_renaming_puts_back_every_file(
     monkeypatch.setattr(os, "replace", replace)
     assert old.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]  # nothing else left
+
+
+def test_a_signal_right_after_a_rename_still_puts_back_every_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C (or SIGTERM, unwound the same way) may land between a rename and any record
+    of it: the file whose temporary name is gone is put back too, and nothing is left."""
+    old = tmp_path / "a.json"
+    old.write_text("old\n")
+    replace = os.replace
+    calls = []
+
+    def interrupted(src: str, dst: Path) -> None:
+        calls.append(dst)
+        replace(src, dst)
+        if len(calls) == 2:  # b.csv is in place, and then the signal
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically({old: "new\n", tmp_path / "b.csv": "b\n", tmp_path / "c.csv": "c\n"})
+    monkeypatch.setattr(os, "replace", replace)
+    assert old.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
+def test_sigterm_while_results_are_written_leaves_the_old_ones_and_exits_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, small = tmp_path / "out", write_yaml(tmp_path / "s.yaml", base_scenario())
+    ok = CliRunner().invoke(main, ["run", str(small), "--mode", "none", "--out", str(out)])
+    assert ok.exit_code == 0, ok.output
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    replace = os.replace
+    calls = []
+
+    def terminated(src: str, dst: Path) -> None:
+        calls.append(dst)
+        replace(src, dst)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # what CI's timeout sends
+
+    monkeypatch.setattr(os, "replace", terminated)
+    args = ["run", str(small), "--mode", "none", "--seed", "8", "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    monkeypatch.setattr(os, "replace", replace)
+    assert result.exit_code == 130
+    assert result.output.endswith("meshsim: stopped (SIGTERM)\n")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def test_written_files_get_the_permissions_open_would_give(tmp_path: Path) -> None:

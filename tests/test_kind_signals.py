@@ -15,11 +15,12 @@ from meshsim.signals import Terminated, sigterm_unwinds
 from tests.builders import ISTIO, base_scenario, scenario_of
 
 
-def test_sigterm_raises_inside_and_the_old_handler_comes_back() -> None:
-    before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(Terminated, match="signal 15"), sigterm_unwinds():
-        os.kill(os.getpid(), signal.SIGTERM)
-    assert signal.getsignal(signal.SIGTERM) == before
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_raise_inside_and_the_old_handlers_come_back(sig: int) -> None:
+    before = signal.getsignal(sig)
+    with pytest.raises(Terminated, match=signal.Signals(sig).name), sigterm_unwinds():
+        os.kill(os.getpid(), sig)
+    assert signal.getsignal(sig) == before
 
 
 def test_outside_the_main_thread_it_changes_nothing() -> None:
