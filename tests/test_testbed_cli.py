@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
+import meshsim.testbed.cleanup as cleanup
+import meshsim.testbed.names as names
 import meshsim.testbed.runner as runner
 import meshsim.testbed.system as system
 from meshsim.cli import main
@@ -73,3 +79,71 @@ def test_cleanup_of_a_run_with_nothing_left_says_so() -> None:
     result = CliRunner().invoke(main, ["testbed", "cleanup", "--run", "deadbeef"])
     assert result.exit_code == 0
     assert result.output.startswith("run deadbeef: nothing of it is left (runs with leftovers: ")
+
+
+@pytest.fixture
+def run_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(names, "RUN_ROOT", tmp_path)
+    monkeypatch.setattr(cleanup, "RUN_ROOT", tmp_path)
+    return tmp_path
+
+
+def _run_json(run_root: Path, run_id: str, **state: object) -> None:
+    (run_root / run_id).mkdir()
+    (run_root / run_id / "run.json").write_text(json.dumps({"run_id": run_id, **state}))
+
+
+def test_a_runs_owner_is_its_process_not_a_later_one_with_its_pid(run_root: Path) -> None:
+    me, started = os.getpid(), cleanup.process_started(os.getpid())
+    assert started is not None
+    _run_json(run_root, "0000000a", pid=me, pid_started=started)
+    assert cleanup.run_owner("0000000a") == me
+    # the pid given since to another process (it started later): the run's process is gone
+    _run_json(run_root, "0000000b", pid=me, pid_started=started - 1)
+    assert cleanup.run_owner("0000000b") is None
+    with subprocess.Popen(["sleep", "30"]) as other:  # a run.json of before pid_started
+        try:
+            _run_json(run_root, "0000000c", pid=other.pid)
+            assert cleanup.run_owner("0000000c") is None  # `sleep` is no meshsim
+        finally:
+            other.kill()
+    assert cleanup.run_owner("0000000d") is None  # no run.json
+
+
+def test_cleanup_of_a_live_run_is_refused_without_all(
+    run_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    me = os.getpid()
+    _run_json(run_root, "0000000a", pid=me, pid_started=cleanup.process_started(me))
+    removed: list[str] = []
+
+    def cleanup_run(run_id: str) -> str:
+        removed.append(run_id)
+        return f"run {run_id}: removed"
+
+    monkeypatch.setattr(cleanup, "cleanup_run", cleanup_run)
+    result = CliRunner().invoke(main, ["testbed", "cleanup", "--run", "0000000a"])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"run 0000000a: its meshsim process (pid {me}) is still running; stop it (Ctrl-C, or "
+        f"kill {me}: it removes its testbed itself), or remove it anyway with --run 0000000a "
+        "--all\n"
+    )
+    assert removed == []
+    result = CliRunner().invoke(main, ["testbed", "cleanup", "--run", "0000000a", "--all"])
+    assert result.exit_code == 0 and removed == ["0000000a"]
+
+
+def test_a_scenario_larger_than_the_testbed_is_named_at_its_line(tmp_path: Path) -> None:
+    doc = yaml.safe_load((ROOT / "scenarios" / "testbed-two-pods.yaml").read_text())
+    doc["cluster"]["nodes"] = 300
+    doc["profile"] = str(ROOT / "profiles" / "local-haproxy.yaml")
+    big = tmp_path / "big.yaml"
+    big.write_text(yaml.safe_dump(doc, sort_keys=False))
+    line = big.read_text().splitlines().index("  nodes: 300") + 1
+    result = CliRunner().invoke(main, ["measure", str(big), "--mode", "none"])
+    assert result.exit_code == 2
+    assert result.output == (
+        f"{big}:{line}:10: cluster.nodes: the local testbed takes at most 250 nodes, and this "
+        "scenario uses 300: simulate it with meshsim run\n"
+    )

@@ -109,14 +109,14 @@ def _walk_bottom_up(root: Path) -> list[Path]:
     return sorted(dirs, key=lambda p: len(p.parts), reverse=True)
 
 
-def kill_cgroup_tree(root: Path) -> int:
-    """SIGKILL every process in a cgroup tree; returns how many were signalled."""
-    killed = 0
+def kill_cgroup_tree(root: Path) -> set[int]:
+    """SIGKILL every process in a cgroup tree; returns the ones signalled."""
+    killed = set()
     for path in _walk_bottom_up(root):
         for pid in _pids(path):
             try:
                 os.kill(pid, signal.SIGKILL)
-                killed += 1
+                killed.add(pid)
             except ProcessLookupError:
                 pass
     return killed

@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from meshsim.testbed.accounting import kill_cgroup_tree, remove_cgroup_tree
 from meshsim.testbed.names import (
@@ -22,7 +23,15 @@ from meshsim.testbed.names import (
 )
 from meshsim.testbed.system import sh
 
-__all__ = ["Removed", "cleanup_run", "find_runs", "run_is_live", "run_namespaces"]
+__all__ = [
+    "Removed",
+    "cleanup_run",
+    "find_runs",
+    "process_started",
+    "run_is_live",
+    "run_namespaces",
+    "run_owner",
+]
 
 
 @dataclass
@@ -71,12 +80,12 @@ def _valid(run_id: str) -> bool:
     return True
 
 
-def _kill_namespace_pids(ns: str) -> int:
-    killed = 0
+def _kill_namespace_pids(ns: str) -> set[int]:
+    killed = set()
     for pid in sh(["ip", "netns", "pids", ns], check=False).split():
         try:
             os.kill(int(pid), signal.SIGKILL)
-            killed += 1
+            killed.add(int(pid))
         except (ProcessLookupError, ValueError):
             pass
     return killed
@@ -86,10 +95,12 @@ def cleanup_run(run_id: str) -> Removed:
     names = RunNames(run_id)
     removed = Removed(run_id)
     namespaces = run_namespaces(run_id)
+    killed: set[int] = set()  # a process is in a cgroup of each controller, and a namespace
     for root in names.cgroup_roots():
-        removed.processes += kill_cgroup_tree(root)
+        killed |= kill_cgroup_tree(root)
     for ns in namespaces:
-        removed.processes += _kill_namespace_pids(ns)
+        killed |= _kill_namespace_pids(ns)
+    removed.processes = len(killed)
     for ns in namespaces:
         # deleting a namespace deletes its links; the veth peers go with them
         sh(["ip", "netns", "del", ns], check=False)
@@ -104,13 +115,37 @@ def cleanup_run(run_id: str) -> Removed:
     return removed
 
 
-def run_is_live(run_id: str) -> bool:
-    """True while the meshsim process that made the run is still running."""
+def process_started(pid: int) -> int | None:
+    """When a process started (clock ticks after boot, /proc/PID/stat field 22): with its
+    pid, what tells it from a later process given the same pid. None if there is none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])  # the name, in brackets, may hold spaces
+
+
+def run_owner(run_id: str) -> int | None:
+    """The pid of the meshsim process that made the run while it still runs, else None
+    (a pid reused since by another process is not the run's)."""
     import json
 
     try:
         state = json.loads((RunNames(run_id).run_dir / "run.json").read_text())
-        os.kill(int(state["pid"]), 0)
-    except (OSError, ValueError, KeyError):
-        return False
-    return True
+        pid = int(state["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    started = process_started(pid)
+    if started is None:
+        return None
+    if "pid_started" in state:
+        return pid if started == state["pid_started"] else None
+    try:  # a run.json of before pid_started: its process is a meshsim
+        return pid if b"meshsim" in Path(f"/proc/{pid}/cmdline").read_bytes() else None
+    except OSError:
+        return None
+
+
+def run_is_live(run_id: str) -> bool:
+    """True while the meshsim process that made the run is still running."""
+    return run_owner(run_id) is not None

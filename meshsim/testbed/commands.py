@@ -13,18 +13,18 @@ from rich.console import Console
 
 from meshsim.calibrate.dataset import measured_network
 from meshsim.cli_paths import output_path
-from meshsim.loader import InputError, load_scenario, resolve_profile_path
+from meshsim.loader import InputError, load_scenario, read_source, resolve_profile_path
 from meshsim.profile import Profile
 from meshsim.render import print_run
-from meshsim.results import RunResult, result_files, write_atomically
+from meshsim.results import RunResult, WriteError, result_files, write_atomically
 from meshsim.scenario import MODES, Mode, Scenario
+from meshsim.signals import INTERRUPTED
 
 __all__ = ["measure", "testbed"]
 
 BACKENDS = ("local", "kind")
 FAILED = 1
 BAD_INPUT = 2
-INTERRUPTED = 130
 
 
 # The profile fitted to the local testbed (HAProxy proxies, aiohttp apps on this kind of
@@ -117,7 +117,7 @@ def measure(
     Needs root, Linux, HAProxy, iproute2 and iptables (scripts/install-system-deps).
     Everything it creates is named with the run's id and removed when it ends.
     With --backend kind: a kind cluster running Istio (needs docker, kind, kubectl and
-    istioctl; see the README's "Calibrating against kind")."""
+    istioctl; see the README's "Measuring on kind")."""
     from meshsim.testbed.system import TestbedError, missing_packages, packages_hint
 
     missing = missing_packages()  # before anything imports them
@@ -132,6 +132,15 @@ def measure(
     except InputError as err:
         click.echo(str(err), err=True)
         sys.exit(BAD_INPUT)
+    if backend == "local":  # what the testbed cannot stand up, named at its line
+        from meshsim.testbed.network import testbed_limits
+        from meshsim.topology import build_topology
+
+        limits = testbed_limits(build_topology(scenario))
+        if limits:
+            source = read_source(file)
+            click.echo(str(InputError([source.problem(p, m) for p, m in limits])), err=True)
+            sys.exit(BAD_INPUT)
     stderr = Console(stderr=True, highlight=False)
     if (dry_run or cluster or keep) and backend != "kind":
         click.echo(
@@ -182,6 +191,7 @@ def measure(
     except KeyboardInterrupt:
         click.echo("meshsim measure: interrupted; the testbed was removed", err=True)
         sys.exit(INTERRUPTED)
+    unwritten: WriteError | None = None
     if out_dir is not None:
         profile_path, why = as_measured_profile(scenario, profile, file, backend)
         as_measured = out_dir / f"{result.file_stem()}-as-measured.yaml"
@@ -189,13 +199,19 @@ def measure(
             out_dir / name: text for name, text in result_files(result).items()
         }
         files[as_measured] = measured_scenario(scenario, profile_path, result, why)
-        for path in write_atomically(files):  # the measured run and its scenario together
-            note = f" (simulate it: meshsim run {path})" if path == as_measured else ""
-            stderr.print(f"wrote {path}{note}")
+        try:
+            for path in write_atomically(files):  # the measured run and its scenario together
+                note = f" (simulate it: meshsim run {path})" if path == as_measured else ""
+                stderr.print(f"wrote {path}{note}")
+        except WriteError as err:  # minutes of measuring: printed below, not thrown away
+            unwritten = err
     if as_json:
         click.echo(json.dumps(result.summary(), indent=2))
     else:
         print_run(result, Console())
+    if unwritten is not None:
+        click.echo(f"meshsim measure: {unwritten}; the measured run is printed above", err=True)
+        sys.exit(FAILED)
 
 
 @click.group()
@@ -205,14 +221,19 @@ def testbed() -> None:
 
 @testbed.command()
 @click.option("--run", "run_ids", multiple=True, help="A run id (repeatable); default: stale runs.")
-@click.option("--all", "everything", is_flag=True, help="Also runs whose process is still alive.")
+@click.option(
+    "--all",
+    "everything",
+    is_flag=True,
+    help="Also runs whose process is still alive (with --run: that run, even so).",
+)
 @click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True)
 def cleanup(run_ids: tuple[str, ...], everything: bool, backend: str) -> None:
     """Remove every namespace, process, cgroup and file a testbed run left behind.
 
     With --backend kind: delete the kind cluster of a run (meshsim-<run id>), or with --all
     every one meshsim created; without either, list them."""
-    from meshsim.testbed.cleanup import cleanup_run, find_runs, run_is_live
+    from meshsim.testbed.cleanup import cleanup_run, find_runs, run_is_live, run_owner
     from meshsim.testbed.names import RunNames
 
     targets = list(run_ids)
@@ -246,13 +267,27 @@ def cleanup(run_ids: tuple[str, ...], everything: bool, backend: str) -> None:
             click.echo("no kind cluster of meshsim to delete")
         return
 
+    refused: list[str] = []
     if targets:  # a run id of which nothing is left (or a typo) is said, not counted as zeros
         left = set(find_runs())
         for missing in [r for r in targets if r not in left]:
             runs = ", ".join(sorted(left)) or "none"
             click.echo(f"run {missing}: nothing of it is left (runs with leftovers: {runs})")
         targets = [r for r in targets if r in left]
+        owners = {r: run_owner(r) for r in targets} if not everything else {}
+        for run_id, pid in owners.items():
+            if pid is not None:  # its own teardown is the clean one; killing it voids it
+                click.echo(
+                    f"run {run_id}: its meshsim process (pid {pid}) is still running; stop it "
+                    f"(Ctrl-C, or kill {pid}: it removes its testbed itself), or remove it "
+                    f"anyway with --run {run_id} --all",
+                    err=True,
+                )
+        refused = [r for r, pid in owners.items() if pid is not None]
+        targets = [r for r in targets if r not in refused]
         if not targets:
+            if refused:
+                sys.exit(FAILED)
             return
     if not targets:
         targets = [r for r in find_runs() if everything or not run_is_live(r)]
@@ -266,3 +301,5 @@ def cleanup(run_ids: tuple[str, ...], everything: bool, backend: str) -> None:
         except ValueError as err:
             click.echo(f"meshsim testbed cleanup: {err}", err=True)
             sys.exit(BAD_INPUT)
+    if refused:
+        sys.exit(FAILED)

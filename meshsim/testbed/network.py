@@ -57,6 +57,27 @@ class NetworkPlan:
         return [h.netns for h in self.hosts.values()]
 
 
+def testbed_limits(topology: Topology) -> list[tuple[tuple[str, ...], str]]:
+    """What the local testbed cannot stand up, as (scenario path, why), for an error that
+    names the scenario's line before anything is built."""
+    problems: list[tuple[tuple[str, ...], str]] = []
+    if len(topology.nodes) > MAX_NODES:
+        problems.append(
+            (("cluster", "nodes"), f"the local testbed takes at most {MAX_NODES} nodes, and "
+             f"this scenario uses {len(topology.nodes)}: simulate it with meshsim run")
+        )  # fmt: skip
+    per_node = [0] * (max((n.index for n in topology.nodes), default=-1) + 1)
+    for pod in topology.pods:
+        per_node[pod.node] += 1
+    for node in topology.nodes:
+        if per_node[node.index] > MAX_HOSTS_PER_NODE:
+            problems.append(
+                (("workloads",), f"node {node.name} would hold {per_node[node.index]} pods; "
+                 f"the local testbed takes at most {MAX_HOSTS_PER_NODE} on a node")
+            )  # fmt: skip
+    return problems
+
+
 def plan_network(
     names: RunNames, topology: Topology, extra_hosts: Iterable[tuple[str, int]] = ()
 ) -> NetworkPlan:

@@ -38,7 +38,7 @@ from meshsim.testbed.accounting import (
     remove_cgroup_tree,
 )
 from meshsim.testbed.certs import CertificateAuthority
-from meshsim.testbed.cleanup import cleanup_run
+from meshsim.testbed.cleanup import cleanup_run, process_started
 from meshsim.testbed.dataplane import APP_PORT, ModePlan, ProxySpec, plan_dataplane, waypoint_hosts
 from meshsim.testbed.names import CGROUP_CONTROLLERS, RunNames, new_run_id
 from meshsim.testbed.network import NetworkPlan, build_network, measure_links, plan_network
@@ -139,6 +139,7 @@ class LocalTestbed:
             raise TestbedError("the local testbed needs: " + "; ".join(missing))
         self.run_dir.mkdir(mode=0o700, parents=True)
         state = {"run_id": self.run_id, "pid": os.getpid(), "scenario": self.scenario.name,
+                 "pid_started": process_started(os.getpid()),
                  "modes": self.modes, "started": time.time()}  # fmt: skip
         (self.run_dir / "run.json").write_text(json.dumps(state) + "\n")
         try:
