@@ -145,6 +145,9 @@ def test_pods_are_placed_where_the_topology_puts_them(mode: Mode) -> None:
         host = template["spec"]["nodeSelector"]["kubernetes.io/hostname"]
         assert host == worker_hostname("meshsim-0badcafe", pod.node)
         assert host == cluster.hostname(pod.node)
+        # every pod requests CPU: none is BestEffort, the load generator included
+        (container,) = template["spec"]["containers"]
+        assert container["resources"]["requests"]["cpu"].endswith("m"), pod.name
     # the kind config makes worker i the scenario's node i, with its name as a label
     workers = kind_config(cluster.name, cluster.nodes)["nodes"][1:]
     assert [w["labels"]["meshsim.io/node"] for w in workers] == [n.name for n in topology.nodes]

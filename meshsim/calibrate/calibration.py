@@ -78,12 +78,32 @@ class Calibration:
     fixed: dict[str, Sourced] = field(default_factory=dict)
 
 
+class MixedDataset(ValueError):
+    """A dataset holds runs of another testbed than the one asked to measure."""
+
+
 def measure_grid(
-    plan: GridPlan, dataset: Path, measure: Measure, say: Say = _quiet
+    plan: GridPlan,
+    dataset: Path,
+    measure: Measure,
+    say: Say = _quiet,
+    *,
+    engine: str | None = None,
 ) -> dict[str, RunResult]:
-    """Measure every setting not already in the dataset; setting key -> measured run."""
+    """Measure every setting not already in the dataset; setting key -> measured run.
+    With `engine` (the testbed that measures: testbed-local, testbed-kind), a run the
+    dataset already holds from another testbed is refused before anything
+    is measured: one profile is fitted to one testbed's runs (MixedDataset)."""
     runs: dict[str, RunResult] = {}
     todo = len(plan.settings)
+    if engine is not None:
+        for setting in plan.settings:
+            held = load_measured(dataset / setting.key, setting.scenario)
+            if held is not None and held.engine != engine:
+                raise MixedDataset(
+                    f"{dataset / setting.key}: measured on {held.engine}, not {engine}: a "
+                    "calibration fits the runs of one testbed; give this one another --out"
+                )
     for n, setting in enumerate(plan.settings, 1):
         folder = dataset / setting.key
         run = load_measured(folder, setting.scenario)
@@ -376,7 +396,10 @@ def manifest(
     dataset: Path,
     runs: dict[str, RunResult],
     host: dict[str, Any],
+    software: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """The dataset's record: the grid, the host, the software that measured (by default
+    this host's: meshsim, HAProxy, the Python packages) and every setting."""
     _, held = split(plan.settings, plan.grid.holdout)
     held_keys = {s.key for s in held}
     return {
@@ -384,7 +407,7 @@ def manifest(
         "grid_file": str(plan.file) if plan.file else None,
         "scenario_file": str(scenario_file),
         "host": host,
-        "software": software_versions(),
+        "software": software if software is not None else software_versions(),
         "settings": [
             {
                 "key": s.key,

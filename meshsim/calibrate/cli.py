@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -29,6 +31,7 @@ from meshsim.results import RunResult, finite_or_null, write_atomically
 __all__ = ["calibrate", "compare"]
 
 BAD_INPUT = 2
+FAILED = 1
 RETRIES = 2  # more attempts at a setting whose run was voided
 
 
@@ -118,7 +121,15 @@ def _repo_relative(path: Path) -> str:
     metavar="SCENARIO",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
 )
-@click.option("--backend", type=click.Choice(["local"]), default="local", show_default=True)
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "kind"]),
+    default="local",
+    show_default=True,
+    help="Where to measure: this machine's testbed, or a kind cluster running Istio.",
+)
+@click.option("--cluster", default=None, help="kind: measure on this existing kind cluster (kept).")
+@click.option("--keep", is_flag=True, help="kind: leave the cluster the calibration creates.")
 @click.option(
     "--grid",
     "grid_file",
@@ -146,6 +157,8 @@ def _repo_relative(path: Path) -> str:
 def calibrate(
     scenario_file: Path,
     backend: str,
+    cluster: str | None,
+    keep: bool,
     grid_file: Path | None,
     out_dir: Path | None,
     engine: str,
@@ -156,8 +169,13 @@ def calibrate(
     """Measure SCENARIO over a grid, fit a profile on part of it, print the error on the rest."""
     from meshsim.calibrate import calibration as cal
     from meshsim.calibrate.grid import load_grid
+    from meshsim.kind import KindError
     from meshsim.loader import InputError, load_scenario
+    from meshsim.testbed.system import TestbedError
 
+    if (cluster or keep) and backend != "kind":
+        click.echo("meshsim calibrate: --cluster, --keep: only with --backend kind", err=True)
+        sys.exit(BAD_INPUT)
     console = Console(stderr=True)
 
     def say(text: str) -> None:
@@ -182,9 +200,40 @@ def calibrate(
     host = cal.host_facts()
     if no_measure and manifest_file.is_file():  # the facts of the host that measured
         host = json.loads(manifest_file.read_text()).get("host", host)
-    runs = cal.measure_grid(plan, dataset, _measure_with(prior, no_measure, say), say)
+    if backend == "kind" and not no_measure:
+        try:  # what the kind backend would refuse, before a cluster is made
+            _check_kind_settings(prior, plan.settings, cluster)
+        except KindError as err:
+            click.echo(f"meshsim calibrate: {err}", err=True)
+            sys.exit(BAD_INPUT)
+    software = None
+    try:
+        with ExitStack() as cluster_in_use:  # a kind cluster lives while the grid is measured
+            if backend == "kind" and not no_measure:
+                measure = _measure_on_kind(prior, plan.settings, cluster, keep, cluster_in_use, say)
+            else:
+                measure = _measure_with(prior, no_measure, say)
+            engine_of = None if no_measure else _ENGINES[backend]
+            runs = cal.measure_grid(plan, dataset, measure, say, engine=engine_of)
+    except cal.MixedDataset as err:
+        click.echo(f"meshsim calibrate: {err}", err=True)
+        sys.exit(BAD_INPUT)
+    except (KindError, TestbedError) as err:
+        click.echo(
+            f"meshsim calibrate: {err}\nthe settings measured so far are kept in {dataset}: "
+            "the same command goes on from there",
+            err=True,
+        )
+        sys.exit(FAILED)
+    if no_measure and manifest_file.is_file():  # the software that measured it
+        software = json.loads(manifest_file.read_text()).get("software")
+    elif backend == "kind":
+        from meshsim.kind import kind_software
+
+        software = kind_software()
     ref = _repo_relative(manifest_file)
-    cal.write_manifest(manifest_file, cal.manifest(plan, scenario_file, dataset, runs, host))
+    doc_manifest = cal.manifest(plan, scenario_file, dataset, runs, host, software)
+    cal.write_manifest(manifest_file, doc_manifest)
     name = profile_name or f"calibrated-{scenario.name}"
     result = cal.run_calibration(plan, runs, prior, engine=engine, say=say)
     doc = cal.fitted_profile_doc(result, prior, ref, name, _repo_relative(out_dir / "heldout.csv"))
@@ -212,6 +261,54 @@ def calibrate(
     if result.held_out_rows:
         print_errors(result.held_out_rows, out, title="held-out settings: measured vs simulated")
     out.print(report, highlight=False, markup=False, soft_wrap=True)
+
+
+_ENGINES = {"local": "testbed-local", "kind": "testbed-kind"}
+
+
+def _check_kind_settings(prior: Profile, settings: Sequence[Setting], cluster: str | None) -> None:
+    """Every setting the kind backend would refuse (too many nodes or pods, a window too
+    short for the kubelet's counters), found before a cluster is made: KindError."""
+    from meshsim.kind import KindError, KindRun
+
+    for s in settings:
+        try:
+            KindRun.new(s.scenario, prior, modes=s.modes, seed=s.seed, cluster=cluster)
+        except KindError as err:
+            raise KindError(f"setting {s.label}: {err}") from None
+
+
+def _measure_on_kind(
+    prior: Profile,
+    settings: Sequence[Setting],
+    cluster: str | None,
+    keep: bool,
+    stack: ExitStack,
+    say: Callable[[str], None],
+) -> Callable[[Setting], RunResult]:
+    """Measure settings on one kind cluster: `cluster` (set up at its first setting, left
+    in place), or one made for the grid when the first setting needs measuring, as large
+    as its largest scenario, deleted when `stack` closes (unless `keep`)."""
+    from meshsim.kind import measure_kind, shared_cluster
+
+    state: dict[str, Any] = {"name": cluster, "setup": cluster is not None}
+
+    def measure(setting: Setting) -> RunResult:
+        if state["name"] is None:
+            scenarios = [s.scenario for s in settings]
+            state["name"] = stack.enter_context(shared_cluster(scenarios, say=say, keep=keep))
+        setup, state["setup"] = state["setup"], False
+        return measure_kind(
+            setting.scenario,
+            prior,
+            modes=list(setting.modes),
+            seed=setting.seed,
+            say=say,
+            cluster=state["name"],
+            setup=setup,
+        )
+
+    return measure
 
 
 def _measure_with(

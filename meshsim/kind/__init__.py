@@ -7,6 +7,7 @@ from meshsim.kind.measure import (
     cleanup_kind,
     kind_clusters,
     kind_plan,
+    kind_software,
     measure_kind,
     shared_cluster,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "cleanup_kind",
     "kind_clusters",
     "kind_plan",
+    "kind_software",
     "measure_kind",
     "shared_cluster",
 ]

@@ -49,6 +49,8 @@ POD_LABEL = "meshsim.io/pod"  # the topology's pod name
 RUN_LABEL = "meshsim.io/run"
 APP_CONTAINER = "app"
 LOADGEN_CONTAINER = "loadgen"
+LOADGEN_CPU = "500m"
+LOADGEN_MEMORY = "256Mi"  # Locust's process and its saved latencies, with room
 CONFIG_DIR = "/etc/meshsim"
 WORK_DIR = "/work"  # the load generator's writable scratch (an emptyDir)
 SOURCE_DIR = "/opt/meshsim"  # where the Dockerfile puts the repository's code
@@ -292,6 +294,10 @@ class _Builder:
             "image": self.image,
             "imagePullPolicy": "Never",
             "command": ["sleep", "infinity"],
+            # Not BestEffort beside app pods that request CPU: a starved Locust measures its
+            # own queueing. Half a core of weight (Locust runs on one core at most), which a
+            # kind node, sharing the host's cores, can always schedule.
+            "resources": {"requests": {"cpu": LOADGEN_CPU, "memory": LOADGEN_MEMORY}},
             "volumeMounts": [
                 {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                 {"name": "work", "mountPath": WORK_DIR},

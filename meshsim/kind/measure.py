@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import platform
 import re
 import shutil
 import tempfile
@@ -58,7 +59,7 @@ from meshsim.kind.manifests import (
     waypoints,
 )
 from meshsim.kind.metrics import ContainerKey, Point, Target, resource_points, usage_over_window
-from meshsim.kind.tools import preflight, preflight_commands
+from meshsim.kind.tools import preflight, preflight_commands, tool_versions
 from meshsim.loadgen import STUCK_MARGIN_S, locust_argv, window_latencies
 from meshsim.profile import Profile
 from meshsim.results import ComponentUsage, MeasuredLink, MeasuredNetwork, ModeResult, RunResult
@@ -634,6 +635,19 @@ def shared_cluster(
         if not keep:
             for command in cluster_teardown(cluster):
                 runner.run(command)
+
+
+def kind_software(
+    runner: Runner | None = None, which: Callable[[str], str | None] = shutil.which
+) -> dict[str, str]:
+    """What measured a kind calibration's dataset: meshsim, Python and the four tools
+    (Istio's version is istioctl's)."""
+    runner = runner if runner is not None else SubprocessRunner(_quiet)
+    return {
+        "meshsim": __version__,
+        "python": platform.python_version(),
+        **tool_versions(runner, which),
+    }
 
 
 def kind_clusters(runner: Runner | None = None, say: Say = _quiet) -> list[str]:

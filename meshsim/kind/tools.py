@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from meshsim.kind.commands import Command, CommandFailed, KindError, Runner
 
-__all__ = ["TOOLS", "Tool", "preflight", "preflight_commands", "tool_problems"]
+__all__ = ["TOOLS", "Tool", "preflight", "preflight_commands", "tool_problems", "tool_versions"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,24 @@ def tool_problems(
                 f"{tool.wanted}: found {found}, too old{reason} (upgrade: {tool.install})"
             )
     return problems
+
+
+def tool_versions(
+    runner: Runner, which: Callable[[str], str | None] = shutil.which
+) -> dict[str, str]:
+    """Each tool's version as it reports it (first line), for a dataset's record of what
+    measured it."""
+    versions = {}
+    for tool in TOOLS:
+        if which(tool.name) is None:
+            versions[tool.name] = "not found"
+            continue
+        try:
+            lines = runner.run(Command(tool.version_argv)).strip().splitlines()
+        except KindError as err:
+            lines = [f"unreadable: {err}".splitlines()[0]]
+        versions[tool.name] = lines[0] if lines else "unknown"
+    return versions
 
 
 def preflight(runner: Runner, which: Callable[[str], str | None] = shutil.which) -> None:
