@@ -675,6 +675,27 @@ def _target_note(z: np.ndarray, ok: np.ndarray) -> str:
     return note if ok.all() else f"{note}; {SATURATED_NOTE}"
 
 
+def _percent_label(value: float) -> str:
+    """A saving in whole percent, but with a decimal next to the 90% target, so that a cell
+    just under it never reads "90" outside the line."""
+    pct = value * 100
+    near = abs(pct - TARGET_SAVING * 100) < 0.5
+    return f"{math.floor(pct * 10) / 10:.1f}" if near else f"{pct:.0f}"
+
+
+def _panel_note(z: np.ndarray, ok: np.ndarray) -> str:
+    """A panel's own answer, for its title: never 90%, or 90% everywhere."""
+    valid = np.where(ok, z, np.nan)
+    if np.isnan(valid).all():
+        return ""
+    best, worst = float(np.nanmax(valid)), float(np.nanmin(valid))
+    if best < TARGET_SAVING:
+        return f" (never 90%: at most {math.floor(best * 1000) / 10:.1f}%)"
+    if worst >= TARGET_SAVING:
+        return " (90% or more everywhere)"
+    return ""
+
+
 def _heat(ax: Axes, table: SweepTable, metric: str, mode: str, combo: dict[str, Any]) -> Any:
     """Draw one saving heat map (cells labelled in %) with its 90% contour; the image."""
     xs, ys, z, ok = _grid(table, metric, mode, combo)
@@ -683,16 +704,18 @@ def _heat(ax: Axes, table: SweepTable, metric: str, mode: str, combo: dict[str, 
         if np.isnan(value):
             continue
         shade = "white" if value < 0.6 else "black"
-        ax.text(i, j, f"{value * 100:.0f}", ha="center", va="center", fontsize=7, color=shade)
+        ax.text(i, j, _percent_label(value), ha="center", va="center", fontsize=7, color=shade)
         if not ok[j, i]:
             ax.add_patch(
                 Rectangle(
                     (i - 0.5, j - 0.5), 1, 1, fill=False, hatch="xx", edgecolor="#d62728", lw=0
                 )
             )
-    # Contour over cell centres; a missing or not comparable cell counts as "not reached".
-    grid = np.where(ok & ~np.isnan(z), z, -1.0)
-    if grid.min() < TARGET_SAVING <= grid.max() and len(xs) > 1 and len(ys) > 1:
+    # Contour over cell centres, masked where a cell is missing or not comparable: the line
+    # stops there rather than claiming a crossing the data do not show.
+    grid = np.ma.masked_where(~ok | np.isnan(z), z)
+    shown = grid.compressed()
+    if shown.size and shown.min() < TARGET_SAVING <= shown.max() and len(xs) > 1 and len(ys) > 1:
         ax.contour(
             range(len(xs)),
             range(len(ys)),
@@ -737,7 +760,7 @@ def sweep_overview(table: SweepTable, combo: dict[str, Any]) -> Chart | None:
     best = None if np.isnan(valid).all() else float(np.nanmax(valid))
     if best is not None and best >= TARGET_SAVING:
         title = "Where ambient saves 90% of the data plane's CPU and memory"
-        note = "red dashed lines: where the saving reaches 90%"
+        note = "red dashed lines: where the saving reaches 90%; a panel's title says if never"
     else:
         title = "Ambient's saving of the data plane's CPU and memory: never 90% here"
         note = "no cell reaches a 90% saving" + (
@@ -754,7 +777,8 @@ def sweep_overview(table: SweepTable, combo: dict[str, Any]) -> Chart | None:
         for col, metric in enumerate(metrics):
             ax = axes[row][col]
             image = _heat(ax, table, metric, mode, combo)
-            ax.set_title(f"{mode}: {SAVING_LABELS[metric]}", fontsize=10)
+            _, _, z, ok = _grid(table, metric, mode, combo)
+            ax.set_title(f"{mode}: {SAVING_LABELS[metric]}{_panel_note(z, ok)}", fontsize=10)
     assert image is not None
     fig.colorbar(image, ax=axes, shrink=0.8).set_label("saving vs sidecar (%)")
     return Chart(f"sweep-overview{_suffix(combo)}", title, fig)

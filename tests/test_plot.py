@@ -17,6 +17,7 @@ from meshsim.plots import (
     Chart,
     Inputs,
     SweepTable,
+    _percent_label,
     charts_for,
     load_inputs,
     percentile_bars,
@@ -193,6 +194,27 @@ def test_the_overview_claims_a_90_percent_saving_only_where_the_data_reach_it() 
     assert chart.title == "Where ambient saves 90% of the data plane's CPU and memory"
     assert "red dashed lines: where the saving reaches 90%" in caption_of(chart)
     assert "hatched" not in caption_of(chart)  # every cell comparable: no such legend
+    panels = [ax.get_title() for ax in chart.figure.axes if ax.get_title()]
+    assert panels == [
+        "ambient: data-plane CPU saving vs sidecar",
+        "ambient: data-plane memory saving vs sidecar (never 90%: at most 50.0%)",
+    ]
+
+
+def test_a_cell_just_under_90_percent_never_reads_90() -> None:
+    assert [_percent_label(v) for v in (0.89897, 0.9, 0.9049, 0.95, 0.5)] == [
+        "89.8", "90.0", "90.4", "95", "50"
+    ]  # fmt: skip
+
+
+def test_the_90_percent_line_does_not_cross_cells_that_are_not_comparable() -> None:
+    """90% or more in every comparable cell: no line, though one cell, where the proxies
+    saturated, is lower (it used to be drawn around it, a hatched cell counting as -100%)."""
+    table = synthetic_table({(1, 1): 0.95, (2, 1): 0.96, (1, 2): 0.97, (2, 2): 0.5})
+    for row in table.rows:
+        row["saving_comparable"] = (row["a"], row["b"]) != (2, 2)
+    chart = sweep_heatmap(table, "mesh_cpu_saving", "ambient", {})
+    assert chart is not None and contours(chart) == []
 
 
 def test_a_measured_run_next_to_a_simulated_one_is_a_calibration(
