@@ -137,7 +137,7 @@ def _errors(held: HeldOut, figures: list[tuple[str, str]]) -> str:
 def held_out_brief(held: HeldOut | None) -> str:
     """The profile's held-out error in a line, for a chart's caption."""
     if held is None:
-        return "the profile carries no held-out error"
+        return "no held-out error recorded with this run"
     figures = [("p50", "p50"), ("p99", "p99"), ("cpu", "CPU"), ("memory", "memory")]
     errors = _errors(held, figures)
     return f"the profile's error on settings held out of its fit, median (worst): {errors}"
@@ -148,9 +148,10 @@ def held_out_lines(profile: str, held: HeldOut | None) -> list[str]:
     held out of its fit, or that it has none."""
     if held is None:
         return [
-            f"Profile {profile} carries no held-out error (meshsim calibrate writes one into "
-            "the profiles it fits): how far its figures are from measurements is not stated; "
-            "each of its numbers names its source in the profile."
+            f"Profile {profile}: no held-out error recorded with this run (meshsim calibrate "
+            "writes one into the profiles it fits; a run made with such a profile carries "
+            "it): how far its figures are from measurements is not stated; each of the "
+            "profile's numbers names its source."
         ]
     lines = [
         f"Profile {profile}, on measured settings held out of its fit ({held.table}), "

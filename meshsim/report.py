@@ -102,14 +102,32 @@ def find_scenario(name: str, near: Sequence[Path]) -> Path | None:
 
 
 def _profile_for(name: str, scenario_file: Path | None) -> Profile | None:
+    """The profile a run names (its `name:`, which need not be its file's: a fitted profile
+    is often written as another file): the one the scenario file names, a file of that
+    name, or any file under profiles/ (of the working directory, then of the repository)
+    whose `name:` it is."""
     anchor = scenario_file or REPO_ROOT / "scenarios" / "_.yaml"
-    path = resolve_profile_path(name, anchor)
-    if path is None:
-        return None
-    try:
-        return load_profile(path)
-    except InputError:
-        return None
+    candidates = []
+    if scenario_file is not None:
+        try:
+            named = yaml.safe_load(scenario_file.read_text(encoding="utf-8")).get("profile")
+        except (OSError, yaml.YAMLError, AttributeError):
+            named = None
+        if isinstance(named, str):
+            candidates.append(resolve_profile_path(named, scenario_file))
+    candidates.append(resolve_profile_path(name, anchor))
+    for root in (Path.cwd() / "profiles", REPO_ROOT / "profiles"):
+        candidates += sorted(root.glob("*.yaml")) if root.is_dir() else []
+    for path in candidates:
+        if path is None:
+            continue
+        try:
+            profile = load_profile(path)
+        except InputError:
+            continue
+        if profile.name == name:
+            return profile
+    return None
 
 
 # ---- sections -------------------------------------------------------------------------------

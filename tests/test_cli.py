@@ -79,9 +79,10 @@ def test_the_table_says_a_profile_not_fitted_here_has_no_held_out_error(
     result = CliRunner().invoke(main, ["run", str(_scenario(tmp_path))], terminal_width=400)
     assert result.exit_code == 0, result.output
     assert (
-        "Profile istio-1.24 carries no held-out error (meshsim calibrate writes one into the "
-        "profiles it fits): how far its figures are from measurements is not stated; each of "
-        "its numbers names its source in the profile.\n"
+        "Profile istio-1.24: no held-out error recorded with this run (meshsim calibrate "
+        "writes one into the profiles it fits; a run made with such a profile carries it): how "
+        "far its figures are from measurements is not stated; each of the profile's numbers "
+        "names its source.\n"
     ) in result.output
 
 

@@ -114,7 +114,8 @@ def test_a_sampling_error_under_the_histograms_resolution_is_not_printed_as_zero
 
 
 def test_cli_prints_the_table_and_summary(run: RunResult, tmp_path: Path) -> None:
-    (measured,) = [p for p in write_results(run, tmp_path / "m") if p.suffix == ".json"]
+    as_measured = run.model_copy(update={"kind": "measured"})
+    (measured,) = [p for p in write_results(as_measured, tmp_path / "m") if p.suffix == ".json"]
     (simulated,) = [
         p
         for p in write_results(_scaled(run, "none", 2.0, 1.0), tmp_path / "s")
@@ -285,3 +286,23 @@ def test_a_mode_without_successful_requests_is_strict_json_and_reads_back(
     assert back.modes["none"] == run.modes["none"]
     out = CliRunner().invoke(main, ["compare", str(path), str(path)], terminal_width=200)
     assert out.exit_code == 0, out.output
+
+
+def test_swapped_arguments_and_two_runs_of_one_kind_are_said(
+    run: RunResult, tmp_path: Path
+) -> None:
+    measured = run.model_copy(update={"kind": "measured", "engine": "testbed-local"})
+    (m,) = [p for p in write_results(measured, tmp_path / "m") if p.suffix == ".json"]
+    (s,) = [p for p in write_results(run, tmp_path / "s") if p.suffix == ".json"]
+    out = CliRunner().invoke(main, ["compare", str(s), str(m)], terminal_width=200)
+    assert out.exit_code == 0
+    assert (
+        f"note: {s} is a simulated run and {m} a measured one: the arguments look swapped "
+        f"(MEASURED comes first); errors below are relative to {s}\n"
+    ) in out.output
+    out = CliRunner().invoke(main, ["compare", str(m), str(m)], terminal_width=200)
+    assert f"note: comparing a measured run ({m}) with a measured one ({m})" in out.output
+    assert "pair (measured, testbed-local) against pair (measured, testbed-local)" in out.output
+    out = CliRunner().invoke(main, ["compare", str(m), str(s)], terminal_width=200)
+    assert "note:" not in out.output
+    assert f"against pair (simulated, des, profile {run.profile})" in out.output

@@ -26,7 +26,7 @@ from meshsim.render import (
     overhead_cell,
     percentile_cell,
 )
-from meshsim.report import find_scenario
+from meshsim.report import _profile_for, find_scenario
 from meshsim.results import LatencyMs, RunResult, write_results
 from meshsim.run import simulate
 from meshsim.sweep import load_sweep, run_sweep
@@ -58,7 +58,7 @@ def test_report_of_a_run_holds_everything_inline(run: RunResult, tmp_path: Path)
     assert "2 services, 2 app pods, 1 call edges" in page
     assert "<th>ambient-waypoint</th>" in page
     assert "data-plane CPU saving vs sidecar" in page
-    assert f"Profile {run.profile} carries no held-out error (meshsim calibrate writes" in page
+    assert f"Profile {run.profile}: no held-out error recorded with this run (meshsim" in page
     # percentiles sampling cannot pin down are marked as on the terminal, and the mark told
     cells = [percentile_cell(r, key) for r in run.modes.values() for key, _ in PERCENTILES]
     assert any(c.endswith(MARK) for c in cells)  # a short run: its p99.9 is one of a few
@@ -88,6 +88,14 @@ def test_find_scenario_matches_by_name_not_file_name(tmp_path: Path) -> None:
     assert find_scenario("smoke", [tmp_path]) == tmp_path / "other.yaml"
     assert find_scenario("smoke", []) == SWEEPS / "smoke-base.yaml"
     assert find_scenario("no-such-scenario", [tmp_path]) is None
+
+
+def test_a_fitted_profile_is_found_by_its_name_not_its_file_name() -> None:
+    """profiles/local-haproxy.yaml is named calibrated-testbed-chain: a run of it names
+    that, and the report lists its numbers (it said the profile file was not found)."""
+    found = _profile_for("calibrated-testbed-chain", None)
+    assert found is not None and found.held_out is not None
+    assert _profile_for("no-such-profile", None) is None
 
 
 def test_report_of_a_calibration_pair_shows_the_error_per_figure(

@@ -61,6 +61,19 @@ def compare(measured: Path, simulated: Path, as_json: bool) -> None:
             "the errors below compare different scenarios",
             err=True,
         )
+    if meas.kind == "simulated" and sim.kind == "measured":
+        click.echo(
+            f"note: {measured} is a simulated run and {simulated} a measured one: the "
+            "arguments look swapped (MEASURED comes first); errors below are relative to "
+            f"{measured}",
+            err=True,
+        )
+    elif meas.kind != "measured" or sim.kind != "simulated":
+        click.echo(
+            f"note: comparing a {meas.kind} run ({measured}) with a {sim.kind} one "
+            f"({simulated}): errors below are relative to {measured}",
+            err=True,
+        )
     rows = compare_runs(meas, sim)
     if not rows:
         click.echo(f"{measured} and {simulated} have no mode in common", err=True)
@@ -89,10 +102,12 @@ def compare(measured: Path, simulated: Path, as_json: bool) -> None:
     console = Console()
     if not console.is_terminal:  # a file or a pipe: wide enough that no name is cut
         console = Console(width=200)
-    title = (
-        f"{meas.scenario} ({meas.kind}, {meas.engine}) against "
-        f"{sim.scenario} ({sim.kind}, {sim.engine}, profile {sim.profile})"
-    )
+
+    def what(run: RunResult) -> str:  # a measurement uses no profile (render.profile_shown)
+        profile = f", profile {run.profile}" if run.kind == "simulated" else ""
+        return f"{run.scenario} ({run.kind}, {run.engine}{profile})"
+
+    title = f"{what(meas)} against {what(sim)}"
     print_errors(rows, console, title=title)
     print_summary(summaries, console)
     if host is not None:
