@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from meshsim import __version__
 from meshsim.cli_paths import output_path
 from meshsim.engines.vector import TooManyCalls
-from meshsim.loader import InputError, load_scenario
+from meshsim.loader import InputError, load_profile, load_scenario, read_source, validate_source
 from meshsim.render import print_run
 from meshsim.results import WriteError, write_results
 from meshsim.run import ENGINES, choose_engine, simulate
@@ -171,18 +172,53 @@ def run(
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 def validate(files: tuple[Path, ...]) -> None:
-    """Check scenario FILES (and the profiles they name); exit 2 if any is bad."""
+    """Check FILES: scenarios (and the profiles they name), profiles, sweep files and
+    calibration grids, each told by its keys; exit 2 if any is bad."""
     failed = False
     for file in files:
         try:
-            scenario, profile = load_scenario(file)
-        except InputError as err:
+            click.echo(f"{file}: ok ({_validated(file)})")
+        except (InputError, ValueError) as err:
             click.echo(str(err), err=True)
             failed = True
-            continue
-        click.echo(f"{file}: ok ({len(scenario.workloads)} workloads, profile {profile.name})")
     if failed:
         sys.exit(BAD_INPUT)
+
+
+_PROFILE_KEYS = {"app", "sidecar", "ztunnel", "waypoint"}
+
+
+def _validated(file: Path) -> str:
+    """Check one file as what its keys say it is; what it holds, in a few words."""
+    try:
+        doc = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        doc = None  # the scenario loader says what is wrong, at its line
+    keys = set(doc) if isinstance(doc, dict) else set()
+    if "workloads" not in keys and ("grid" in keys or "points" in keys):
+        if "scenario" in keys:
+            from meshsim.sweep import load_sweep
+
+            sweep = load_sweep(file)
+            return f"sweep {sweep.spec.name}: {len(sweep.points)} points of {sweep.scenario_name}"
+        from meshsim.calibrate.grid import CalibrationGrid, load_grid
+
+        scenario_file = file.parent.parent / file.name  # scenarios/grids/X.yaml: scenarios/X
+        if not scenario_file.is_file():  # its form only: its values need a scenario
+            grid = validate_source(read_source(file), CalibrationGrid)
+            return (
+                f"calibration grid {grid.name}; no {scenario_file} to try its values on: "
+                "meshsim calibrate SCENARIO --grid FILE --no-measure checks them"
+            )
+        plan = load_grid(file, scenario_file)
+        return (
+            f"calibration grid {plan.grid.name}: {len(plan.settings)} settings of {scenario_file}"
+        )
+    if "workloads" not in keys and keys & _PROFILE_KEYS:
+        profile = load_profile(file)
+        return f"profile {profile.name}"
+    scenario, profile = load_scenario(file)
+    return f"{len(scenario.workloads)} workloads, profile {profile.name}"
 
 
 @main.command()

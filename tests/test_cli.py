@@ -322,3 +322,31 @@ def test_a_call_tree_too_large_for_the_vector_engine_runs_on_the_des_engine(
     auto = CliRunner().invoke(main, ["run", str(path), "--json"])
     assert auto.exit_code == 0, auto.output
     assert json.loads(auto.stdout)["engine"] == "des"
+
+
+def test_validate_tells_profiles_sweeps_and_grids_from_scenarios(tmp_path: Path) -> None:
+    files = [
+        ROOT / "profiles" / "istio-1.24.yaml",
+        ROOT / "scenarios" / "sweeps" / "smoke.yaml",
+        ROOT / "scenarios" / "grids" / "testbed-two-pods.yaml",
+        ROOT / "scenarios" / "quickstart.yaml",
+    ]
+    result = CliRunner().invoke(main, ["validate", *map(str, files)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        f"{files[0]}: ok (profile istio-1.24)",
+        f"{files[1]}: ok (sweep smoke: 12 points of smoke)",
+        f"{files[2]}: ok (calibration grid testbed-two-pods: 9 settings of "
+        f"{ROOT / 'scenarios' / 'testbed-two-pods.yaml'})",
+        f"{files[3]}: ok (10 workloads, profile istio-1.24)",
+    ]
+    # a profile is checked as a profile: a key it does not have is named at its line
+    text = files[0].read_text()
+    bad = tmp_path / "bad-profile.yaml"
+    bad.write_text(text.replace("name: istio-1.24", "name: bad\nsidecar_typo: 1", 1))
+    line = bad.read_text().splitlines().index("sidecar_typo: 1") + 1
+    result = CliRunner().invoke(main, ["validate", str(bad)])
+    assert result.exit_code == 2
+    assert result.output.startswith(
+        f"{bad}:{line}:1: sidecar_typo: unknown key 'sidecar_typo' (did you mean 'sidecar'?)"
+    )
