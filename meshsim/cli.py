@@ -17,9 +17,16 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from meshsim import __version__
 from meshsim.cli_paths import output_path
 from meshsim.engines.vector import TooManyCalls
-from meshsim.loader import InputError, load_profile, load_scenario, read_source, validate_source
+from meshsim.loader import (
+    InputError,
+    load_profile,
+    load_scenario,
+    read_source,
+    resolve_profile_path,
+    validate_source,
+)
 from meshsim.render import print_run
-from meshsim.results import WriteError, write_results
+from meshsim.results import RunResult, WriteError, result_files, write_atomically
 from meshsim.run import ENGINES, choose_engine, simulate
 from meshsim.scenario import MODES, Mode, Scenario
 from meshsim.signals import INTERRUPTED, Terminated, sigterm_unwinds
@@ -161,12 +168,32 @@ def run(
     finally:
         progress.stop()
     if out_dir is not None:
-        for path in write_results(result, out_dir):
+        files: dict[Path, str | bytes] = {out_dir / n: t for n, t in result_files(result).items()}
+        files[out_dir / f"{result.file_stem()}-scenario.yaml"] = _as_run(scenario, file, result)
+        for path in write_atomically(files):
             stderr.print(f"wrote {path}", highlight=False)
     if as_json:
         click.echo(json.dumps(result.summary(), indent=2))
     else:
         print_run(result, Console())
+
+
+def _as_run(scenario: Scenario, file: Path, result: RunResult) -> str:
+    """The scenario as it was simulated (its seed and modes as run, its profile by path),
+    kept with the results: `meshsim report` describes the run from it, and `meshsim run`
+    of it simulates the same system again (a scenario file edited since, or another of the
+    same name, would describe another)."""
+    doc = scenario.model_dump(mode="json", exclude_none=True)
+    profile = resolve_profile_path(scenario.profile, file)
+    assert profile is not None  # load_scenario found it
+    doc["profile"] = str(profile.resolve())
+    doc["seed"] = result.seed
+    doc["mesh"]["modes"] = list(result.modes)
+    header = (
+        f"# {scenario.name} as simulated into this folder from {file} ({result.engine} "
+        f"engine, seed {result.seed}).\n"
+    )
+    return header + yaml.safe_dump(doc, sort_keys=False)
 
 
 @main.command()

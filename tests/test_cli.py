@@ -262,6 +262,7 @@ def test_out_writes_the_results_files(tmp_path: Path) -> None:
         "small-none-seed1-histogram.csv",
         "small-seed1-components.csv",
         "small-seed1-latency.csv",
+        "small-seed1-scenario.yaml",
         "small-seed1.json",
         "small-sidecar-seed1-histogram.csv",
     ]
@@ -275,6 +276,10 @@ def test_out_writes_the_results_files(tmp_path: Path) -> None:
     assert (
         counted == summary["modes"]["sidecar"]["requests"] - summary["modes"]["sidecar"]["errors"]
     )
+    # the scenario as run, kept beside: run again from it, it gives the same results
+    again = CliRunner().invoke(main, ["run", str(out / "small-seed1-scenario.yaml"), "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["modes"] == summary["modes"]
 
 
 def test_schema_is_a_json_schema_of_the_scenario() -> None:

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from meshsim.cli import main
@@ -31,7 +32,8 @@ from meshsim.results import LatencyMs, RunResult, write_results
 from meshsim.run import simulate
 from meshsim.sweep import load_sweep, run_sweep
 
-SWEEPS = Path(__file__).resolve().parent.parent / "scenarios" / "sweeps"
+ROOT = Path(__file__).resolve().parent.parent
+SWEEPS = ROOT / "scenarios" / "sweeps"
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +90,22 @@ def test_find_scenario_matches_by_name_not_file_name(tmp_path: Path) -> None:
     assert find_scenario("smoke", [tmp_path]) == tmp_path / "other.yaml"
     assert find_scenario("smoke", []) == SWEEPS / "smoke-base.yaml"
     assert find_scenario("no-such-scenario", [tmp_path]) is None
+
+
+def test_the_report_describes_the_scenario_run_not_a_bundled_one_of_its_name(
+    tmp_path: Path,
+) -> None:
+    doc = yaml.safe_load((SWEEPS / "smoke-base.yaml").read_text())
+    doc["traffic"]["open_loop"]["rate_rps"] = 37
+    doc["profile"] = str(ROOT / "profiles" / "istio-1.24.yaml")
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(yaml.safe_dump(doc))
+    ran = CliRunner().invoke(
+        main, ["run", str(edited), "--mode", "none", "--out", str(tmp_path / "res")]
+    )
+    assert ran.exit_code == 0, ran.output
+    page = report_of([tmp_path / "res"], tmp_path / "report.html")
+    assert "open loop, 37 req/s" in page  # the bundled smoke-base gives another rate
 
 
 def test_a_fitted_profile_is_found_by_its_name_not_its_file_name() -> None:
