@@ -462,6 +462,24 @@ def percentile_bars(run: RunResult) -> Chart:
             f"; none for {', '.join(missing)}: no latency histogram was found beside the "
             "summary JSON"
         )
+    noise = {
+        f"{mode} {label}": result.percentile_sampling_error_ms(key)
+        for mode, result in run.modes.items()
+        if mode not in missing
+        for key, label in PERCENTILES
+    }
+    unbounded = [name for name, n in noise.items() if n is not None and math.isinf(n)]
+    unseen = [name for name, n in noise.items() if n == 0]
+    if unbounded:
+        whiskers += (
+            f"; none for {', '.join(unbounded)}: too few requests lie beyond them (one "
+            "rank up is past the slowest), so sampling leaves them unbounded"
+        )
+    if unseen:  # a whisker of no length is not an error of none
+        whiskers += (
+            f"; too short to see for {', '.join(unseen)}: their standard error is below the "
+            "histogram's resolution (bins 2.3% wide)"
+        )
     caption = f"{_run_caption(run)} · {whiskers}"
     fig = _figure(title, caption)
     ax = fig.subplots()

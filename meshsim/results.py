@@ -141,7 +141,12 @@ class LatencyHistogram(_Model):
         n = float(counts.sum())
         if n < 2:
             return None
-        spread = math.sqrt(n * q * (1 - q))
+        # at least one rank either side: near the ends (a p99.9 of a few hundred requests)
+        # the binomial spread is under one rank, and the next order statistic is the nearest
+        # other value the percentile could have taken
+        spread = max(math.sqrt(n * q * (1 - q)), 1.0)
+        if n * q + spread > n:  # the band reaches past the slowest request: nothing bounds it
+            return math.inf
         cum = np.cumsum(counts)
         edges = self.edges_us()
         mids = np.sqrt(edges[:-1] * edges[1:])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from meshsim.plots import (
     charts_for,
     load_inputs,
     percentile_bars,
+    percentile_whiskers_ms,
     save_chart,
     sweep_heatmap,
     sweep_overview,
@@ -28,6 +30,7 @@ from meshsim.plots import (
 from meshsim.profile import HeldOut, HeldOutError
 from meshsim.results import (
     QUANTILES,
+    LatencyHistogram,
     LatencyMs,
     RunResult,
     load_run,
@@ -109,15 +112,36 @@ def test_percentile_whiskers_are_twice_the_sampling_error(run: RunResult) -> Non
         assert container.errorbar is not None
         segments = container.errorbar.lines[2][0].get_segments()
         half = [(top[1] - bottom[1]) / 2 for bottom, top in segments]
+        errors = [result.histogram.quantile_sampling_error(q) or 0.0 for q in QUANTILES.values()]
         expected = [
-            2 * (result.histogram.quantile_sampling_error(q) or 0.0) * getattr(result.latency_ms, p)
-            for p, q in QUANTILES.items()
+            2 * e * getattr(result.latency_ms, p) if math.isfinite(e) else 0.0
+            for p, e in zip(QUANTILES, errors, strict=True)
         ]
         assert half == pytest.approx(expected)
         assert max(expected) > 0
-    assert "whiskers: ± twice each percentile's standard error from sampling" in " ".join(
-        caption_of(chart).split()
-    )
+    caption = " ".join(caption_of(chart).split())
+    assert "whiskers: ± twice each percentile's standard error from sampling" in caption
+    # a few hundred requests a mode: past the p99, one rank up is beyond the slowest
+    assert (
+        "none for none p99, none p99.9, sidecar p99, sidecar p99.9, ambient p99, ambient p99.9, "
+        "ambient-waypoint p99, ambient-waypoint p99.9: too few requests lie beyond them"
+    ) in caption
+
+
+def test_a_whisker_too_short_to_see_is_said_not_drawn_as_certainty(run: RunResult) -> None:
+    """Every request in one 2.3%-wide bin: each percentile's standard error is below what
+    the histogram resolves, and the caption says so rather than showing no whisker."""
+    one = run.modes["none"]
+    counts = [0] * len(one.histogram.counts)
+    counts[300] = 5000  # enough that even the p99.9 has requests beyond it
+    narrow = one.model_copy(update={"histogram": LatencyHistogram(counts=counts)})
+    chart = percentile_bars(run.model_copy(update={"modes": {**run.modes, "none": narrow}}))
+    assert percentile_whiskers_ms(narrow) == [0.0, 0.0, 0.0, 0.0]
+    caption = " ".join(caption_of(chart).split())
+    assert (
+        "too short to see for none p50, none p90, none p99, none p99.9: their standard error "
+        "is below the histogram's resolution (bins 2.3% wide)"
+    ) in caption
 
 
 def test_run_captions_give_the_profiles_held_out_error(run: RunResult) -> None:
