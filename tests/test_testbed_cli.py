@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -16,6 +17,8 @@ import meshsim.testbed.names as names
 import meshsim.testbed.runner as runner
 import meshsim.testbed.system as system
 from meshsim.cli import main
+from meshsim.testbed.processes import Managed, Supervisor
+from meshsim.testbed.system import TestbedError
 
 from .builders import ROOT
 
@@ -146,4 +149,23 @@ def test_a_scenario_larger_than_the_testbed_is_named_at_its_line(tmp_path: Path)
     assert result.output == (
         f"{big}:{line}:10: cluster.nodes: the local testbed takes at most 250 nodes, and this "
         "scenario uses 300: simulate it with meshsim run\n"
+    )
+
+
+def test_a_process_killed_with_its_run_folder_says_the_testbed_went_from_outside(
+    tmp_path: Path,
+) -> None:
+    """`testbed cleanup --run ID --all` on a live run: its processes die and its folder
+    goes; the run says what happened, not 'last lines of' a log that no longer exists."""
+    supervisor = Supervisor()
+    with subprocess.Popen(["true"]) as done:
+        done.wait()
+        log = tmp_path / "gone" / "app-echo-0.log"
+        supervisor.processes.append(Managed("echo-0", "app", done, log, cast(Any, None)))
+        with pytest.raises(TestbedError) as err:
+            supervisor.check_alive()
+    assert str(err.value) == (
+        f"app echo-0 (pid {done.pid}) exited with code 0 during the run, and the run's files "
+        f"are gone ({log.parent}): its testbed was removed from outside (meshsim testbed "
+        "cleanup --all?); the run is void"
     )

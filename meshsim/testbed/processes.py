@@ -80,6 +80,12 @@ class Supervisor:
         for proc in self.processes:
             code = proc.popen.poll()
             if code is not None and not proc.may_exit:
+                if not proc.log.exists():  # its folder went with it: removed from outside
+                    raise TestbedError(
+                        f"{proc.describe()} exited with code {code} during the run, and the "
+                        f"run's files are gone ({proc.log.parent}): its testbed was removed "
+                        "from outside (meshsim testbed cleanup --all?); the run is void"
+                    )
                 raise TestbedError(
                     f"{proc.describe()} exited with code {code} during the run; "
                     f"the run is void. Last lines of {proc.log}:\n{proc.log_tail()}"
