@@ -282,7 +282,7 @@ def result_files(run: RunResult) -> dict[str, str]:
         latency_rows.append(
             {
                 "mode": mode,
-                **result.latency_ms.model_dump(),
+                **{f"{k}_ms": v for k, v in result.latency_ms.model_dump().items()},
                 "requests": result.requests,
                 "errors": result.errors,
                 "throughput_rps": result.throughput_rps,

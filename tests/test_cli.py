@@ -269,7 +269,7 @@ def test_out_writes_the_results_files(tmp_path: Path) -> None:
     summary = json.loads((out / "small-seed1.json").read_text())
     assert set(summary["modes"]) == {"none", "sidecar"}
     header = (out / "small-seed1-latency.csv").read_text().splitlines()[0]
-    assert header == "mode,mean,p50,p90,p99,p999,requests,errors,throughput_rps"
+    assert header == "mode,mean_ms,p50_ms,p90_ms,p99_ms,p999_ms,requests,errors,throughput_rps"
     hist = (out / "small-sidecar-seed1-histogram.csv").read_text().splitlines()
     assert hist[0] == "lower_us,upper_us,count"
     counted = sum(int(line.split(",")[2]) for line in hist[1:])
