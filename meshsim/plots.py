@@ -516,7 +516,8 @@ def _stack(ax: Axes, run: RunResult, attr: str, unit: str) -> None:
         ax.bar(modes, values, bottom=bottom, label=part, color=CLASS_COLORS[part])
         bottom += values
     for i, total in enumerate(bottom):
-        text = f"{total:.0f}" if total >= 100 else f"{total:.3g}"
+        # three significant figures, trailing zeros kept (0.600, as the table prints it)
+        text = f"{total:.0f}" if total >= 100 else f"{total:#.3g}".rstrip(".")
         ax.annotate(text, (i, total), ha="center", va="bottom", fontsize=7)
     ax.set_ylim(0, max(bottom.max(), 1e-9) * 1.12)
     ax.set_xlabel("mode")
@@ -852,6 +853,9 @@ CALIBRATION_PANELS = {
 }
 
 
+FIGURE_MARKERS = {"p50": "o", "p90": "s", "p99": "^"}
+
+
 def _error_scatter(
     title: str, caption: str, stem: str, rows: list[ErrorRow], fitted: list[ErrorRow]
 ) -> Chart | None:
@@ -893,22 +897,28 @@ def _error_scatter(
                 label="fitted on (in sample)",
             )
         for mode in dict.fromkeys(r.mode for r in pts):
-            mine = [r for r in pts if r.mode == mode]
             legend = f"{mode} (held out)" if fitted else mode
-            ax.scatter(
-                [r.measured for r in mine],
-                [r.simulated for r in mine],
-                s=18,
-                color=_color(mode),
-                label=legend,
-                zorder=3,
-            )
+            for figure in dict.fromkeys(r.figure for r in pts if r.mode == mode):
+                mine = [r for r in pts if r.mode == mode and r.figure == figure]
+                ax.scatter(
+                    [r.measured for r in mine],
+                    [r.simulated for r in mine],
+                    s=18,
+                    color=_color(mode),
+                    marker=FIGURE_MARKERS.get(figure, "o"),
+                    label=legend,
+                    zorder=3,
+                )
+        shown = [f for f in FIGURE_MARKERS if any(r.figure == f for r in both)]
+        for figure in shown if len(shown) > 1 else []:  # which point is which percentile
+            ax.scatter([], [], marker=FIGURE_MARKERS[figure], color="black", s=18, label=figure)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        for axis in (ax.xaxis, ax.yaxis):  # plain numbers at 1-2-3-5 steps
-            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+        for axis in (ax.xaxis, ax.yaxis):  # plain numbers at 1-2-5 steps
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
             axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
             axis.set_minor_formatter(NullFormatter())
+        ax.tick_params(axis="x", labelrotation=45)  # short decades: labels side by side
         ax.set_xlabel(f"measured {panel}")
         ax.set_ylabel(f"simulated {panel}")
         ax.set_title(name, fontsize=9)
