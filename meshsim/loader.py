@@ -9,6 +9,7 @@ because only here do we know where in the file each value was written.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -411,6 +412,11 @@ def profile_from_source(source: Source) -> Profile:
     error was measured with (a number edited since its fit makes the error another's)."""
     profile = validate_source(source, Profile)
     held = profile.held_out
+    if held is not None:
+        table = _found_from(held.table, Path(source.file))
+        if table != held.table:
+            held = held.model_copy(update={"table": table})
+            profile = profile.model_copy(update={"held_out": held})
     if held is not None and held.numbers != profile.numbers_fingerprint():
         raise InputError(
             [
@@ -423,6 +429,19 @@ def profile_from_source(source: Source) -> Profile:
             ]
         )
     return profile
+
+
+def _found_from(path: str, profile_file: Path) -> str:
+    """A relative path a profile gives (its held-out table, written relative to where
+    calibrate ran: the repository's root, for the bundled profile) as a path that reads from
+    here: as it is if it does; else from the nearest folder above the profile that has it."""
+    if Path(path).is_absolute() or Path(path).exists():
+        return path
+    for folder in profile_file.resolve().parents:
+        if (folder / path).exists():
+            relative = os.path.relpath(folder / path)
+            return str(folder / path) if relative.startswith("..") else relative
+    return path
 
 
 def load_scenario(path: Path | str) -> tuple[Scenario, Profile]:

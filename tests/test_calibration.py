@@ -472,6 +472,30 @@ def test_a_profile_whose_numbers_change_leaves_its_held_out_error_behind(
     assert with_values(fitted, {"app.per_request_us": 1.0}).held_out is None
 
 
+def test_a_profiles_held_out_table_is_found_from_wherever_meshsim_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """calibrate writes the table's path relative to where it ran (the repository's root,
+    for the bundled profile): read from elsewhere, it is found above the profile."""
+    repo = tmp_path / "repo"
+    table = repo / "results" / "calibration" / "x" / "heldout.csv"
+    table.parent.mkdir(parents=True)
+    table.write_text("point\n")
+    profile = repo / "profiles" / "fitted.yaml"
+    profile.parent.mkdir()
+    profile.write_text((ROOT / "profiles" / "local-haproxy.yaml").read_text().replace(
+        "results/calibration/testbed-chain/heldout.csv", "results/calibration/x/heldout.csv"
+    ))  # fmt: skip
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    held = load_profile(profile).held_out
+    assert held is not None and Path(held.table).resolve() == table
+    monkeypatch.chdir(repo)  # where calibrate ran: as written
+    held = load_profile(profile).held_out
+    assert held is not None and held.table == "results/calibration/x/heldout.csv"
+
+
 def test_a_fitted_profile_edited_by_hand_is_refused_until_its_held_out_error_goes(
     tmp_path: Path,
 ) -> None:
