@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 
 from meshsim import __version__
 from meshsim.cli_paths import output_path
+from meshsim.engines.des import TimeStandsStill
 from meshsim.engines.vector import TooManyCalls
 from meshsim.loader import (
     InputError,
@@ -162,7 +163,7 @@ def run(
         result = simulate(
             scenario, profile, modes=chosen, seed=seed, engine=engine, progress=progress, jobs=jobs
         )
-    except TooManyCalls as err:
+    except (TooManyCalls, TimeStandsStill) as err:
         click.echo(f"{file}: {err}", err=True)
         sys.exit(BAD_INPUT)
     finally:

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from meshsim.cli import main
 from meshsim.engines import vector
+from meshsim.engines.des import TimeStandsStill
 from meshsim.engines.des import simulate_mode as simulate_des
 from meshsim.loader import load_scenario
 from meshsim.profile import Profile
@@ -254,3 +255,16 @@ def test_cli_says_which_engine_auto_picked(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["run", str(path)])
     assert result.exit_code == 0, result.output
     assert "engine auto: picked des (about" in result.output
+
+
+@pytest.mark.parametrize("engine", ["des", "vector"])
+def test_a_closed_loop_in_which_time_never_passes_is_refused(engine: str) -> None:
+    """Users who never think, in front of requests that cost nothing: no simulated time
+    ever passes. Both engines say so (the DES engine used to loop at one instant forever)."""
+    doc = base_scenario(
+        workloads=[{"name": "app", "cpu_time": 0}],
+        traffic={"entry": "app", "closed_loop": {"users": 2, "think_time": 0},
+                 "duration_s": 2, "warmup_s": 1},
+    )  # fmt: skip
+    with pytest.raises(TimeStandsStill, match="never let simulated time pass"):
+        simulate(scenario_of(doc), zero_cost_profile(), engine=engine)

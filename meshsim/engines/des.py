@@ -43,13 +43,30 @@ from meshsim.results import (
 from meshsim.scenario import Call, Mode, Scenario
 from meshsim.topology import Pod, Proxy, Topology
 
-__all__ = ["simulate_mode"]
+__all__ = ["TimeStandsStill", "simulate_mode"]
 
 Progress = Callable[[float], None]
 Proc = Generator[Any, Any, Any]
 _BATCH = 4096
 _MS = 1e-3
 _NO_PASS = PassCost(0.0, 0.0, 0.0)
+
+
+class TimeStandsStill(ValueError):
+    """A closed loop that never lets simulated time pass: a scenario, not a bug."""
+
+    def __init__(
+        self,
+        message: str = "closed-loop users whose requests take no time and who do not think "
+        "between them never let simulated time pass: give them a think time, or the "
+        "requests a cost or a network delay",
+    ) -> None:
+        super().__init__(message)  # simpy raises a copy made with the same arguments
+
+
+# A user this many requests in a row at one instant is in a loop time never leaves (draws
+# of a continuous think time or latency are never all exactly 0).
+STILL_REQUESTS = 10_000
 
 
 def child_rng(seed: int, name: str) -> np.random.Generator:
@@ -644,9 +661,14 @@ class _Simulation:
 
     def _user(self, think: Draws | float, first_s: float) -> Proc:
         yield self.env.timeout(first_s)
+        still = 0
         while self.env.now < self.w1:
+            began = self.env.now
             yield from self._entry()
             yield self.env.timeout(draw(think))
+            still = still + 1 if self.env.now == began else 0
+            if still >= STILL_REQUESTS:
+                raise TimeStandsStill()
 
     def _closed_loop(self) -> None:
         loop = self.scenario.traffic.closed_loop

@@ -47,7 +47,7 @@ from meshsim.costs import (
     preempted_wait_s,
 )
 from meshsim.distributions import Constant, Distribution
-from meshsim.engines.des import child_rng
+from meshsim.engines.des import TimeStandsStill, child_rng
 from meshsim.engines.events import (
     ACC_FIELDS,
     BOX_FIELDS,
@@ -939,10 +939,7 @@ class _VectorRun:
                 )
                 reached = self._window(rng, a, end, last=k == n_windows - 1 and end >= b)
                 if reached <= a:
-                    raise RuntimeError(
-                        "closed-loop users whose requests take no time and who do not think "
-                        "between them never let simulated time pass"
-                    )
+                    raise TimeStandsStill()
                 self.stats.windows += 1
                 w += 1
                 a = reached
