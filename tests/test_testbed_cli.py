@@ -169,3 +169,23 @@ def test_a_process_killed_with_its_run_folder_says_the_testbed_went_from_outside
         f"are gone ({log.parent}): its testbed was removed from outside (meshsim testbed "
         "cleanup --all?); the run is void"
     )
+
+
+def test_calibrate_names_a_setting_the_testbed_cannot_stand_up_before_measuring(
+    tmp_path: Path,
+) -> None:
+    doc = yaml.safe_load((ROOT / "scenarios" / "testbed-two-pods.yaml").read_text())
+    doc["profile"] = str(ROOT / "profiles" / "local-haproxy.yaml")
+    scenario = tmp_path / "two.yaml"
+    scenario.write_text(yaml.safe_dump(doc, sort_keys=False))
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("name: g\ngrid:\n  cluster.nodes: [2, 300]\n  mode: [none]\n")
+    out = tmp_path / "cal"
+    args = ["calibrate", str(scenario), "--grid", str(grid), "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert result.output.endswith(
+        "meshsim calibrate: setting testbed-two-pods nodes=300: the local testbed takes at "
+        "most 250 nodes, and this scenario uses 300: simulate it with meshsim run\n"
+    )
+    assert not (out / "dataset").exists() or not any((out / "dataset").iterdir())

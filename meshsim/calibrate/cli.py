@@ -221,6 +221,14 @@ def calibrate(
         except KindError as err:
             click.echo(f"meshsim calibrate: {err}", err=True)
             sys.exit(BAD_INPUT)
+    if backend == "local" and not no_measure:  # what the testbed cannot stand up, up front
+        from meshsim.testbed.network import testbed_limits
+        from meshsim.topology import build_topology
+
+        for setting in plan.settings:
+            for _, why in testbed_limits(build_topology(setting.scenario)):
+                click.echo(f"meshsim calibrate: setting {setting.label}: {why}", err=True)
+                sys.exit(BAD_INPUT)
     software = None
     try:
         with ExitStack() as cluster_in_use:  # a kind cluster lives while the grid is measured
