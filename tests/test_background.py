@@ -8,12 +8,18 @@ from typing import Any
 
 import pytest
 
-from meshsim.calibrate.dataset import measured_background, measured_network
+from meshsim.calibrate.dataset import (
+    BACKGROUND_CAP,
+    measured_background,
+    measured_network,
+    saturated_nodes,
+)
 from meshsim.calibrate.params import with_values
 from meshsim.checks import check_scenario
 from meshsim.results import RunResult
 from meshsim.run import simulate
 from meshsim.testbed.runner import background_cores, host_busy_s
+from meshsim.topology import resolve_nodes
 
 from .builders import client_and_one_pod, scenario_of, zero_cost_profile
 
@@ -134,3 +140,19 @@ def test_the_other_work_slows_a_burst_by_the_share_that_competes(engine: str) ->
     assert result.latency_ms.p50 == pytest.approx(1.0 / (1 - 0.5 * 0.6))
     (app,) = [c for c in result.components if c.kind == "app"]
     assert app.cpu_cores == pytest.approx(100 * 1e-3, rel=0.01)
+
+
+def test_a_node_saturated_by_other_work_is_taken_as_nearly_full_not_as_invalid() -> None:
+    """A loaded host measured other work of 1.00001 cores on a 1-core node: the scenario as
+    measured said that leaves the apps nothing and was refused. It is capped below the
+    node's cores, and the node is named as saturated."""
+    scenario = scenario_of(_two_pods({}, ["none"]))
+    cores = {n.name: n.cores for n in resolve_nodes(scenario)}
+    run = _measured({"none": {"node-1": cores["node-1"] + 1e-5, "node-2": 0.1}})
+    as_measured = measured_network(scenario, run)
+    assert as_measured.cluster.background_cores == {
+        "node-1": BACKGROUND_CAP * cores["node-1"],
+        "node-2": 0.1,
+    }
+    assert check_scenario(as_measured) == []
+    assert saturated_nodes(scenario, run) == {"node-1": cores["node-1"] + 1e-5}

@@ -11,6 +11,7 @@ resumes, and a dataset can be refitted without the testbed.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -24,6 +25,7 @@ import yaml
 from meshsim import __version__
 from meshsim.results import RunResult, load_run, result_files, write_atomically
 from meshsim.scenario import NetworkDelays, Scenario
+from meshsim.topology import resolve_nodes
 
 __all__ = [
     "host_facts",
@@ -95,8 +97,27 @@ def measured_network(scenario: Scenario, run: RunResult, mode: str | None = None
         cluster = cluster.model_copy(update={"network": delays})
     background = measured_background(run, mode)
     if background:
-        cluster = cluster.model_copy(update={"background_cores": background})
+        cores = {n.name: n.cores for n in resolve_nodes(scenario)}
+        capped = {n: min(b, BACKGROUND_CAP * cores.get(n, math.inf)) for n, b in background.items()}
+        cluster = cluster.model_copy(update={"background_cores": capped})
     return scenario.model_copy(update={"cluster": cluster})
+
+
+# Other work measured at or beyond a node's cores (the host saturated, and the meter's own
+# rounding) is taken as this share of them: a scenario must leave its apps some core.
+BACKGROUND_CAP = 0.99
+
+
+def saturated_nodes(scenario: Scenario, run: RunResult) -> dict[str, float]:
+    """Nodes whose cores other work took (nearly) all of in some mode's window: node ->
+    the most background measured. Such a measurement is of the host, not the scenario."""
+    cores = {n.name: n.cores for n in resolve_nodes(scenario)}
+    most: dict[str, float] = {}
+    for result in run.modes.values():
+        for node, busy in result.background_cores.items():
+            if node in cores and busy >= BACKGROUND_CAP * cores[node]:
+                most[node] = max(most.get(node, 0.0), busy)
+    return most
 
 
 def measured_background(run: RunResult, mode: str | None = None) -> dict[str, float]:

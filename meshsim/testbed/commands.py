@@ -11,7 +11,7 @@ import click
 import yaml
 from rich.console import Console
 
-from meshsim.calibrate.dataset import measured_network
+from meshsim.calibrate.dataset import BACKGROUND_CAP, measured_network, saturated_nodes
 from meshsim.cli_paths import output_path
 from meshsim.loader import InputError, load_scenario, read_source, resolve_profile_path
 from meshsim.profile import Profile
@@ -191,6 +191,12 @@ def measure(
     except KeyboardInterrupt:
         click.echo("meshsim measure: interrupted; the testbed was removed", err=True)
         sys.exit(INTERRUPTED)
+    for node, busy in saturated_nodes(scenario, result).items():
+        stderr.print(
+            f"warning: other work took {busy:.2f} of {node}'s cores in a measurement window: "
+            "the host was saturated, and the figures are the host's as much as the "
+            f"scenario's (the as-measured scenario takes it as {BACKGROUND_CAP:g} of them)"
+        )
     unwritten: WriteError | None = None
     if out_dir is not None:
         profile_path, why = as_measured_profile(scenario, profile, file, backend)
