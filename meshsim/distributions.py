@@ -29,7 +29,7 @@ MAX_CV = 100.0
 
 
 class _Dist(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, strict=True)
 
     def expected_ms(self) -> float:  # pragma: no cover - overridden
         raise NotImplementedError

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,19 @@ def format_path(path: Iterable[str | int]) -> str:
     return out
 
 
+class YamlLoader(yaml.SafeLoader):
+    """YAML as written today: a number in exponent form without a dot (1e-05, as Python
+    writes it) is a number, as YAML 1.2 has it, not the string YAML 1.1 makes of it (which
+    the models, strict about types, would refuse)."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 class Source:
     """A parsed YAML document with the position of every key and value."""
 
@@ -80,8 +94,8 @@ class Source:
         self.key_marks: dict[PathKey, tuple[int, int]] = {}
         self.repeated: list[Problem] = []
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            self.data: Any = yaml.load(text, Loader=yaml.SafeLoader)
+            node = yaml.compose(text, Loader=YamlLoader)
+            self.data: Any = yaml.load(text, Loader=YamlLoader)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -237,7 +251,7 @@ def _explain(error: Any, source: Source, model: type[BaseModel]) -> Problem:
     if kind == "literal_error" and isinstance(got, str):
         choices = str(error["ctx"]["expected"]).replace(" or ", ", ").split(", ")
         hint = did_you_mean(got, [c.strip("'") for c in choices])
-    return source.problem(loc, f"expected {expected}, got {got!r}{hint}")
+    return source.problem(loc, f"expected {expected}, got {_as_written(got)}{hint}")
 
 
 _NAME_PATTERN = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -280,6 +294,9 @@ _PLAIN = {
     "a valid dictionary": "a mapping",
     "a valid list": "a list",
     "a valid string": "a string",
+    "a valid integer": "an integer",
+    "a valid number": "a number",
+    "a valid boolean": "true or false",
 }
 
 
@@ -364,6 +381,13 @@ def _without_misspelled_missing(
         for e in errors
         if not (e["type"] == "missing" and source.data_path(e["loc"]) in misspelled)
     ]
+
+
+def _as_written(value: Any) -> str:
+    """A value as the YAML file spells it: true, false and null, not Python's names."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "null" if value is None else repr(value)
 
 
 def _merge(problems: list[Problem]) -> list[Problem]:

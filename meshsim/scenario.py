@@ -52,7 +52,7 @@ DelayMs = Annotated[float, Field(ge=0, le=60_000)]  # a network hop: up to a min
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class NodeSpec(_Model):

@@ -76,6 +76,18 @@ CASES = [
         "11:15: workloads[0].replicas: expected an integer, got 'two'",
     ),
     (
+        "a boolean for a count",  # lax parsing read it as 1
+        "    replicas: 2",
+        "    replicas: true",
+        "11:15: workloads[0].replicas: expected an integer, got true",
+    ),
+    (
+        "a quoted number",  # lax parsing read it as 10
+        "  open_loop: {rate_rps: 10}",
+        '  open_loop: {rate_rps: "10"}',
+        "18:25: traffic.open_loop.rate_rps: expected a number, got '10'",
+    ),
+    (
         "missing key",
         "  duration_s: 2\n",
         "",
@@ -361,3 +373,11 @@ def test_what_yaml_would_not_say_is_named_by_line(
     result = CliRunner().invoke(main, ["validate", str(path)])
     assert result.exit_code == 2, result.output
     assert result.output == f"{path}:{message}\n"
+
+
+def test_a_number_in_exponent_form_without_a_dot_is_a_number(tmp_path: Path) -> None:
+    """YAML 1.1 reads 1e1 as a string (Python writes 1e-05 so): read as YAML 1.2 does."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(GOOD.replace("rate_rps: 10}", "rate_rps: 1e1}"))
+    result = CliRunner().invoke(main, ["run", str(path), "--json", "--mode", "none"])
+    assert result.exit_code == 0, result.output

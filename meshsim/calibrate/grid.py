@@ -51,7 +51,7 @@ __all__ = ["CalibrationGrid", "GridPlan", "Holdout", "Setting", "load_grid", "sp
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class Holdout(_Model):
