@@ -1,6 +1,7 @@
 """The cost model's arithmetic, shared by every engine: CPU per pass, memory, money.
 
-DESIGN.md section 3. Each box a request crosses does a request pass and a response
+Its numbers are a profile's (`meshsim/profile.py`; profiles/README.md says where each
+comes from). Each box a request crosses does a request pass and a response
 pass on one worker; the `deferred_fraction` of its per-request CPU (telemetry) runs on
 the same worker after the response has left, off the latency path but not off the CPU.
 """

@@ -9,8 +9,10 @@ HERE=$SHAPE/profiles-64k
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 for m in bufsize64k bufsize64k-2 bufsize64k-3; do
-  for p in 2026-11-27-night-bufsize64k 2026-11-27-night-bufsize64k-2 . 2026-11-27-2251 2026-11-27-2311 2026-11-27-2332; do
-    tag=$p; [ "$p" = "." ] && tag=reference
+  for p in 2026-11-27-night-bufsize64k 2026-11-27-night-bufsize64k-2 2026-11-27-2218 \
+      2026-11-27-2251 2026-11-27-2311 2026-11-27-2332; do
+    # 2026-11-27-2218: the reference of then (at the top of $R when these files were written)
+    tag=$p; [ "$p" = 2026-11-27-2218 ] && tag=reference
     o=$OUT/$m/$tag; mkdir -p "$o"
     cp -r "$SHAPE/$m/measured" "$o/"
     python bench/calibration_other_topology.py --duration 60 --reuse --out "$o" \
