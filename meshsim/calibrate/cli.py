@@ -184,8 +184,10 @@ def calibrate(
     """Measure SCENARIO over a grid, fit a profile on part of it, print the error on the rest."""
     from meshsim.calibrate import calibration as cal
     from meshsim.calibrate.grid import load_grid
+    from meshsim.kind import ENGINE as KIND
     from meshsim.kind import KindError
     from meshsim.loader import InputError, load_scenario
+    from meshsim.testbed.runner import ENGINE as LOCAL
     from meshsim.testbed.system import TestbedError
 
     if (cluster or keep) and backend != "kind":
@@ -236,7 +238,7 @@ def calibrate(
                 measure = _measure_on_kind(prior, plan.settings, cluster, keep, cluster_in_use, say)
             else:
                 measure = _measure_with(prior, no_measure, say)
-            engine_of = None if no_measure else _ENGINES[backend]
+            engine_of = None if no_measure else {"local": LOCAL, "kind": KIND}[backend]
             runs = cal.measure_grid(plan, dataset, measure, say, engine=engine_of)
     except cal.MixedDataset as err:
         click.echo(f"meshsim calibrate: {err}", err=True)
@@ -284,9 +286,6 @@ def calibrate(
     if result.held_out_rows:
         print_errors(result.held_out_rows, out, title="held-out settings: measured vs simulated")
     out.print(report, highlight=False, markup=False, soft_wrap=True)
-
-
-_ENGINES = {"local": "testbed-local", "kind": "testbed-kind"}
 
 
 def _check_kind_settings(prior: Profile, settings: Sequence[Setting], cluster: str | None) -> None:
