@@ -564,7 +564,12 @@ class _VectorRun:
         self.latency_count = 0
         self.outstanding = 0
         self.raw: list[np.ndarray] | None = []
-        self.fine_edges = 10 ** (np.arange(8 * _FINE_BINS_PER_DECADE + 1) / _FINE_BINS_PER_DECADE)
+        # from 1 us to the longest latency a request can have (it may drain for w1 more):
+        # 100 s at least, as before, so that shorter runs' percentiles stay as they were
+        decades = max(8, math.ceil(math.log10(2 * self.w1 * 1e6)))
+        self.fine_edges = 10 ** (
+            np.arange(decades * _FINE_BINS_PER_DECADE + 1) / _FINE_BINS_PER_DECADE
+        )
         self.fine = np.zeros(self.fine_edges.shape[0] - 1, np.int64)
         self.hist = np.zeros(len(LatencyHistogram.edges_us()) - 1, np.int64)
         self.end_s = self.w1
@@ -1108,7 +1113,8 @@ class _VectorRun:
         self.latency_sum += float(latency.sum())
         self.latency_count += latency.shape[0]
         us = latency * 1e6
-        self.fine += np.histogram(np.clip(us, 1.0, 1e8 * 0.999999), self.fine_edges)[0]
+        top = self.fine_edges[-1] * 0.999999
+        self.fine += np.histogram(np.clip(us, 1.0, top), self.fine_edges)[0]
         self.hist += np.asarray(LatencyHistogram.from_latencies_s(latency).counts)
         if self.raw is not None:
             self.raw.append(latency)
