@@ -55,8 +55,19 @@ def _noise_ms(result: ModeResult, p: str) -> float:
 def percentile_cell(result: ModeResult, p: str) -> str:
     """A latency percentile to three decimals, marked where sampling cannot pin it down."""
     value = getattr(result.latency_ms, p)
+    if not math.isfinite(value):  # no request completed
+        return NOT_KNOWN
     noisy = not _noise_ms(result, p) <= NOISY * value
     return f"{value:.3f}{MARK if noisy else ''}"
+
+
+NOT_KNOWN = "—"  # a figure the run does not have (NaN: not measured, or no request done)
+
+
+def figure_cell(value: float, spec: str) -> str:
+    """A figure formatted, or NOT_KNOWN where the run does not have it (a kind run's
+    handshakes and connections)."""
+    return format(value, spec) if math.isfinite(value) else NOT_KNOWN
 
 
 def overhead_cell(run: RunResult, mode: str, p: str) -> str:
@@ -102,20 +113,21 @@ def print_run(run: RunResult, console: Console) -> None:
         row(f"CPU {part} cores", [f"{getattr(x.cpu_cores, part):.3f}" for x in r])
     for part in ("total", *COMPONENT_CLASSES):
         row(f"memory {part} MiB", [f"{getattr(x.memory_mib, part):.1f}" for x in r])
-    row("handshakes /s", [f"{x.handshakes_per_s:.2f}" for x in r])
-    row("connections open", [f"{x.connections_open:.1f}" for x in r])
+    row("handshakes /s", [figure_cell(x.handshakes_per_s, ".2f") for x in r])
+    row("connections open", [figure_cell(x.connections_open, ".1f") for x in r])
     row(
         "proxies s/z/w",
         [f"{x.proxies.sidecar}/{x.proxies.ztunnel}/{x.proxies.waypoint}" for x in r],
     )
     row("USD / month", [f"{x.cost_usd_month:,.2f}" for x in r])
     table.add_section()
-    cmp = [compare(run, m) for m in modes]
-    row("CPU saving", [_pct(c.cpu_saving) for c in cmp])
-    row("memory saving", [_pct(c.memory_saving) for c in cmp])
-    row("mesh CPU saving", [_pct(c.mesh_cpu_saving) for c in cmp])
-    row("mesh memory saving", [_pct(c.mesh_memory_saving) for c in cmp])
-    row("cost saving", [_pct(c.cost_saving) for c in cmp])
+    # savings against sidecar mode; its own column is the baseline (as in the HTML report)
+    cmp = [compare(run, m) if m != "sidecar" else None for m in modes]
+    for label, name in (("CPU saving", "cpu_saving"), ("memory saving", "memory_saving"),
+                        ("mesh CPU saving", "mesh_cpu_saving"),
+                        ("mesh memory saving", "mesh_memory_saving"),
+                        ("cost saving", "cost_saving")):  # fmt: skip
+        row(label, [_pct(getattr(c, name)) if c is not None else NOT_KNOWN for c in cmp])
     row("p50 overhead ms", [overhead_cell(run, m, "p50") for m in modes])
     row("p99 overhead ms", [overhead_cell(run, m, "p99") for m in modes])
     console.print(table)

@@ -37,6 +37,7 @@ from meshsim.render import (
     MARK,
     NOISE_NOTE,
     PERCENTILE_NOISE_NOTE,
+    figure_cell,
     held_out_lines,
     overhead_cell,
     percentile_cell,
@@ -198,8 +199,8 @@ def _comparison(run: RunResult) -> str:
             [f"memory {part} (MiB)", *(f"{getattr(r.memory_mib, part):.1f}" for r in results)]
         )
     rows += [
-        ["mTLS handshakes (/s)", *(f"{r.handshakes_per_s:.2f}" for r in results)],
-        ["connections open", *(f"{r.connections_open:.1f}" for r in results)],
+        ["mTLS handshakes (/s)", *(figure_cell(r.handshakes_per_s, ".2f") for r in results)],
+        ["connections open", *(figure_cell(r.connections_open, ".1f") for r in results)],
         [
             "proxies sidecar/ztunnel/waypoint",
             *(f"{r.proxies.sidecar}/{r.proxies.ztunnel}/{r.proxies.waypoint}" for r in results),

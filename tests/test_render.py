@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import re
 
 import pytest
@@ -82,3 +83,18 @@ def test_a_measured_run_names_no_profile() -> None:
     text = _table(measured)["_text"][0]
     assert "· no profile (measured) · engine testbed-local ·" in text
     assert "istio-1.24" not in text
+
+
+def test_figures_a_run_does_not_have_are_a_dash_and_sidecar_is_the_savings_baseline() -> None:
+    """A kind run counts no handshakes or connections (NaN): '—', not 'nan'; the sidecar
+    column is the savings' baseline, '—' as in the HTML report, not '+0.0%'."""
+    run = _run(2.0)
+    kind = {
+        m: r.model_copy(update={"handshakes_per_s": math.nan, "connections_open": math.nan})
+        for m, r in run.modes.items()
+    }
+    table = _table(run.model_copy(update={"modes": kind, "kind": "measured"}))
+    assert table["handshakes /s"] == ["—", "—", "—"]
+    assert table["connections open"] == ["—", "—", "—"]
+    assert table["CPU saving"][1] == "—"  # none, sidecar, ambient
+    assert table["CPU saving"][2].endswith("%")
