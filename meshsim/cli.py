@@ -20,6 +20,7 @@ from meshsim.engines.des import TimeStandsStill
 from meshsim.engines.vector import TooManyCalls
 from meshsim.loader import (
     InputError,
+    dump_yaml,
     load_profile,
     load_scenario,
     read_source,
@@ -194,7 +195,7 @@ def _as_run(scenario: Scenario, file: Path, result: RunResult) -> str:
         f"# {scenario.name} as simulated into this folder from {file} ({result.engine} "
         f"engine, seed {result.seed}).\n"
     )
-    return header + yaml.safe_dump(doc, sort_keys=False)
+    return header + dump_yaml(doc)
 
 
 @main.command()
@@ -231,7 +232,7 @@ def _validated(file: Path) -> str:
             return f"sweep {sweep.spec.name}: {len(sweep.points)} points of {sweep.scenario_name}"
         from meshsim.calibrate.grid import CalibrationGrid, load_grid
 
-        scenario_file = file.parent.parent / file.name  # scenarios/grids/X.yaml: scenarios/X
+        scenario_file = file.resolve().parent.parent / file.name  # grids/X.yaml: X.yaml
         if not scenario_file.is_file():  # its form only: its values need a scenario
             grid = validate_source(read_source(file), CalibrationGrid)
             return (

@@ -27,6 +27,7 @@ from meshsim.scenario import Scenario
 __all__ = [
     "InputError",
     "Problem",
+    "dump_yaml",
     "load_profile",
     "load_scenario",
     "profile_from_source",
@@ -78,11 +79,22 @@ class YamlLoader(yaml.SafeLoader):
     the models, strict about types, would refuse)."""
 
 
-YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
+class YamlDumper(yaml.SafeDumper):
+    """YAML written as YamlLoader reads it: a string that reads as a number there (1e5) is
+    quoted, so a file meshsim writes reads back as it was."""
+
+
+for _resolving in (YamlLoader, YamlDumper):
+    _resolving.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
+
+
+def dump_yaml(doc: Any) -> str:
+    """A document as YAML that read_source reads back the same (keys in their order)."""
+    return yaml.dump(doc, Dumper=YamlDumper, sort_keys=False)
 
 
 class Source:

@@ -698,7 +698,7 @@ def _percent_label(value: float) -> str:
     """A saving in whole percent, but with a decimal next to the 90% target, so that a cell
     just under it never reads "90" outside the line."""
     pct = value * 100
-    near = abs(pct - TARGET_SAVING * 100) < 0.5
+    near = abs(pct - TARGET_SAVING * 100) <= 0.5
     return f"{math.floor(pct * 10) / 10:.1f}" if near else f"{pct:.0f}"
 
 
@@ -783,7 +783,7 @@ def sweep_overview(table: SweepTable, combo: dict[str, Any]) -> Chart | None:
     else:
         title = "Ambient's saving of the data plane's CPU and memory: never 90% here"
         note = "no cell reaches a 90% saving" + (
-            f" (the highest: {best * 100:.0f}%)" if best is not None else ""
+            f" (the highest: {math.floor(best * 1000) / 10:.1f}%)" if best is not None else ""
         )
     title += f" ({where})" if where else ""
     if not all(ok.all() for _, ok in panels):

@@ -47,7 +47,7 @@ from meshsim.results import COMPONENT_CLASSES, RunResult
 from meshsim.scenario import MODES, Scenario
 from meshsim.sweep import NAMED_PARAMETERS
 
-__all__ = ["build_report", "find_scenario"]
+__all__ = ["build_report", "find_scenario", "kept_scenario"]
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
@@ -84,6 +84,18 @@ def _pct(value: float) -> str:
 
 
 # ---- finding the scenario and profile behind a result --------------------------------------
+
+
+def kept_scenario(run: RunResult, near: Sequence[Path]) -> Path | None:
+    """The scenario written beside the run itself: `run --out`'s `<stem>-scenario.yaml`,
+    or `measure --out`'s `<stem>-as-measured.yaml` (several runs of one scenario in one
+    folder each keep their own)."""
+    for folder in near:
+        for suffix in ("-scenario.yaml", "-as-measured.yaml"):
+            path = folder / f"{run.file_stem()}{suffix}"
+            if path.is_file():
+                return path
+    return None
 
 
 def find_scenario(name: str, near: Sequence[Path]) -> Path | None:
@@ -406,7 +418,7 @@ def build_report(inputs: Inputs, near: Sequence[Path]) -> str:
     profiles: dict[str, Profile | None] = {}
     for run in inputs.runs:
         names.append(run.scenario)
-        file = find_scenario(run.scenario, near)
+        file = kept_scenario(run, near) or find_scenario(run.scenario, near)
         sections.append(f"<h2>Run: {_e(run.scenario)}</h2>")
         sections.append(
             f'<p class="meta">{_e(run.kind)} run · engine {_e(run.engine)} · seed {run.seed} · '

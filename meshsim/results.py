@@ -148,6 +148,8 @@ class LatencyHistogram(_Model):
         if n * q + spread > n:  # the band reaches past the slowest request: nothing bounds it
             return math.inf
         cum = np.cumsum(counts)
+        if n * q + spread > cum[-2]:  # or into the last bin, all that is past 100 s: unknown
+            return math.inf
         edges = self.edges_us()
         mids = np.sqrt(edges[:-1] * edges[1:])
         lo, mid, hi = (

@@ -26,8 +26,9 @@ class Terminated(KeyboardInterrupt):
 
 @contextmanager
 def sigterm_unwinds() -> Iterator[None]:
-    """Inside, SIGTERM and SIGHUP raise Terminated. Signal handlers belong to the main
-    thread, so elsewhere (a run inside a worker thread) this does nothing."""
+    """Inside, SIGTERM and SIGHUP raise Terminated (unless they were set to be ignored, as
+    nohup does). Signal handlers belong to the main thread, so elsewhere (a run inside a
+    worker thread) this does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -35,7 +36,13 @@ def sigterm_unwinds() -> Iterator[None]:
     def on_term(signum: int, frame: FrameType | None) -> None:
         raise Terminated(signal.Signals(signum).name)
 
-    previous = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # a signal set to be ignored stays ignored: `nohup meshsim ...` keeps running when its
+    # terminal closes, as the user asked
+    previous = {
+        sig: signal.signal(sig, on_term)
+        for sig in (signal.SIGTERM, signal.SIGHUP)
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    }
     try:
         yield
     finally:

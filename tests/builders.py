@@ -6,11 +6,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from meshsim.calibrate.params import zero_cost
 from meshsim.costs import wake_up_s
-from meshsim.loader import load_profile
+from meshsim.loader import dump_yaml, load_profile
 from meshsim.profile import Profile
 from meshsim.scenario import Scenario
 
@@ -129,7 +127,7 @@ def zero_cost_profile() -> Profile:
 
 
 def write_yaml(path: Path, doc: dict[str, Any]) -> Path:
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    path.write_text(dump_yaml(doc))  # as meshsim writes YAML: it reads back the same
     return path
 
 

@@ -355,3 +355,24 @@ def test_validate_tells_profiles_sweeps_and_grids_from_scenarios(tmp_path: Path)
     assert result.output.startswith(
         f"{bad}:{line}:1: sidecar_typo: unknown key 'sidecar_typo' (did you mean 'sidecar'?)"
     )
+
+
+def test_the_scenario_kept_with_the_results_reads_back_whatever_its_strings(
+    tmp_path: Path,
+) -> None:
+    """A string that reads as a number (1e5) is quoted in what meshsim writes: written
+    bare, as YAML 1.1 writers do, it read back as a number and the copy was refused."""
+    out, small = tmp_path / "out", write_yaml(tmp_path / "s.yaml", base_scenario(description="1e5"))
+    ok = CliRunner().invoke(main, ["run", str(small), "--mode", "none", "--out", str(out)])
+    assert ok.exit_code == 0, ok.output
+    again = CliRunner().invoke(main, ["validate", str(out / "test-seed1-scenario.yaml")])
+    assert again.exit_code == 0, again.output
+
+
+def test_validate_finds_a_grids_scenario_from_inside_the_grids_folder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(ROOT / "scenarios" / "grids")  # a bare name: its parent's parent is "."
+    result = CliRunner().invoke(main, ["validate", "testbed-two-pods.yaml"])
+    assert result.exit_code == 0, result.output
+    assert "calibration grid testbed-two-pods: 9 settings of " in result.output

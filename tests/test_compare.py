@@ -111,6 +111,23 @@ def test_a_sampling_error_under_the_histograms_resolution_is_not_printed_as_zero
         "; its own sampling error below the histogram's resolution (bins 2.3% wide)"
         "  [within the 10% bound on the median]"
     )
+    unbounded = dataclasses.replace(p50, median_sampling=float("inf"))  # was "±inf%"
+    assert summary_lines([unbounded])[0].endswith(
+        "; its own sampling error unbounded (median): too few requests lie beyond the "
+        "percentile  [within the 10% bound on the median]"
+    )
+
+
+def test_a_percentile_in_the_histograms_last_bin_has_no_known_sampling_error() -> None:
+    """The histogram's last bin holds every latency past 100 s: ranks that reach into it
+    tell nothing about the error (it read 0, 'below the resolution')."""
+    counts = [0] * (LatencyHistogram.BINS_PER_DECADE * LatencyHistogram.DECADES)
+    counts[500] = 8000  # 100 ms
+    counts[-1] = 2000  # past 100 s
+    hist = LatencyHistogram(counts=counts)
+    assert hist.quantile_sampling_error(0.5) == 0.0  # inside one ordinary bin: resolved
+    assert hist.quantile_sampling_error(0.9) == float("inf")
+    assert hist.quantile_sampling_error(0.99) == float("inf")
 
 
 def test_cli_prints_the_table_and_summary(run: RunResult, tmp_path: Path) -> None:

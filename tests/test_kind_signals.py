@@ -60,3 +60,15 @@ def test_a_run_terminated_mid_way_removes_what_it_made() -> None:
     last = [" ".join(c.argv[3:5]) if c.argv[0] == "kubectl" else " ".join(c.argv[:3])
             for c in runner.commands[-2:]]  # fmt: skip
     assert last == ["delete namespace", "kind delete cluster"]
+
+
+def test_a_signal_set_to_be_ignored_stays_ignored() -> None:
+    """nohup sets SIGHUP to be ignored: a long run started so must outlive its terminal."""
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with sigterm_unwinds():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGHUP)  # ignored: nothing raised
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)

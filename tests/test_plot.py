@@ -212,7 +212,7 @@ def test_the_overview_claims_a_90_percent_saving_only_where_the_data_reach_it() 
     chart = sweep_overview(below, {})
     assert chart is not None
     assert chart.title == "Ambient's saving of the data plane's CPU and memory: never 90% here"
-    assert "no cell reaches a 90% saving (the highest: 87%)" in caption_of(chart)
+    assert "no cell reaches a 90% saving (the highest: 87.0%)" in caption_of(chart)
     crossing = synthetic_table({(1, 1): 0.5, (2, 1): 0.95, (1, 2): 0.6, (2, 2): 0.97})
     chart = sweep_overview(crossing, {})
     assert chart is not None
@@ -227,8 +227,8 @@ def test_the_overview_claims_a_90_percent_saving_only_where_the_data_reach_it() 
 
 
 def test_a_cell_just_under_90_percent_never_reads_90() -> None:
-    assert [_percent_label(v) for v in (0.89897, 0.9, 0.9049, 0.95, 0.5)] == [
-        "89.8", "90.0", "90.4", "95", "50"
+    assert [_percent_label(v) for v in (0.89897, 0.895, 0.9, 0.9049, 0.95, 0.5)] == [
+        "89.8", "89.5", "90.0", "90.4", "95", "50"
     ]  # fmt: skip
 
 

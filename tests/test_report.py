@@ -106,6 +106,16 @@ def test_the_report_describes_the_scenario_run_not_a_bundled_one_of_its_name(
     assert ran.exit_code == 0, ran.output
     page = report_of([tmp_path / "res"], tmp_path / "report.html")
     assert "open loop, 37 req/s" in page  # the bundled smoke-base gives another rate
+    # another run of the scenario, at another rate and seed, into the same folder: each
+    # run is described by its own copy, not the first whose name matches
+    doc["traffic"]["open_loop"]["rate_rps"] = 91
+    edited.write_text(yaml.safe_dump(doc))
+    args = ["run", str(edited), "--mode", "none", "--seed", "10", "--out", str(tmp_path / "res")]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    first_run = tmp_path / "res" / f"smoke-seed{doc['seed']}.json"
+    assert first_run.is_file()
+    page = report_of([first_run], tmp_path / "one.html")
+    assert "open loop, 37 req/s" in page and "91 req/s" not in page
 
 
 def test_a_fitted_profile_is_found_by_its_name_not_its_file_name() -> None:

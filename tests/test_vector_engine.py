@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from meshsim.cli import main
-from meshsim.engines import vector
+from meshsim.engines import des, vector
 from meshsim.engines.des import TimeStandsStill
 from meshsim.engines.des import simulate_mode as simulate_des
 from meshsim.loader import load_scenario
@@ -258,7 +258,9 @@ def test_cli_says_which_engine_auto_picked(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("engine", ["des", "vector"])
-def test_a_closed_loop_in_which_time_never_passes_is_refused(engine: str) -> None:
+def test_a_closed_loop_in_which_time_never_passes_is_refused(
+    engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Users who never think, in front of requests that cost nothing: no simulated time
     ever passes. Both engines say so (the DES engine used to loop at one instant forever)."""
     doc = base_scenario(
@@ -266,6 +268,7 @@ def test_a_closed_loop_in_which_time_never_passes_is_refused(engine: str) -> Non
         traffic={"entry": "app", "closed_loop": {"users": 2, "think_time": 0},
                  "duration_s": 2, "warmup_s": 1},
     )  # fmt: skip
+    monkeypatch.setattr(des, "STILL_REQUESTS", 1000)  # a million takes tens of seconds
     with pytest.raises(TimeStandsStill, match="never let simulated time pass"):
         simulate(scenario_of(doc), zero_cost_profile(), engine=engine)
 

@@ -256,7 +256,12 @@ def summary_lines(summaries: Sequence[FigureSummary]) -> list[str]:
             verdict = "within" if s.within_bound else "OVER"
             bound = f"  [{verdict} the {s.bound * 100:.0f}% bound on the median]"
         noise = ""
-        if s.median_sampling is not None and s.median_sampling >= 0.0005:
+        if s.median_sampling is not None and math.isinf(s.median_sampling):
+            noise = (
+                "; its own sampling error unbounded (median): too few requests lie beyond "
+                "the percentile"
+            )
+        elif s.median_sampling is not None and s.median_sampling >= 0.0005:
             noise = f"; its own sampling error ±{s.median_sampling * 100:.1f}% (median)"
         elif s.median_sampling is not None:  # its order statistics share a histogram bin
             width = 10 ** (1 / LatencyHistogram.BINS_PER_DECADE) - 1

@@ -20,9 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from meshsim import __version__
+from meshsim.loader import dump_yaml
 from meshsim.results import RunResult, load_run, result_files, write_atomically
 from meshsim.scenario import NetworkDelays, Scenario
 from meshsim.topology import resolve_nodes
@@ -138,7 +137,7 @@ def save_measured(folder: Path, scenario: Scenario, run: RunResult) -> Path:
     files: dict[Path, str | bytes] = {
         folder / name: text for name, text in result_files(run).items()
     }
-    files[folder / "scenario.yaml"] = header + yaml.safe_dump(doc, sort_keys=False)
+    files[folder / "scenario.yaml"] = header + dump_yaml(doc)
     written = write_atomically(files)
     return next(p for p in written if p.suffix == ".json")
 

@@ -8,12 +8,17 @@ import sys
 from pathlib import Path
 
 import click
-import yaml
 from rich.console import Console
 
 from meshsim.calibrate.dataset import BACKGROUND_CAP, measured_network, saturated_nodes
 from meshsim.cli_paths import output_path
-from meshsim.loader import InputError, load_scenario, read_source, resolve_profile_path
+from meshsim.loader import (
+    InputError,
+    dump_yaml,
+    load_scenario,
+    read_source,
+    resolve_profile_path,
+)
 from meshsim.profile import Profile
 from meshsim.render import print_run
 from meshsim.results import RunResult, WriteError, result_files, write_atomically
@@ -52,7 +57,7 @@ def measured_scenario(scenario: Scenario, profile_path: Path, run: RunResult, wh
     )
     if why:
         header += "".join(f"# {line}\n" for line in why.splitlines())
-    return header + yaml.safe_dump(doc, sort_keys=False)
+    return header + dump_yaml(doc)
 
 
 def as_measured_profile(
