@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.fields import FieldInfo
 
 from meshsim.profile import HeldOut
+from meshsim.signals import deferred
 
 __all__ = [
     "ByComponent",
@@ -331,9 +332,17 @@ class WriteError(OSError):
 
 def write_atomically(files: Mapping[Path, str | bytes]) -> list[Path]:
     """Write files so that none is ever seen half-written: each is written whole under a
-    temporary name in its folder, and only once all are, renamed into place (the file each
-    replaces linked aside until all are). An error while writing or renaming leaves every
-    file as it was, and no temporary file behind."""
+    temporary name in its folder and flushed to disk, and only once all are, renamed into
+    place (the file each replaces linked aside until all are). An error while writing or
+    renaming leaves every file as it was, and no temporary file behind. Ctrl-C, SIGTERM
+    and SIGHUP wait until the files are in place (signals.deferred): a signal can neither
+    split the set nor leave a temporary file; a machine that loses power leaves the old
+    files or the new, never an empty one."""
+    with deferred():
+        return _write_all(files)
+
+
+def _write_all(files: Mapping[Path, str | bytes]) -> list[Path]:
     staged: list[tuple[str, Path]] = []
     kept: list[str | None] = []  # the old file of each renamed-in one, linked aside
     try:
@@ -344,6 +353,8 @@ def write_atomically(files: Mapping[Path, str | bytes]) -> list[Path]:
             os.fchmod(fd, _file_mode(final))  # mkstemp's files are the owner's only
             with os.fdopen(fd, "wb") as fh:
                 fh.write(content.encode("utf-8") if isinstance(content, str) else content)
+                fh.flush()
+                os.fsync(fh.fileno())  # else a rename can reach the disk before the data
         for _, final in staged:
             if final.is_dir():
                 raise IsADirectoryError(errno.EISDIR, "a folder is in the way", str(final))
@@ -352,14 +363,13 @@ def write_atomically(files: Mapping[Path, str | bytes]) -> list[Path]:
                 old = None
                 if final.exists():
                     old = str(final.parent / f".{final.name}.{uuid.uuid4().hex}.old")
-                    kept.append(old)  # before the link: a signal between them leaves none
+                    kept.append(old)
                     os.link(final, old)
                 else:
                     kept.append(old)
                 os.replace(tmp, final)
         except BaseException:
-            # put back what was there: all or none. A file is in place when its temporary
-            # name is gone (Ctrl-C may land between a rename and any record of it).
+            # put back what was there: all or none
             renamed = [
                 (final, old)
                 for (tmp, final), old in zip(staged, kept, strict=False)
@@ -384,7 +394,24 @@ def write_atomically(files: Mapping[Path, str | bytes]) -> list[Path]:
         for old in kept:
             if old is not None and os.path.exists(old):
                 os.unlink(old)
+    for folder in dict.fromkeys(final.parent for final in written):
+        _sync_folder(folder)  # the renames themselves
     return written
+
+
+def _sync_folder(folder: Path) -> None:
+    """Flush a folder's entries (renames) to disk; the files are in place already, so a
+    file system that cannot is no error."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_results(run: RunResult, out_dir: Path) -> list[Path]:

@@ -15,9 +15,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-__all__ = ["INTERRUPTED", "Terminated", "sigterm_unwinds"]
+__all__ = ["INTERRUPTED", "STOPPING", "Terminated", "deferred", "sigterm_unwinds"]
 
 INTERRUPTED = 130  # the shell's exit code for a command ended by Ctrl-C
+# what asks a command to stop: Ctrl-C, `kill` or a CI runner's timeout, the terminal closed
+STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Terminated(KeyboardInterrupt):
@@ -48,3 +50,34 @@ def sigterm_unwinds() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Inside, Ctrl-C, SIGTERM and SIGHUP wait: a block that must not be cut short (files
+    renamed into place all or none, a testbed's teardown) runs to its end, and then the
+    first signal that came is delivered to the handler that was in place before (Ctrl-C
+    raises KeyboardInterrupt there, as if it had come just then). Signals set to be ignored
+    stay ignored. Outside the main thread (where Python runs every signal handler, so no
+    signal interrupts this thread's block anyway) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        pending.append(signum)
+
+    # a handler installed outside Python reads as None and could not be put back: kept
+    previous = {
+        sig: signal.signal(sig, hold)
+        for sig in STOPPING
+        if signal.getsignal(sig) not in (signal.SIG_IGN, None)
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if pending:  # one is enough: the first ends the command, the rest ask the same
+            signal.raise_signal(pending[0])

@@ -134,8 +134,9 @@ def test_an_error_while_renaming_puts_back_every_file(
 def test_a_signal_right_after_a_rename_still_puts_back_every_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Ctrl-C (or SIGTERM, unwound the same way) may land between a rename and any record
-    of it: the file whose temporary name is gone is put back too, and nothing is left."""
+    """An exception may land between a rename and any record of it (not a signal: those
+    wait for the whole set, below): the file whose temporary name is gone is put back
+    too, and nothing is left."""
     old = tmp_path / "a.json"
     old.write_text("old\n")
     replace = os.replace
@@ -155,13 +156,18 @@ def test_a_signal_right_after_a_rename_still_puts_back_every_file(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
 
 
-def test_sigterm_while_results_are_written_leaves_the_old_ones_and_exits_130(
+def test_sigterm_while_results_are_written_waits_for_the_whole_set_and_exits_130(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A signal between two renames comes once every file is in place (never a set of
+    which some files are new and some old), and the command then stops with 130."""
     out, small = tmp_path / "out", write_yaml(tmp_path / "s.yaml", base_scenario())
     ok = CliRunner().invoke(main, ["run", str(small), "--mode", "none", "--out", str(out)])
     assert ok.exit_code == 0, ok.output
     before = {p.name: p.read_bytes() for p in out.iterdir()}
+    clean = tmp_path / "clean"
+    args = ["run", str(small), "--mode", "none", "--seed", "8", "--out"]
+    assert CliRunner().invoke(main, [*args, str(clean)]).exit_code == 0
     replace = os.replace
     calls = []
 
@@ -172,12 +178,16 @@ def test_sigterm_while_results_are_written_leaves_the_old_ones_and_exits_130(
             os.kill(os.getpid(), signal.SIGTERM)  # what CI's timeout sends
 
     monkeypatch.setattr(os, "replace", terminated)
-    args = ["run", str(small), "--mode", "none", "--seed", "8", "--out", str(out)]
-    result = CliRunner().invoke(main, args)
+    result = CliRunner().invoke(main, [*args, str(out)])
     monkeypatch.setattr(os, "replace", replace)
+    assert len(calls) > 2  # the renames went on after the signal
     assert result.exit_code == 130
     assert result.output.endswith("meshsim: stopped (SIGTERM)\n")
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert {k: after[k] for k in before} == before
+    assert {k: v for k, v in after.items() if k not in before} == {
+        p.name: p.read_bytes() for p in clean.iterdir()
+    }
 
 
 def test_written_files_get_the_permissions_open_would_give(tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ from meshsim.loadgen import STUCK_MARGIN_S, locust_argv, window_latencies
 from meshsim.profile import Profile
 from meshsim.results import ComponentUsage, MeasuredLink, MeasuredNetwork, ModeResult, RunResult
 from meshsim.scenario import Mode, Scenario
-from meshsim.signals import sigterm_unwinds
+from meshsim.signals import deferred, sigterm_unwinds
 from meshsim.testbed.dataplane import APP_PORT, load_users
 from meshsim.testbed.names import new_run_id
 from meshsim.topology import CLIENT, Pod, Topology, build_topology, resolve_nodes
@@ -566,12 +566,14 @@ def measure_kind(
             results = _measure_modes(run, session, workdir, setup=setup)
     except BaseException:
         if not keep:
-            session.best_effort(run.teardown())
+            with deferred():  # a second Ctrl-C comes once the cluster is gone
+                session.best_effort(run.teardown())
         raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if not keep:
-        session.do_all(run.teardown())
+        with deferred():
+            session.do_all(run.teardown())
     return RunResult(
         meshsim_version=__version__,
         kind="measured",
@@ -633,8 +635,9 @@ def shared_cluster(
         yield cluster.name
     finally:
         if not keep:
-            for command in cluster_teardown(cluster):
-                runner.run(command)
+            with deferred():  # a Ctrl-C while the cluster goes comes once it is gone
+                for command in cluster_teardown(cluster):
+                    runner.run(command)
 
 
 def kind_software(

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -28,7 +26,7 @@ from meshsim.loadgen import load_config, locust_argv, window_latencies
 from meshsim.profile import Profile
 from meshsim.results import ComponentUsage, MeasuredLink, MeasuredNetwork, ModeResult, RunResult
 from meshsim.scenario import Mode, Scenario
-from meshsim.signals import sigterm_unwinds
+from meshsim.signals import deferred, sigterm_unwinds
 from meshsim.testbed.accounting import (
     ComponentCgroup,
     ProxyStats,
@@ -157,7 +155,9 @@ class LocalTestbed:
         self.close()
 
     def close(self) -> None:
-        with _signals_ignored():  # a second Ctrl-C must not cut the teardown short
+        # a second Ctrl-C (or SIGTERM, SIGHUP) must not cut the teardown short: it comes
+        # once everything is removed
+        with deferred():
             removed = cleanup_run(self.run_id)
         self.say(f"removed {removed}")
 
@@ -487,19 +487,6 @@ class _Meter:
 
 def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else 0.0
-
-
-@contextmanager
-def _signals_ignored() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def measure_local(
