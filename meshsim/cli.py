@@ -31,7 +31,7 @@ from meshsim.render import print_run
 from meshsim.results import RunResult, WriteError, result_files, write_atomically
 from meshsim.run import ENGINES, choose_engine, simulate
 from meshsim.scenario import MODES, Mode, Scenario
-from meshsim.signals import INTERRUPTED, Terminated, sigterm_unwinds
+from meshsim.signals import Terminated, exit_interrupted, sigterm_unwinds
 
 __all__ = ["main"]
 
@@ -95,8 +95,7 @@ class _Commands(click.Group):
             sys.exit(1)
         except KeyboardInterrupt as err:
             how = f"stopped ({err})" if isinstance(err, Terminated) else "interrupted"
-            click.echo(f"meshsim: {how}", err=True)
-            sys.exit(INTERRUPTED)
+            exit_interrupted(f"meshsim: {how}")
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})

@@ -10,12 +10,21 @@ dropped: the testbed's processes, in sessions of their own, do not get it) do to
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import NoReturn
 
-__all__ = ["INTERRUPTED", "STOPPING", "Terminated", "deferred", "sigterm_unwinds"]
+__all__ = [
+    "INTERRUPTED",
+    "STOPPING",
+    "Terminated",
+    "deferred",
+    "exit_interrupted",
+    "sigterm_unwinds",
+]
 
 INTERRUPTED = 130  # the shell's exit code for a command ended by Ctrl-C
 # what asks a command to stop: Ctrl-C, `kill` or a CI runner's timeout, the terminal closed
@@ -81,3 +90,15 @@ def deferred() -> Iterator[None]:
             signal.signal(sig, handler)
         if pending:  # one is enough: the first ends the command, the rest ask the same
             signal.raise_signal(pending[0])
+
+
+def exit_interrupted(message: str) -> NoReturn:
+    """End the command on Ctrl-C, SIGTERM or SIGHUP: say so on stderr and exit 130. From
+    here those signals are ignored: pressed again while the message is written or while
+    Python shuts down (which puts a handler set in Python back to the default, so a second
+    Ctrl-C would end the process by the signal, not with 130), they change nothing."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in STOPPING:
+            signal.signal(sig, signal.SIG_IGN)
+    print(message, file=sys.stderr, flush=True)
+    sys.exit(INTERRUPTED)

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from meshsim.cli_paths import output_path
 from meshsim.loader import InputError
 from meshsim.run import ENGINES
-from meshsim.signals import INTERRUPTED
+from meshsim.signals import exit_interrupted
 
 __all__ = ["plot", "report", "sweep"]
 
@@ -173,12 +173,10 @@ def sweep(
             )
     except KeyboardInterrupt:
         done = int(bar.tasks[0].completed)
-        click.echo(
+        exit_interrupted(
             f"interrupted: {done} of {len(plan.points)} points finished and kept in {out_dir}; "
-            "run the same command again to finish the rest",
-            err=True,
+            "run the same command again to finish the rest"
         )
-        sys.exit(INTERRUPTED)
     stderr.print(
         f"{summary.total} points: {summary.skipped} already finished, {summary.ran} run, "
         f"{len(summary.failed)} failed; table {summary.table}",

@@ -11,8 +11,10 @@ into one CSV table with savings against the sidecar run of the same parameters.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
+import ctypes
 import dataclasses
 import hashlib
 import io
@@ -21,6 +23,7 @@ import json
 import math
 import os
 import re
+import signal
 import traceback
 import types
 import typing
@@ -590,18 +593,54 @@ def run_point(
         return PointOutcome(point=point, run=None, error=error)
 
 
+def _worker_start(parent: int) -> None:
+    """A sweep worker's first step. Ctrl-C and SIGHUP are its parent's to answer (the
+    terminal sends them to the whole process group; the parent stops the workers itself),
+    and a worker dies with its parent, even one killed by SIGKILL (Linux's parent-death
+    signal), rather than run on holding the parent's output."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the worker outlives a killed parent
+        return
+    if os.getppid() != parent:  # the parent died before the signal was asked for
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
 def _run_local(plan: SweepPlan, todo: list[Point], workers: int) -> Iterator[PointOutcome]:
     # spawn, not fork: the caller may hold threads (a progress bar), which fork would copy
     # in whatever state they were in.
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=get_context("spawn"),
+        initializer=_worker_start,
+        initargs=(os.getpid(),),
+    )
     try:
         futures: list[Future[PointOutcome]] = [
             pool.submit(run_point, plan.base, plan.spec, plan.profile, p) for p in todo
         ]
         for future in as_completed(futures):
             yield future.result()
+    except BaseException:
+        # Ctrl-C, a signal, an error: the points running now are not waited for (they
+        # may take minutes; a rerun runs them again), the workers are stopped at once
+        _stop_workers(pool)
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    processes = list(getattr(pool, "_processes", None) or {})  # pid -> Process
+    for pid in processes:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _run_dask(
@@ -636,20 +675,45 @@ def _run_dask(
             cluster.close()
 
 
-def _finished(out_dir: Path, point: Point, engine: str) -> bool:
-    """Whether the point's file holds this point, run with this engine."""
+def inputs_digest(plan: SweepPlan) -> str:
+    """What every point's result depends on besides its parameters, seed and engine (and
+    meshsim itself): the base scenario's data, how the sweep's parameters change it, and
+    the profile. A point file of other inputs is not a finished point of this sweep."""
+    text = json.dumps(
+        {
+            "base": plan.base,
+            "parameters": {k: v.model_dump(mode="json") for k, v in plan.spec.parameters.items()},
+            "profile": plan.profile.model_dump(mode="json"),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _finished(out_dir: Path, point: Point, engine: str, inputs: str) -> dict[str, Any] | None:
+    """The point's file, if it holds this point run with this engine from these inputs
+    (a file that cannot be read is not: the point runs again, and its file is written
+    over)."""
     file = out_dir / "points" / f"{point.key}.json"
-    if not file.is_file():
-        return False
-    doc = json.loads(file.read_text(encoding="utf-8"))
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict):
+        return None
     same = doc.get("params") == point.params and doc.get("seed") == point.seed
-    return bool(same and doc.get("engine", "des") == engine)
+    return doc if same and doc.get("engine") == engine and doc.get("inputs") == inputs else None
 
 
-def _record(out_dir: Path, outcome: PointOutcome, engine: str) -> None:
+def _record(out_dir: Path, outcome: PointOutcome, engine: str, inputs: str) -> None:
     key = outcome.point.key
     failure = out_dir / "failures" / f"{key}.json"
-    head = {"params": outcome.point.params, "seed": outcome.point.seed, "engine": engine}
+    head = {
+        "params": outcome.point.params,
+        "seed": outcome.point.seed,
+        "engine": engine,
+        "inputs": inputs,
+    }
     if outcome.run is not None:
         doc = {**head, "run": finite_or_null(outcome.run.model_dump(mode="json"))}
         write_atomically({out_dir / "points" / f"{key}.json": json.dumps(doc) + "\n"})
@@ -694,8 +758,8 @@ def run_sweep(
     and after each point."""
     for sub in ("points", "failures"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
-    write_atomically({out_dir / "sweep.json": json.dumps(_metadata(plan), indent=2) + "\n"})
-    todo = [p for p in plan.points if not _finished(out_dir, p, plan.spec.engine)]
+    inputs = inputs_digest(plan)
+    todo = [p for p in plan.points if _finished(out_dir, p, plan.spec.engine, inputs) is None]
     total, skipped = len(plan.points), len(plan.points) - len(todo)
     n_workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
     failed: list[PointOutcome] = []
@@ -708,13 +772,20 @@ def run_sweep(
             else _run_local(plan, todo, n_workers)
         )
         for done, outcome in enumerate(outcomes, start=skipped + 1):
-            _record(out_dir, outcome, plan.spec.engine)
+            _record(out_dir, outcome, plan.spec.engine, inputs)
             if outcome.error is not None:
                 failed.append(outcome)
             if progress is not None:
                 progress(done, total, outcome)
+    # the table and what it is a table of, together: an interrupted run (of this sweep
+    # with another engine, say) leaves the last finished run's pair as it was
     table = out_dir / "sweep.csv"
-    write_atomically({table: gather_table(plan, out_dir)})
+    write_atomically(
+        {
+            out_dir / "sweep.json": json.dumps(_metadata(plan), indent=2) + "\n",
+            table: gather_table(plan, out_dir),
+        }
+    )
     return SweepSummary(total=total, skipped=skipped, ran=len(todo), failed=failed, table=table)
 
 
@@ -790,11 +861,11 @@ def gather_table(plan: SweepPlan, out_dir: Path) -> str:
     """The CSV table of every finished point, in the sweep's order, with savings vs sidecar
     and latency overheads vs no mesh for the same parameters."""
     rows: list[dict[str, Any]] = []
+    inputs = inputs_digest(plan)
     for point in plan.points:
-        file = out_dir / "points" / f"{point.key}.json"
-        if not _finished(out_dir, point, plan.spec.engine):
+        doc = _finished(out_dir, point, plan.spec.engine, inputs)
+        if doc is None:
             continue
-        doc = json.loads(file.read_text(encoding="utf-8"))
         row = _row(point, RunResult.model_validate(doc["run"]), plan.columns)
         row["proxy_utilisation_max"] = _busiest_proxy(plan, point, doc["run"])
         row["saturated"] = row["errors"] > 0 or row["proxy_utilisation_max"] >= SATURATED

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+
 import pytest
 
 from meshsim.loader import load_profile
@@ -13,3 +16,15 @@ from .builders import ISTIO
 @pytest.fixture(scope="session")
 def istio_profile() -> Profile:
     return load_profile(ISTIO)
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_as_found() -> Iterator[None]:
+    """A command that ends on a signal ignores further ones (signals.exit_interrupted);
+    run in this process (CliRunner), it must not leave pytest deaf to Ctrl-C."""
+    stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    before = {sig: signal.getsignal(sig) for sig in stopping}
+    yield
+    for sig, handler in before.items():
+        if handler is not None:
+            signal.signal(sig, handler)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from distributed import LocalCluster
 
 from meshsim.loader import InputError
@@ -26,7 +27,9 @@ from meshsim.sweep import (
     load_sweep,
     point_seed,
     run_sweep,
+    with_engine,
 )
+from tests.builders import ISTIO, write_yaml
 
 SWEEPS = Path(__file__).resolve().parent.parent / "scenarios" / "sweeps"
 BASE = SWEEPS / "smoke-base.yaml"
@@ -308,3 +311,142 @@ def test_an_unknown_mode_is_caught_before_anything_runs(tmp_path: Path) -> None:
         f"{path}:4:19: grid.mode[1]: unknown mode 'ambiant' (did you mean 'ambient'?); "
         "expected one of: none, sidecar, ambient, ambient-waypoint"
     )
+
+
+# ---- stopping and resuming -------------------------------------------------------------------
+
+
+def _children(pid: int) -> set[int]:
+    """The live processes whose parent is pid."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _gone(pids: set[int], within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if not any(Path(f"/proc/{p}").exists() for p in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _long_sweep(tmp_path: Path) -> list[str]:
+    """One point of a second and one that would run for minutes (600 s at 2,000 rps)."""
+    sweep = write_sweep(
+        tmp_path,
+        "grid:\n  traffic.duration_s: [1.2, 600]\n  traffic.open_loop.rate_rps: [2000]\n"
+        "  mode: [sidecar]\n",
+    )
+    return [*MESHSIM, "sweep", str(sweep), "--out", str(tmp_path / "out"), "--workers", "2"]
+
+
+def _start_when_running(cmd: list[str], tmp_path: Path) -> tuple[subprocess.Popen[str], set[int]]:
+    """Start the sweep in a process group of its own (as a terminal's job) and return once
+    its short point is written and the long one is running in a worker."""
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=default_sigint, process_group=0,
+    )  # fmt: skip
+    points = tmp_path / "out" / "points"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if points.is_dir() and list(points.glob("*.json")):
+            break
+        time.sleep(0.05)
+    workers = _children(proc.pid)
+    assert proc.poll() is None and workers, "the sweep should be running its long point"
+    return proc, workers
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_stops_a_sweep_at_once_keeps_what_finished_and_leaves_no_worker(
+    tmp_path: Path, presses: int
+) -> None:
+    """Ctrl-C (the terminal sends it to the whole process group), once or twice: the point
+    running for minutes is not waited for, the workers are gone, no traceback is printed,
+    and the finished point is kept for the rerun."""
+    proc, workers = _start_when_running(_long_sweep(tmp_path), tmp_path)
+    for _ in range(presses):
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.2)
+    _, stderr = proc.communicate(timeout=60)  # the long point alone would take minutes
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "interrupted: 1 of 2 points finished and kept in" in stderr
+    assert _gone(workers, within_s=30)
+
+
+def test_workers_die_with_a_sweep_killed_by_sigkill(tmp_path: Path) -> None:
+    """SIGKILL gives the sweep no chance to stop its workers: they go by themselves, and
+    the pipe they shared with it closes."""
+    proc, workers = _start_when_running(_long_sweep(tmp_path), tmp_path)
+    proc.kill()
+    proc.communicate(timeout=60)  # returns once no worker holds stdout and stderr open
+    assert _gone(workers, within_s=30)
+
+
+def test_a_changed_base_scenario_or_profile_runs_every_point_again(tmp_path: Path) -> None:
+    base = yaml.safe_load(BASE.read_text())
+    write_yaml(tmp_path / "base.yaml", base)
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("name: t\nscenario: base.yaml\ngrid:\n  mode: [sidecar, ambient]\n")
+    out = tmp_path / "out"
+    assert run_sweep(load_sweep(sweep), out, workers=1).ran == 2
+    assert run_sweep(load_sweep(sweep), out, workers=1).ran == 0
+    base["workloads"][0]["cpu_time"]["mean_ms"] = 0.3  # the base scenario edited
+    write_yaml(tmp_path / "base.yaml", base)
+    assert run_sweep(load_sweep(sweep), out, workers=1).ran == 2
+    profile = yaml.safe_load(ISTIO.read_text())
+    profile["sidecar"]["memory"]["base_mib"]["value"] = 99.0  # another profile
+    base["profile"] = str(write_yaml(tmp_path / "profile.yaml", profile))
+    write_yaml(tmp_path / "base.yaml", base)
+    again = run_sweep(load_sweep(sweep), out, workers=1)
+    assert again.ran == 2
+    rows = table_rows(again.table.read_text())
+    assert [r["mode"] for r in rows] == ["sidecar", "ambient"]
+
+
+def test_a_point_file_that_cannot_be_read_is_run_again(tmp_path: Path) -> None:
+    """An empty or cut-short points/*.json (a disk that filled, a crash of another tool)
+    is run again and written over, not a JSONDecodeError."""
+    sweep = write_sweep(tmp_path, "grid:\n  mode: [sidecar, ambient]\n")
+    out = tmp_path / "out"
+    first = run_sweep(load_sweep(sweep), out, workers=1)
+    table = first.table.read_text()
+    broken = sorted((out / "points").glob("*.json"))
+    broken[0].write_text("")
+    broken[1].write_text('{"params": {"mode": "sid')
+    again = run_sweep(load_sweep(sweep), out, workers=1)
+    assert (again.skipped, again.ran) == (0, 2)
+    assert again.table.read_text() == table
+
+
+def test_an_interrupted_rerun_leaves_the_table_and_its_description_of_one_run(
+    tmp_path: Path,
+) -> None:
+    """sweep.json says what sweep.csv is a table of: a rerun with another engine stopped
+    part of the way leaves both as the last finished run wrote them."""
+    sweep = write_sweep(tmp_path, "grid:\n  mode: [sidecar, ambient]\n")
+    out = tmp_path / "out"
+    run_sweep(load_sweep(sweep), out, workers=1)
+    before = {n: (out / n).read_text() for n in ("sweep.json", "sweep.csv")}
+
+    def stop(done: int, total: int, outcome: object) -> None:
+        if outcome is not None:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(with_engine(load_sweep(sweep), "vector"), out, workers=1, progress=stop)
+    assert {n: (out / n).read_text() for n in before} == before
+    assert json.loads(before["sweep.json"])["engine"] == "des"
+    finished = run_sweep(with_engine(load_sweep(sweep), "vector"), out, workers=1)
+    assert json.loads((out / "sweep.json").read_text())["engine"] == "vector"
+    assert finished.ran == 1  # the vector point finished before the stop is kept

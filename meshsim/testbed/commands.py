@@ -23,7 +23,7 @@ from meshsim.profile import Profile
 from meshsim.render import print_run
 from meshsim.results import RunResult, WriteError, result_files, write_atomically
 from meshsim.scenario import MODES, Mode, Scenario
-from meshsim.signals import INTERRUPTED
+from meshsim.signals import exit_interrupted
 
 __all__ = ["measure", "testbed"]
 
@@ -194,8 +194,7 @@ def measure(
         click.echo(f"meshsim measure: {err}", err=True)
         sys.exit(FAILED)
     except KeyboardInterrupt:
-        click.echo("meshsim measure: interrupted; the testbed was removed", err=True)
-        sys.exit(INTERRUPTED)
+        exit_interrupted("meshsim measure: interrupted; the testbed was removed")
     for node, busy in saturated_nodes(scenario, result).items():
         stderr.print(
             f"warning: other work took {busy:.2f} of {node}'s cores in a measurement window: "
