@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -68,16 +69,22 @@ def simulate(
     if jobs is None:
         jobs = mode_jobs(scenario, chosen, engine)
 
+    side_by_side = jobs > 1 and len(chosen) > 1
+    stop = threading.Event()
+
     def one(mode: Mode) -> ModeResult:
         def tick(fraction: float) -> None:
+            if stop.is_set():
+                raise _Stopped(mode)
             if progress is not None:
                 progress(mode, fraction)
 
+        watched = progress is not None or side_by_side
         return simulate_mode(
-            scenario, profile, topology, mode, seed=run_seed, progress=tick if progress else None
+            scenario, profile, topology, mode, seed=run_seed, progress=tick if watched else None
         )
 
-    if jobs <= 1 or len(chosen) <= 1:
+    if not side_by_side:
         results = {mode: one(mode) for mode in chosen}
     else:
         pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="meshsim-mode")
@@ -87,7 +94,12 @@ def simulate(
         try:
             futures = {mode: pool.submit(one, mode) for mode in longest_first}
             results = {mode: futures[mode].result() for mode in chosen}
-        finally:  # on an error or Ctrl-C, modes not started yet never start
+        except BaseException:
+            # an error or Ctrl-C: the modes running stop at their next window (their own
+            # progress tick), not at their end, minutes away on a large cluster
+            stop.set()
+            raise
+        finally:  # modes not started yet never start
             pool.shutdown(wait=True, cancel_futures=True)
     return RunResult(
         meshsim_version=__version__,
@@ -98,6 +110,10 @@ def simulate(
         profile_held_out=profile.held_out,
         modes=results,
     )
+
+
+class _Stopped(Exception):
+    """A mode running beside others, stopped because the run ended (Ctrl-C, an error)."""
 
 
 def mode_jobs(scenario: Scenario, modes: Sequence[Mode], engine: str) -> int:

@@ -14,9 +14,11 @@ import pytest
 from click.testing import CliRunner
 
 from meshsim.cli import main
+from meshsim.profile import Profile
 from meshsim.results import WriteError, write_atomically
+from meshsim.run import simulate
 
-from .builders import ROOT, base_scenario, write_yaml
+from .builders import ROOT, base_scenario, scenario_of, write_yaml
 
 CONTRACT_MODE_KEYS = {
     "requests",
@@ -386,3 +388,27 @@ def test_validate_finds_a_grids_scenario_from_inside_the_grids_folder(
     result = CliRunner().invoke(main, ["validate", "testbed-two-pods.yaml"])
     assert result.exit_code == 0, result.output
     assert "calibration grid testbed-two-pods: 9 settings of " in result.output
+
+
+def test_ctrl_c_stops_modes_running_side_by_side_at_their_next_window(
+    istio_profile: Profile,
+) -> None:
+    """`run --jobs 2`: Ctrl-C does not wait for the running modes to end (seconds here,
+    minutes on a large cluster); they stop at their next window."""
+    scenario = scenario_of(
+        base_scenario(
+            traffic={"entry": "app", "open_loop": {"rate_rps": 500}, "duration_s": 8000,
+                     "warmup_s": 1},
+            mesh={"modes": ["none", "sidecar"]},
+        )
+    )  # fmt: skip
+    seen: list[float] = []
+
+    def progress(mode: str, fraction: float) -> None:
+        seen.append(fraction)
+        if len(seen) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        simulate(scenario, istio_profile, engine="vector", jobs=2, progress=progress)
+    assert max(seen) < 0.5  # the sidecar mode runs in 18 windows
