@@ -1,5 +1,5 @@
 """`python -m meshsim ...`: the same command line as the `meshsim` script."""
 
-from meshsim.cli import main
+from meshsim.entry import main
 
-main(prog_name="meshsim")
+main()

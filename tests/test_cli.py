@@ -8,6 +8,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -412,3 +413,42 @@ def test_ctrl_c_stops_modes_running_side_by_side_at_their_next_window(
     with pytest.raises(KeyboardInterrupt):
         simulate(scenario, istio_profile, engine="vector", jobs=2, progress=progress)
     assert max(seen) < 0.5  # the sidecar mode runs in 18 windows
+
+
+def _catches(pid: int, sig: int) -> bool:
+    """Whether the process has a handler of its own for the signal (/proc's SigCgt)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(mask, 16) >> (sig - 1) & 1)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_while_meshsim_is_still_loading_exits_130_without_a_traceback(
+    tmp_path: Path, sig: int
+) -> None:
+    """Loading meshsim's modules takes a second or more: a signal then ends the command as
+    at any other moment (before, a traceback, or death by the signal: 143, 129)."""
+    small = write_yaml(tmp_path / "s.yaml", base_scenario())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meshsim", "run", str(small), "--out", str(tmp_path / "out")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    # once meshsim answers SIGTERM (its first step, before the long load), as a user
+    # could press Ctrl-C; Python itself takes a few tens of ms to get there
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not _catches(proc.pid, signal.SIGTERM):
+        time.sleep(0.001)
+    maps = Path(f"/proc/{proc.pid}/maps").read_text()
+    assert "_multiarray_umath" not in maps, "SIGTERM was answered only after numpy loaded"
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    name = "interrupted" if sig == signal.SIGINT else f"stopped ({signal.Signals(sig).name})"
+    assert stderr == f"meshsim: {name}\n"
+    assert not (tmp_path / "out").exists()
