@@ -47,6 +47,7 @@ __all__ = [
     "Chart",
     "Inputs",
     "SweepTable",
+    "chart_files",
     "charts_for",
     "comparable",
     "load_inputs",
@@ -374,6 +375,13 @@ def _sweep_caption(table: SweepTable, extra: str = "") -> str:
 
 def save_chart(chart: Chart, out_dir: Path, formats: Sequence[str] = ("png", "svg")) -> list[Path]:
     """The chart in each format, written atomically (write_atomically)."""
+    return write_atomically(chart_files(chart, out_dir, formats))
+
+
+def chart_files(
+    chart: Chart, out_dir: Path, formats: Sequence[str] = ("png", "svg")
+) -> dict[Path, str | bytes]:
+    """The chart drawn in each format: the file each would be, and its bytes."""
     files: dict[Path, str | bytes] = {}
     for fmt in formats:
         buf = io.BytesIO()
@@ -383,7 +391,7 @@ def save_chart(chart: Chart, out_dir: Path, formats: Sequence[str] = ("png", "sv
         with rc_context({"svg.hashsalt": "meshsim"}):
             chart.figure.savefig(buf, dpi=110, format=fmt, metadata=meta)
         files[out_dir / f"{chart.stem}.{fmt}"] = buf.getvalue()
-    return write_atomically(files)
+    return files
 
 
 def _modes(run: RunResult) -> list[str]:

@@ -54,7 +54,8 @@ def _inputs(results: tuple[Path, ...]) -> object:
 )
 def plot(results: tuple[Path, ...], out_dir: Path) -> None:
     """Draw charts of RESULTS: run summaries, results folders, sweep folders, calibrations."""
-    from meshsim.plots import Inputs, charts_for, missing_histograms, save_chart
+    from meshsim.plots import Inputs, chart_files, charts_for, missing_histograms
+    from meshsim.results import write_atomically
 
     inputs = _inputs(results)
     assert isinstance(inputs, Inputs)
@@ -71,9 +72,12 @@ def plot(results: tuple[Path, ...], out_dir: Path) -> None:
     if not charts:
         click.echo("nothing to draw: no mode to compare (a sweep needs its sidecar runs)", err=True)
         sys.exit(BAD_INPUT)
+    # every chart drawn first, then all written at once: all or none
+    files: dict[Path, str | bytes] = {}
     for chart in charts:
-        for path in save_chart(chart, out_dir):
-            click.echo(f"wrote {path}")
+        files.update(chart_files(chart, out_dir))
+    for path in write_atomically(files):
+        click.echo(f"wrote {path}")
 
 
 @click.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -376,3 +377,24 @@ def test_a_parameter_with_one_value_is_named_in_the_caption_not_drawn_as_an_axis
     chart = sweep_heatmap(table, "mesh_cpu_saving", "ambient", {})
     assert chart is not None and "c = 7" in caption_of(chart)
     assert chart.figure.axes[0].get_xlabel() == "a"
+
+
+def test_plot_writes_every_chart_or_none(run: RunResult, tmp_path: Path) -> None:
+    """A chart that cannot be written (a folder where its SVG goes) leaves every chart of
+    the earlier plot as it was, and adds none."""
+    write_results(run, tmp_path / "res")
+    args = ["plot", str(tmp_path / "res"), "-o", str(tmp_path / "c")]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "c").iterdir()}
+    shutil.rmtree(tmp_path / "c")
+    (tmp_path / "c").mkdir()
+    first = sorted(before)[0]
+    (tmp_path / "c" / first).write_bytes(b"an earlier chart")
+    (tmp_path / "c" / f"{run.file_stem()}-savings.svg").mkdir()  # in the way
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert "a folder is in the way; every file is as it was" in result.output
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == sorted(
+        [first, f"{run.file_stem()}-savings.svg"]
+    )
+    assert (tmp_path / "c" / first).read_bytes() == b"an earlier chart"
