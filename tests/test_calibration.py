@@ -23,6 +23,7 @@ from click.testing import CliRunner
 
 from meshsim.calibrate.calibration import (
     PREDICTION_SPAN,
+    MixedDataset,
     fitted_profile_doc,
     measure_grid,
     prediction_scenario,
@@ -649,6 +650,36 @@ def test_calibration_end_to_end_predicts_held_out_settings(
     assert held["cpu"].median_abs_error is not None and held["cpu"].median_abs_error < 0.03
     assert held["memory"].median_abs_error is not None and held["memory"].median_abs_error < 0.01
     assert held["p50"].median_abs_error is not None and held["p50"].median_abs_error < 0.05
+
+
+def test_a_dataset_measured_from_another_scenario_is_refused_before_anything_runs(
+    tmp_path: Path, truth: Profile
+) -> None:
+    """Resuming a calibration after its scenario was edited: the runs in the dataset are
+    not measurements of the settings any more, so they are neither fitted nor kept as
+    measured; nothing is measured and the folder is named with what changed."""
+    plan = load_grid(*_grid_files(tmp_path, GRID))
+    measured: list[str] = []
+
+    def measure(setting: Any) -> Any:
+        measured.append(setting.key)
+        return simulate(setting.scenario, truth, seed=MEASURE_SEED, engine="vector")
+
+    measure_grid(plan, tmp_path / "dataset", measure)
+    edited = _two_pods()
+    edited["workloads"][0]["cpu_time"] = {"dist": "constant", "value_ms": 0.7}
+    write_yaml(tmp_path / "synthetic.yaml", edited)
+    again = load_grid(tmp_path / "grid.yaml", tmp_path / "synthetic.yaml")
+    first = again.settings[0]
+    with pytest.raises(MixedDataset) as err:
+        measure_grid(again, tmp_path / "dataset", measure)
+    folder = tmp_path / "dataset" / first.key
+    assert str(err.value) == (
+        f"{folder}: measured from another scenario than setting {first.label} is now (it "
+        "differs in workloads): its run is not a measurement of this setting; give this "
+        f"calibration another --out, or remove {folder} to measure the setting again"
+    )
+    assert len(measured) == 6  # nothing more measured
 
 
 def test_a_prediction_simulates_ten_measured_windows_after_the_same_warm_up(

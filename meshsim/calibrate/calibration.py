@@ -27,6 +27,7 @@ from meshsim.calibrate.compare import (
     summary_lines,
 )
 from meshsim.calibrate.dataset import (
+    changed_since_measured,
     host_facts,
     load_measured,
     measured_network,
@@ -39,7 +40,7 @@ from meshsim.calibrate.grid import GridPlan, Setting, split
 from meshsim.calibrate.params import BY_PATH, sourced_paths, with_values
 from meshsim.loader import Source, profile_from_source
 from meshsim.profile import Profile, Sourced
-from meshsim.results import RunResult
+from meshsim.results import RunResult, write_atomically
 from meshsim.run import simulate
 from meshsim.scenario import Mode, Scenario
 
@@ -79,7 +80,8 @@ class Calibration:
 
 
 class MixedDataset(ValueError):
-    """A dataset holds runs of another testbed than the one asked to measure."""
+    """A dataset holds runs this calibration cannot use: of another testbed than the one
+    asked to measure, or measured from a scenario other than the setting's now."""
 
 
 def measure_grid(
@@ -96,14 +98,24 @@ def measure_grid(
     is measured: one profile is fitted to one testbed's runs (MixedDataset)."""
     runs: dict[str, RunResult] = {}
     todo = len(plan.settings)
-    if engine is not None:
-        for setting in plan.settings:
-            held = load_measured(dataset / setting.key, setting.scenario)
-            if held is not None and held.engine != engine:
-                raise MixedDataset(
-                    f"{dataset / setting.key}: measured on {held.engine}, not {engine}: a "
-                    "calibration fits the runs of one testbed; give this one another --out"
-                )
+    for setting in plan.settings:
+        folder = dataset / setting.key
+        held = load_measured(folder, setting.scenario)
+        if held is None:
+            continue
+        if engine is not None and held.engine != engine:
+            raise MixedDataset(
+                f"{folder}: measured on {held.engine}, not {engine}: a "
+                "calibration fits the runs of one testbed; give this one another --out"
+            )
+        changed = changed_since_measured(folder, setting.scenario, held)
+        if changed:
+            raise MixedDataset(
+                f"{folder}: measured from another scenario than setting {setting.label} "
+                f"is now (it differs in {', '.join(changed)}): its run is not a measurement "
+                f"of this setting; give this calibration another --out, or remove {folder} "
+                "to measure the setting again"
+            )
     for n, setting in enumerate(plan.settings, 1):
         folder = dataset / setting.key
         run = load_measured(folder, setting.scenario)
@@ -117,7 +129,7 @@ def measure_grid(
             # the host is shared: what else ran then is part of the measurement's record
             conditions = {"measured_at": time.ctime(), "load_average_before": load_before,
                           "load_average_after": os.getloadavg()}  # fmt: skip
-            (folder / "conditions.json").write_text(json.dumps(conditions) + "\n")
+            write_atomically({folder / "conditions.json": json.dumps(conditions) + "\n"})
             say(f"[{n}/{todo}] {setting.label}: done in {time.monotonic() - started:.0f} s")
         runs[setting.key] = run
     return runs
@@ -386,8 +398,12 @@ def report_text(cal: Calibration) -> str:
 
 
 def _conditions(folder: Path) -> Any:
-    path = folder / "conditions.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    """What else ran while a setting was measured; None if not recorded (or unreadable:
+    the record of a dataset written before it was written atomically)."""
+    try:
+        return json.loads((folder / "conditions.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def manifest(

@@ -20,8 +20,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from meshsim import __version__
-from meshsim.loader import dump_yaml
+from meshsim.loader import YamlLoader, dump_yaml
 from meshsim.results import RunResult, load_run, result_files, write_atomically
 from meshsim.scenario import NetworkDelays, Scenario
 from meshsim.topology import resolve_nodes
@@ -146,6 +148,22 @@ def load_measured(folder: Path, scenario: Scenario) -> RunResult | None:
     """The measured run of a setting, if its folder has it (one summary per folder)."""
     found = sorted(folder.glob(f"{scenario.name}-seed*.json"))
     return load_run(found[0]) if found else None
+
+
+def changed_since_measured(folder: Path, scenario: Scenario, run: RunResult) -> list[str]:
+    """What differs (top-level scenario fields) between the scenario a setting's run was
+    measured from (its scenario.yaml) and the setting's scenario now; empty if nothing
+    does. A folder without a readable scenario.yaml differs in "scenario.yaml"."""
+    try:
+        doc = yaml.load((folder / "scenario.yaml").read_text(encoding="utf-8"), Loader=YamlLoader)
+        stored = Scenario.model_validate(doc)
+    except (OSError, yaml.YAMLError, ValueError):
+        return ["scenario.yaml"]
+    now = measured_network(scenario, run)
+    if stored == now:
+        return []
+    a, b = stored.model_dump(mode="json"), now.model_dump(mode="json")
+    return [k for k in b if a.get(k) != b[k]] or ["scenario.yaml"]
 
 
 def write_manifest(path: Path, doc: dict[str, Any]) -> None:
