@@ -20,10 +20,12 @@ import hashlib
 import io
 import itertools
 import json
+import logging
 import math
 import os
 import re
 import signal
+import threading
 import traceback
 import types
 import typing
@@ -612,6 +614,18 @@ def _worker_start(parent: int) -> None:
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
+def dask_setup(worker: object) -> None:
+    """Run in each worker of a sweep's own Dask cluster as it starts (the cluster preloads
+    this module): Ctrl-C and SIGHUP, which the terminal sends to every process of the
+    job, are the sweep's to answer (it closes the cluster); a worker that took them
+    itself printed pages of tracebacks."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # a point cancelled by Ctrl-C is said once, by the sweep
+    logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)
+
+
 def _run_local(plan: SweepPlan, todo: list[Point], workers: int) -> Iterator[PointOutcome]:
     # spawn, not fork: the caller may hold threads (a progress bar), which fork would copy
     # in whatever state they were in.
@@ -657,6 +671,7 @@ def _run_dask(
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
+            preload=["meshsim.sweep"],  # dask_setup: the terminal's signals are ours
         )
     client = Client(cluster if cluster is not None else scheduler)  # type: ignore[no-untyped-call]
     try:
@@ -669,6 +684,11 @@ def _run_dask(
         for future in dask_completed(futures):  # type: ignore[no-untyped-call]
             outcome: PointOutcome = future.result()
             yield outcome
+    except BaseException:
+        # Ctrl-C: the points running are cancelled (a busy worker of our own cluster is
+        # killed after a few seconds); Dask's warnings about each add nothing
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
+        raise
     finally:
         client.close()  # type: ignore[no-untyped-call]
         if cluster is not None:

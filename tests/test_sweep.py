@@ -338,14 +338,15 @@ def _gone(pids: set[int], within_s: float) -> bool:
     return False
 
 
-def _long_sweep(tmp_path: Path) -> list[str]:
+def _long_sweep(tmp_path: Path, *options: str) -> list[str]:
     """One point of a second and one that would run for minutes (600 s at 2,000 rps)."""
     sweep = write_sweep(
         tmp_path,
         "grid:\n  traffic.duration_s: [1.2, 600]\n  traffic.open_loop.rate_rps: [2000]\n"
         "  mode: [sidecar]\n",
     )
-    return [*MESHSIM, "sweep", str(sweep), "--out", str(tmp_path / "out"), "--workers", "2"]
+    out = str(tmp_path / "out")
+    return [*MESHSIM, "sweep", str(sweep), "--out", out, "--workers", "2", *options]
 
 
 def _start_when_running(cmd: list[str], tmp_path: Path) -> tuple[subprocess.Popen[str], set[int]]:
@@ -366,20 +367,21 @@ def _start_when_running(cmd: list[str], tmp_path: Path) -> tuple[subprocess.Pope
     return proc, workers
 
 
-@pytest.mark.parametrize("presses", [1, 2])
+@pytest.mark.parametrize(("executor", "presses"), [("local", 1), ("local", 2), ("dask", 1)])
 def test_ctrl_c_stops_a_sweep_at_once_keeps_what_finished_and_leaves_no_worker(
-    tmp_path: Path, presses: int
+    tmp_path: Path, executor: str, presses: int
 ) -> None:
     """Ctrl-C (the terminal sends it to the whole process group), once or twice: the point
     running for minutes is not waited for, the workers are gone, no traceback is printed,
     and the finished point is kept for the rerun."""
-    proc, workers = _start_when_running(_long_sweep(tmp_path), tmp_path)
+    cmd = _long_sweep(tmp_path, "--executor", executor)
+    proc, workers = _start_when_running(cmd, tmp_path)
     for _ in range(presses):
         os.killpg(proc.pid, signal.SIGINT)
         time.sleep(0.2)
     _, stderr = proc.communicate(timeout=60)  # the long point alone would take minutes
     assert proc.returncode == 130, stderr
-    assert "Traceback" not in stderr
+    assert "Traceback" not in stderr and "WARNING" not in stderr
     assert "interrupted: 1 of 2 points finished and kept in" in stderr
     assert _gone(workers, within_s=30)
 
