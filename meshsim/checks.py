@@ -7,7 +7,7 @@ file, line and column.
 from __future__ import annotations
 
 from meshsim.scenario import Placement, Scenario
-from meshsim.topology import PlacementError, build_topology, resolve_nodes
+from meshsim.topology import PlacementError, build_topology, node_cores, resolve_nodes
 
 __all__ = ["check_scenario", "did_you_mean"]
 
@@ -73,7 +73,7 @@ def check_scenario(scenario: Scenario) -> list[tuple[PathKey, str]]:
     client_node = scenario.traffic.client.node
     if client_node is not None and client_node not in node_names:
         problems.append((("traffic", "client", "node"), _unknown("node", client_node, node_names)))
-    cores = {n.name: n.cores for n in resolve_nodes(scenario)}
+    cores = node_cores(scenario)
     for node, busy in scenario.cluster.background_cores.items():
         where = ("cluster", "background_cores", node)
         if node not in cores:

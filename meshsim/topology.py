@@ -186,6 +186,11 @@ def resolve_nodes(scenario: Scenario) -> tuple[Node, ...]:
     )
 
 
+def node_cores(scenario: Scenario) -> dict[str, int]:
+    """Each node's cores, by node name."""
+    return {n.name: n.cores for n in resolve_nodes(scenario)}
+
+
 def build_topology(scenario: Scenario) -> Topology:
     """Place every replica on a node, checking CPU and memory requests and pod limits."""
     nodes = resolve_nodes(scenario)

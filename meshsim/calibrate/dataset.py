@@ -26,7 +26,7 @@ from meshsim import __version__
 from meshsim.loader import YamlLoader, dump_yaml
 from meshsim.results import RunResult, load_run, result_files, write_atomically
 from meshsim.scenario import NetworkDelays, Scenario
-from meshsim.topology import resolve_nodes
+from meshsim.topology import node_cores
 
 __all__ = [
     "host_facts",
@@ -98,7 +98,7 @@ def measured_network(scenario: Scenario, run: RunResult, mode: str | None = None
         cluster = cluster.model_copy(update={"network": delays})
     background = measured_background(run, mode)
     if background:
-        cores = {n.name: n.cores for n in resolve_nodes(scenario)}
+        cores = node_cores(scenario)
         capped = {n: min(b, BACKGROUND_CAP * cores.get(n, math.inf)) for n, b in background.items()}
         cluster = cluster.model_copy(update={"background_cores": capped})
     return scenario.model_copy(update={"cluster": cluster})
@@ -112,7 +112,7 @@ BACKGROUND_CAP = 0.99
 def saturated_nodes(scenario: Scenario, run: RunResult) -> dict[str, float]:
     """Nodes whose cores other work took (nearly) all of in some mode's window: node ->
     the most background measured. Such a measurement is of the host, not the scenario."""
-    cores = {n.name: n.cores for n in resolve_nodes(scenario)}
+    cores = node_cores(scenario)
     most: dict[str, float] = {}
     for result in run.modes.values():
         for node, busy in result.background_cores.items():
