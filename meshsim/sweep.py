@@ -697,13 +697,15 @@ def _run_dask(
 
 def inputs_digest(plan: SweepPlan) -> str:
     """What every point's result depends on besides its parameters, seed and engine (and
-    meshsim itself): the base scenario's data, how the sweep's parameters change it, and
-    the profile. A point file of other inputs is not a finished point of this sweep."""
+    meshsim itself): the base scenario's data, the paths the sweep's parameters set, and
+    the profile's figures. A point file of other inputs is not a finished point of this
+    sweep. Descriptions are left out (editing one changes no result), and so is a fitted
+    profile's held-out record (its table's path is found from the working folder)."""
     text = json.dumps(
         {
-            "base": plan.base,
-            "parameters": {k: v.model_dump(mode="json") for k, v in plan.spec.parameters.items()},
-            "profile": plan.profile.model_dump(mode="json"),
+            "base": {k: v for k, v in plan.base.items() if k != "description"},
+            "parameters": {k: v.paths for k, v in plan.spec.parameters.items()},
+            "profile": plan.profile.model_dump(mode="json", exclude={"description", "held_out"}),
         },
         sort_keys=True,
     )

@@ -682,6 +682,36 @@ def test_a_dataset_measured_from_another_scenario_is_refused_before_anything_run
     assert len(measured) == 6  # nothing more measured
 
 
+def _modes(modes: list[str]) -> dict[str, Any]:
+    """GRID with other modes."""
+    grid = copy.deepcopy(GRID)
+    grid["grid"]["mode"] = modes  # type: ignore[index]
+    return grid
+
+
+def test_a_grid_whose_modes_changed_since_resumes(tmp_path: Path, truth: Profile) -> None:
+    """Fewer modes than measured: already measured; more: measured again (the mode list
+    is not a change of the scenario measured)."""
+    plan = load_grid(*_grid_files(tmp_path, GRID))
+    measured: list[str] = []
+
+    def measure(setting: Any) -> Any:
+        measured.append(setting.key)
+        return simulate(setting.scenario, truth, seed=MEASURE_SEED, engine="vector")
+
+    measure_grid(plan, tmp_path / "dataset", measure)
+    assert len(measured) == 6
+    measure_grid(
+        load_grid(*_grid_files(tmp_path, _modes(["none", "sidecar"]))),
+        tmp_path / "dataset",
+        measure,
+    )
+    assert len(measured) == 6
+    more = _modes(["none", "sidecar", "ambient-waypoint"])
+    measure_grid(load_grid(*_grid_files(tmp_path, more)), tmp_path / "dataset", measure)
+    assert len(measured) == 12
+
+
 def test_a_prediction_simulates_ten_measured_windows_after_the_same_warm_up(
     tmp_path: Path,
 ) -> None:

@@ -24,6 +24,7 @@ from meshsim.sweep import (
     _visits_per_entry,
     apply_point,
     check_path,
+    inputs_digest,
     load_sweep,
     point_seed,
     run_sweep,
@@ -414,6 +415,29 @@ def test_a_changed_base_scenario_or_profile_runs_every_point_again(tmp_path: Pat
     assert again.ran == 2
     rows = table_rows(again.table.read_text())
     assert [r["mode"] for r in rows] == ["sidecar", "ambient"]
+
+
+def test_the_inputs_of_a_sweep_read_the_same_from_any_folder_and_past_descriptions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fitted profile's held-out table is found from the working folder (its path then
+    differs), and descriptions change no result: neither makes a finished point unfinished."""
+    base = yaml.safe_load(BASE.read_text())
+    base["profile"] = str(ISTIO.parent / "local-haproxy.yaml")  # carries held_out
+    write_yaml(tmp_path / "base.yaml", base)
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("name: t\nscenario: base.yaml\ngrid:\n  mode: [sidecar]\n")
+    monkeypatch.chdir(ISTIO.parent.parent)
+    here = load_sweep(sweep)
+    assert here.profile.held_out is not None
+    monkeypatch.chdir(tmp_path)
+    assert inputs_digest(load_sweep(sweep)) == inputs_digest(here)
+    base["description"] = "said otherwise"
+    write_yaml(tmp_path / "base.yaml", base)
+    assert inputs_digest(load_sweep(sweep)) == inputs_digest(here)
+    base["traffic"]["duration_s"] = 2
+    write_yaml(tmp_path / "base.yaml", base)
+    assert inputs_digest(load_sweep(sweep)) != inputs_digest(here)
 
 
 def test_a_point_file_that_cannot_be_read_is_run_again(tmp_path: Path) -> None:

@@ -153,13 +153,16 @@ def load_measured(folder: Path, scenario: Scenario) -> RunResult | None:
 def changed_since_measured(folder: Path, scenario: Scenario, run: RunResult) -> list[str]:
     """What differs (top-level scenario fields) between the scenario a setting's run was
     measured from (its scenario.yaml) and the setting's scenario now; empty if nothing
-    does. A folder without a readable scenario.yaml differs in "scenario.yaml"."""
+    does. The modes are not compared (a grid's modes changed since: the modes measured
+    are used, the others measured). A folder without a readable scenario.yaml differs in
+    "scenario.yaml"."""
     try:
         doc = yaml.load((folder / "scenario.yaml").read_text(encoding="utf-8"), Loader=YamlLoader)
         stored = Scenario.model_validate(doc)
     except (OSError, yaml.YAMLError, ValueError):
         return ["scenario.yaml"]
     now = measured_network(scenario, run)
+    now = now.model_copy(update={"mesh": now.mesh.model_copy(update={"modes": stored.mesh.modes})})
     if stored == now:
         return []
     a, b = stored.model_dump(mode="json"), now.model_dump(mode="json")
