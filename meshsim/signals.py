@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 __all__ = [
     "INTERRUPTED",
@@ -73,23 +73,37 @@ def deferred() -> Iterator[None]:
         yield
         return
     pending: list[int] = []
+    previous: dict[int, Any] = {}
+    over = False
 
     def hold(signum: int, frame: FrameType | None) -> None:
-        pending.append(signum)
+        if not over:
+            pending.append(signum)
+        else:  # left in place by a signal that came while the handlers were put back
+            _deliver(signum, previous[signum], frame)
 
-    # a handler installed outside Python reads as None and could not be put back: kept
-    previous = {
-        sig: signal.signal(sig, hold)
-        for sig in STOPPING
-        if signal.getsignal(sig) not in (signal.SIG_IGN, None)
-    }
     try:
+        for sig in STOPPING:
+            # a handler installed outside Python reads as None and could not be put back
+            current = signal.getsignal(sig)
+            if current not in (signal.SIG_IGN, None):
+                previous[sig] = current
+                signal.signal(sig, hold)
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        over = True
+        for held, handler in previous.items():
+            signal.signal(held, handler)
         if pending:  # one is enough: the first ends the command, the rest ask the same
             signal.raise_signal(pending[0])
+
+
+def _deliver(signum: int, handler: Any, frame: FrameType | None) -> None:
+    if callable(handler):
+        handler(signum, frame)
+    elif handler == signal.SIG_DFL:
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
 
 
 def exit_interrupted(message: str) -> NoReturn:

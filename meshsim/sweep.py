@@ -651,10 +651,12 @@ def _run_local(plan: SweepPlan, todo: list[Point], workers: int) -> Iterator[Poi
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    processes = list(getattr(pool, "_processes", None) or {})  # pid -> Process
-    for pid in processes:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    # Process.kill signals only a process not reaped yet: a worker that died and was
+    # joined (the pool is broken then) has a pid the system may have given another process
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError):
+            process.kill()
 
 
 def _run_dask(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -12,8 +13,10 @@ from typing import Any
 
 import pytest
 
+from meshsim.kind.commands import Command, SubprocessRunner
 from meshsim.results import write_atomically
 from meshsim.signals import Terminated, deferred, sigterm_unwinds
+from meshsim.testbed.system import sh
 
 
 def test_ctrl_c_inside_comes_once_the_block_is_done() -> None:
@@ -89,3 +92,40 @@ def test_a_real_signal_anywhere_in_a_write_leaves_the_whole_new_set_and_nothing_
     assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {
         p.name: text for p, text in files.items()
     }
+
+
+OWN_SESSION = (sys.executable, "-c", "import os; print(os.getsid(0) == os.getpid())")
+
+
+def test_commands_run_in_a_session_of_their_own() -> None:
+    """The terminal sends Ctrl-C and SIGHUP to the whole job: a command meshsim runs (an
+    `ip netns del`, a `kind delete cluster` of a teardown) must get them only through
+    meshsim, which lets a teardown's commands finish."""
+    assert SubprocessRunner().run(Command(OWN_SESSION)).strip() == "True"
+    assert sh(OWN_SESSION).strip() == "True"
+    background = SubprocessRunner().start(Command(OWN_SESSION))
+    assert background.wait(60) == 0 and background.output_tail().strip() == "True"
+
+
+def test_a_signal_while_the_handlers_are_put_back_swallows_no_later_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C right after its handler is put back interrupts the putting back: a handler
+    left holding then passes later signals on, as the one it stood in for would."""
+    real = signal.signal
+    restoring: list[int] = []
+
+    def put_back(sig: int, handler: Any) -> Any:
+        out = real(sig, handler)
+        if sig == signal.SIGINT and handler is signal.default_int_handler and not restoring:
+            restoring.append(sig)
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    with sigterm_unwinds():
+        with pytest.raises(KeyboardInterrupt), deferred():
+            monkeypatch.setattr(signal, "signal", put_back)
+        monkeypatch.setattr(signal, "signal", real)
+        assert restoring == [signal.SIGINT]
+        with pytest.raises(Terminated, match="SIGTERM"):
+            os.kill(os.getpid(), signal.SIGTERM)

@@ -130,6 +130,7 @@ class _Process:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,  # stopped by meshsim (kill), not by the terminal
         )
         if command.stdin is not None and self.popen.stdin is not None:
             self.popen.stdin.write(command.stdin)
@@ -168,8 +169,17 @@ class SubprocessRunner:
         if self.say is not None:
             self.say("$ " + shlex.join(command.argv))
         try:
+            # in a session of its own: the terminal's Ctrl-C and SIGHUP reach meshsim, which
+            # ends a command it is waiting for (subprocess.run kills it as the interrupt
+            # passes) but lets its teardown's commands finish (signals.deferred); sent to
+            # the whole job, they killed `kind delete cluster` half way
             proc = subprocess.run(
-                list(command.argv), input=command.stdin, capture_output=True, text=True, check=False
+                list(command.argv),
+                input=command.stdin,
+                capture_output=True,
+                text=True,
+                check=False,
+                start_new_session=True,
             )
         except FileNotFoundError:
             raise KindError(f"{command.argv[0]}: not found on PATH") from None

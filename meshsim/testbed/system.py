@@ -25,8 +25,18 @@ class TestbedError(RuntimeError):
 
 
 def sh(argv: Sequence[str], *, input_text: str | None = None, check: bool = True) -> str:
-    """Run a command; on failure raise TestbedError with the command and its stderr."""
-    proc = subprocess.run(list(argv), input=input_text, capture_output=True, text=True, check=False)
+    """Run a command; on failure raise TestbedError with the command and its stderr. The
+    command runs in a session of its own: the terminal's Ctrl-C and SIGHUP reach meshsim
+    only, which ends a command it waits for (subprocess.run kills it as the interrupt
+    passes) but lets a teardown's `ip netns del` finish (signals.deferred)."""
+    proc = subprocess.run(
+        list(argv),
+        input=input_text,
+        capture_output=True,
+        text=True,
+        check=False,
+        start_new_session=True,
+    )
     if check and proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip()
         raise TestbedError(f"`{' '.join(argv)}` failed (exit {proc.returncode}): {detail}")
