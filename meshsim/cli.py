@@ -31,7 +31,7 @@ from meshsim.render import print_run
 from meshsim.results import RunResult, WriteError, result_files, write_atomically
 from meshsim.run import ENGINES, choose_engine, simulate
 from meshsim.scenario import MODES, Mode, Scenario
-from meshsim.signals import Terminated, exit_interrupted, sigterm_unwinds
+from meshsim.signals import exit_stopped, sigterm_unwinds
 
 __all__ = ["main"]
 
@@ -86,6 +86,20 @@ class _Commands(click.Group):
     SIGTERM and SIGHUP unwind every command through its `finally` blocks (files being
     written are put back as they were) and end it with code 130."""
 
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        # reading the arguments (and --help, --version) is not a command's invoke: click
+        # would make Ctrl-C there "Aborted!", exit 1
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except KeyboardInterrupt as err:
+            exit_stopped(err)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             with sigterm_unwinds():
@@ -94,8 +108,7 @@ class _Commands(click.Group):
             click.echo(str(err), err=True)
             sys.exit(1)
         except KeyboardInterrupt as err:
-            how = f"stopped ({err})" if isinstance(err, Terminated) else "interrupted"
-            exit_interrupted(f"meshsim: {how}")
+            exit_stopped(err)
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})

@@ -5,7 +5,7 @@ the process by the signal (143, 129), where every other moment of a command exit
 
 from __future__ import annotations
 
-from meshsim.signals import Terminated, exit_interrupted, sigterm_unwinds
+from meshsim.signals import exit_stopped, sigterm_unwinds
 
 __all__ = ["main"]
 
@@ -15,7 +15,8 @@ def main() -> None:
         with sigterm_unwinds():
             from meshsim.cli import main as commands
 
+            # from here meshsim.cli's command group answers them, reading the arguments
+            # and running the command
             commands(prog_name="meshsim")
-    except KeyboardInterrupt as err:  # while loading, or while click reads the arguments
-        how = f"stopped ({err})" if isinstance(err, Terminated) else "interrupted"
-        exit_interrupted(f"meshsim: {how}")
+    except KeyboardInterrupt as err:  # while loading
+        exit_stopped(err)

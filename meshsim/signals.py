@@ -23,6 +23,7 @@ __all__ = [
     "Terminated",
     "deferred",
     "exit_interrupted",
+    "exit_stopped",
     "sigterm_unwinds",
 ]
 
@@ -116,3 +117,10 @@ def exit_interrupted(message: str) -> NoReturn:
             signal.signal(sig, signal.SIG_IGN)
     print(message, file=sys.stderr, flush=True)
     sys.exit(INTERRUPTED)
+
+
+def exit_stopped(err: KeyboardInterrupt) -> NoReturn:
+    """exit_interrupted for a command stopped by `err`: "meshsim: interrupted" (Ctrl-C) or
+    "meshsim: stopped (SIGTERM)" (or SIGHUP)."""
+    how = f"stopped ({err})" if isinstance(err, Terminated) else "interrupted"
+    exit_interrupted(f"meshsim: {how}")
