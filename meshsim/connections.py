@@ -61,6 +61,10 @@ class ConnectionPool:
     owners: tuple[int, int]  # component indices of the two ends, for memory per connection
     connections: list[Connection] = field(default_factory=list)
     owner_seconds: float = 0.0
+    # how many of its connections carry no request now: with none, nothing can time out
+    # and (HTTP/1.1) nothing can be reused, so an acquire walks no connection (a pool of an
+    # overloaded proxy holds thousands, all busy: walking them made a run quadratic)
+    idle: int = 0
 
     def _next_rotation(self, t: float) -> float:
         period = self.cert_lifetime_s
@@ -73,12 +77,15 @@ class ConnectionPool:
 
     def _expire(self, now: float) -> None:
         """Close what timed out, rotated or was used up, at the moment it happened."""
+        if self.idle == 0:  # only an idle connection closes
+            return
         keep = []
         for conn in self.connections:
             if conn.active == 0:
                 idle_end = conn.last_used + self.idle_timeout_s
                 if idle_end <= now or conn.expires_at <= now:
                     self._close(conn, min(idle_end, max(conn.expires_at, conn.last_used)))
+                    self.idle -= 1
                     continue
             keep.append(conn)
         self.connections = keep
@@ -86,14 +93,17 @@ class ConnectionPool:
     def acquire(self, now: float) -> tuple[Connection, bool]:
         """A connection for one request; True when it is new and must be handshaken."""
         self._expire(now)
-        for conn in reversed(self.connections):  # most recently opened first
-            if conn.expires_at <= now or self._used_up(conn):
-                continue
-            if conn.active == 0 or (self.multiplexed and conn.active < self.max_streams):
-                conn.active += 1
-                conn.requests += 1
-                conn.last_used = now
-                return conn, False
+        if self.idle > 0 or self.multiplexed:
+            for conn in reversed(self.connections):  # most recently opened first
+                if conn.expires_at <= now or self._used_up(conn):
+                    continue
+                if conn.active == 0 or (self.multiplexed and conn.active < self.max_streams):
+                    if conn.active == 0:
+                        self.idle -= 1
+                    conn.active += 1
+                    conn.requests += 1
+                    conn.last_used = now
+                    return conn, False
         conn = Connection(now, self._next_rotation(now), now, requests=1, active=1)
         self.connections.append(conn)
         self.ledger.record_open(now)
@@ -105,9 +115,12 @@ class ConnectionPool:
     def release(self, conn: Connection, now: float) -> None:
         conn.active -= 1
         conn.last_used = now
-        if conn.active == 0 and self._used_up(conn):
-            self.connections.remove(conn)
-            self._close(conn, now)
+        if conn.active == 0:
+            if self._used_up(conn):
+                self.connections.remove(conn)
+                self._close(conn, now)
+            else:
+                self.idle += 1
 
     def finish(self, end: float) -> None:
         """Close everything at the end of the run (or earlier, where it would have timed out)."""
@@ -119,3 +132,4 @@ class ConnectionPool:
                 )
             self._close(conn, at)
         self.connections = []
+        self.idle = 0

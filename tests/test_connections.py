@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
-from meshsim.connections import ConnectionLedger, ConnectionPool
+from meshsim.connections import Connection, ConnectionLedger, ConnectionPool
 
 
 def pool(
@@ -88,3 +89,59 @@ def test_ledger_counts_only_inside_the_window() -> None:
     ledger.record_open(15.0)
     assert (ledger.opened, ledger.handshakes) == (2, 1)
     assert ledger.record_close(5.0, 25.0) == 10.0
+
+
+class _Walking(ConnectionPool):
+    """The pool without its idle count: every acquire walks every connection (as it did
+    before the count, which only skips walks that find nothing)."""
+
+    def _expire(self, now: float) -> None:
+        self.idle = 1
+        super()._expire(now)
+
+    def acquire(self, now: float) -> tuple[Connection, bool]:
+        self._expire(now)
+        self.idle = 1
+        return super().acquire(now)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_idle_count_changes_no_choice(seed: int) -> None:
+    """Random acquires and releases (bursts that pile up hundreds of busy connections,
+    idle gaps past the timeout, certificate rotations, used-up connections) on the pool
+    and on one that walks every connection each time: the same connections, the same
+    opens, the same connection-seconds; and the count is the number of idle connections."""
+    rng = random.Random(seed)
+    kwargs = {
+        "multiplexed": seed % 3 == 0,
+        "max_streams": 2,
+        "idle_timeout_s": rng.choice([0.5, 3.0]),
+        "max_requests": rng.choice([None, 3, 50]),
+        "cert_lifetime_s": rng.choice([math.inf, 7.0]),
+        "rotation_phase_s": 1.0,
+        "owners": (0, 1),
+    }
+    pools = [
+        cls(ledger=ConnectionLedger(0.0, 40.0), **kwargs)  # type: ignore[arg-type]
+        for cls in (ConnectionPool, _Walking)
+    ]
+    held: list[list[Connection]] = [[], []]
+    now = 0.0
+    for _ in range(3000):
+        now += rng.expovariate(200.0) if rng.random() < 0.9 else rng.uniform(0, 4)
+        if held[0] and rng.random() < 0.45:
+            i = rng.randrange(len(held[0]))
+            for p, h in zip(pools, held, strict=True):
+                p.release(h.pop(i), now)
+        else:
+            got = [p.acquire(now) for p in pools]
+            assert got[0][1] == got[1][1]
+            assert pools[0].connections.index(got[0][0]) == pools[1].connections.index(got[1][0])
+            for h, (conn, _) in zip(held, got, strict=True):
+                h.append(conn)
+        idle = sum(c.active == 0 for c in pools[0].connections)
+        assert pools[0].idle == idle
+    for p in pools:
+        p.finish(40.0)
+    assert pools[0].ledger == pools[1].ledger
+    assert pools[0].owner_seconds == pools[1].owner_seconds
