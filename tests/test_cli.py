@@ -422,7 +422,7 @@ import importlib.abc, pathlib, sys, time
 class Gate(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
         if name == "meshsim.cli":
-            pathlib.Path(sys.argv[1]).touch()  # loading now
+            pathlib.Path(flag).touch()  # loading now
             for _ in range(6000):  # the signal lands here; 60 s at most
                 time.sleep(0.01)
         return None
@@ -451,6 +451,7 @@ def test_a_signal_while_meshsim_is_still_loading_exits_130_without_a_traceback(
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not flag.exists() and proc.poll() is None:
         time.sleep(0.01)
+    assert flag.exists(), "meshsim should be loading meshsim.cli, held at the gate"
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
