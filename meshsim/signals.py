@@ -37,29 +37,38 @@ class Terminated(KeyboardInterrupt):
 
 
 @contextmanager
+def _answered_by(handler: Any, sigs: tuple[int, ...], previous: dict[int, Any]) -> Iterator[None]:
+    """Inside, `handler` answers `sigs`; `previous` gets the handler each had, and each is
+    put back at the end. A signal set to be ignored stays ignored (`nohup meshsim ...`
+    keeps running when its terminal closes, as the user asked); one whose handler was
+    installed outside Python (it reads as None, and could not be put back) is left alone.
+    Signal handlers belong to the main thread: elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    try:
+        for sig in sigs:
+            current = signal.getsignal(sig)
+            if current not in (signal.SIG_IGN, None):
+                previous[sig] = current
+                signal.signal(sig, handler)
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextmanager
 def sigterm_unwinds() -> Iterator[None]:
     """Inside, SIGTERM and SIGHUP raise Terminated (unless they were set to be ignored, as
     nohup does). Signal handlers belong to the main thread, so elsewhere (a run inside a
     worker thread) this does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         raise Terminated(signal.Signals(signum).name)
 
-    # a signal set to be ignored stays ignored: `nohup meshsim ...` keeps running when its
-    # terminal closes, as the user asked
-    previous = {
-        sig: signal.signal(sig, on_term)
-        for sig in (signal.SIGTERM, signal.SIGHUP)
-        if signal.getsignal(sig) is not signal.SIG_IGN
-    }
-    try:
+    with _answered_by(on_term, (signal.SIGTERM, signal.SIGHUP), {}):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @contextmanager
@@ -70,9 +79,6 @@ def deferred() -> Iterator[None]:
     raises KeyboardInterrupt there, as if it had come just then). Signals set to be ignored
     stay ignored. Outside the main thread (where Python runs every signal handler, so no
     signal interrupts this thread's block anyway) it does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     pending: list[int] = []
     previous: dict[int, Any] = {}
     over = False
@@ -84,17 +90,12 @@ def deferred() -> Iterator[None]:
             _deliver(signum, previous[signum], frame)
 
     try:
-        for sig in STOPPING:
-            # a handler installed outside Python reads as None and could not be put back
-            current = signal.getsignal(sig)
-            if current not in (signal.SIG_IGN, None):
-                previous[sig] = current
-                signal.signal(sig, hold)
-        yield
+        with _answered_by(hold, STOPPING, previous):
+            try:
+                yield
+            finally:
+                over = True
     finally:
-        over = True
-        for held, handler in previous.items():
-            signal.signal(held, handler)
         if pending:  # one is enough: the first ends the command, the rest ask the same
             signal.raise_signal(pending[0])
 

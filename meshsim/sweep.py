@@ -600,8 +600,7 @@ def _worker_start(parent: int) -> None:
     terminal sends them to the whole process group; the parent stops the workers itself),
     and a worker dies with its parent, even one killed by SIGKILL (Linux's parent-death
     signal), rather than run on holding the parent's output."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _leave_the_terminal_to_the_sweep()
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -614,14 +613,20 @@ def _worker_start(parent: int) -> None:
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
+def _leave_the_terminal_to_the_sweep() -> None:
+    """In a worker: Ctrl-C and SIGHUP, sent by the terminal to every process of the job,
+    are ignored (the sweep answers them, and stops its workers itself)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
 def dask_setup(worker: object) -> None:
     """Run in each worker of a sweep's own Dask cluster as it starts (the cluster preloads
     this module): Ctrl-C and SIGHUP, which the terminal sends to every process of the
     job, are the sweep's to answer (it closes the cluster); a worker that took them
     itself printed pages of tracebacks."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        _leave_the_terminal_to_the_sweep()
     # a point cancelled by Ctrl-C is said once, by the sweep
     logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)
 
