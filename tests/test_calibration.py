@@ -13,6 +13,7 @@ import io
 import json
 import math
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +40,12 @@ from meshsim.calibrate.fit import (
     fit_profile,
     stage_residuals,
 )
-from meshsim.calibrate.grid import Holdout, load_grid, split
+from meshsim.calibrate.grid import Holdout, Setting, load_grid, split
 from meshsim.calibrate.params import Parameter, get_value, with_values
 from meshsim.cli import main
 from meshsim.loader import InputError, load_profile
 from meshsim.profile import Profile
+from meshsim.results import RunResult
 from meshsim.run import simulate
 from meshsim.scenario import Scenario
 
@@ -626,18 +628,25 @@ def test_grid_errors_name_the_place(tmp_path: Path) -> None:
         load_grid(*_grid_files(tmp_path, bad))
 
 
+def _measured_by_simulation(truth: Profile) -> tuple[list[str], Callable[[Setting], RunResult]]:
+    """A testbed stand-in: each setting simulated at the true profile; the list records
+    the keys of the settings measured, in order."""
+    measured: list[str] = []
+
+    def measure(setting: Setting) -> RunResult:
+        measured.append(setting.key)
+        return simulate(setting.scenario, truth, seed=MEASURE_SEED, engine="vector")
+
+    return measured, measure
+
+
 def test_calibration_end_to_end_predicts_held_out_settings(
     tmp_path: Path, truth: Profile, istio_profile: Profile
 ) -> None:
     """The whole pipeline with the testbed replaced by the simulator at the true profile:
     measure into a dataset, fit on some settings, predict the held-out ones."""
     plan = load_grid(*_grid_files(tmp_path, GRID))
-    measured = []
-
-    def measure(setting: Any) -> Any:
-        measured.append(setting.key)
-        return simulate(setting.scenario, truth, seed=MEASURE_SEED, engine="vector")
-
+    measured, measure = _measured_by_simulation(truth)
     runs = measure_grid(plan, tmp_path / "dataset", measure)
     assert len(measured) == 6
     # a second pass reads the dataset back and measures nothing
@@ -659,12 +668,7 @@ def test_a_dataset_measured_from_another_scenario_is_refused_before_anything_run
     not measurements of the settings any more, so they are neither fitted nor kept as
     measured; nothing is measured and the folder is named with what changed."""
     plan = load_grid(*_grid_files(tmp_path, GRID))
-    measured: list[str] = []
-
-    def measure(setting: Any) -> Any:
-        measured.append(setting.key)
-        return simulate(setting.scenario, truth, seed=MEASURE_SEED, engine="vector")
-
+    measured, measure = _measured_by_simulation(truth)
     measure_grid(plan, tmp_path / "dataset", measure)
     edited = _two_pods()
     edited["workloads"][0]["cpu_time"] = {"dist": "constant", "value_ms": 0.7}
@@ -693,12 +697,7 @@ def test_a_grid_whose_modes_changed_since_resumes(tmp_path: Path, truth: Profile
     """Fewer modes than measured: already measured; more: measured again (the mode list
     is not a change of the scenario measured)."""
     plan = load_grid(*_grid_files(tmp_path, GRID))
-    measured: list[str] = []
-
-    def measure(setting: Any) -> Any:
-        measured.append(setting.key)
-        return simulate(setting.scenario, truth, seed=MEASURE_SEED, engine="vector")
-
+    measured, measure = _measured_by_simulation(truth)
     measure_grid(plan, tmp_path / "dataset", measure)
     assert len(measured) == 6
     measure_grid(
