@@ -98,9 +98,11 @@ def measure_grid(
     is measured: one profile is fitted to one testbed's runs (MixedDataset)."""
     runs: dict[str, RunResult] = {}
     todo = len(plan.settings)
+    # every run the dataset holds is read once and checked before anything is measured
+    held_runs = {s.key: load_measured(dataset / s.key, s.scenario) for s in plan.settings}
     for setting in plan.settings:
         folder = dataset / setting.key
-        held = load_measured(folder, setting.scenario)
+        held = held_runs[setting.key]
         if held is None:
             continue
         if engine is not None and held.engine != engine:
@@ -118,7 +120,7 @@ def measure_grid(
             )
     for n, setting in enumerate(plan.settings, 1):
         folder = dataset / setting.key
-        run = load_measured(folder, setting.scenario)
+        run = held_runs[setting.key]
         if run is not None and set(setting.modes) <= set(run.modes):
             say(f"[{n}/{todo}] {setting.label}: already measured")
         else:
