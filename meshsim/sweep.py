@@ -508,6 +508,8 @@ def expand_points(spec: SweepSpec, base_modes: list[str]) -> tuple[list[Point], 
             for combo in itertools.product(*(spec.grid[n] for n in names))
         ]
     rows += [dict(p) for p in spec.points]
+    if not rows:  # no grid, no points (a calibration of the scenario as written): one point
+        rows = [{}]
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k != "mode" and k not in columns]

@@ -43,7 +43,7 @@ from meshsim.calibrate.fit import (
 from meshsim.calibrate.grid import Holdout, Setting, load_grid, split
 from meshsim.calibrate.params import Parameter, get_value, with_values
 from meshsim.cli import main
-from meshsim.loader import InputError, load_profile
+from meshsim.loader import InputError, load_profile, load_scenario
 from meshsim.profile import Profile
 from meshsim.results import RunResult
 from meshsim.run import simulate
@@ -557,6 +557,13 @@ def test_grid_expands_settings_with_every_mode(tmp_path: Path) -> None:
     assert first.label == "synthetic rate_rps=50 payload=256"
 
 
+def test_without_a_grid_the_scenario_as_written_is_one_setting(tmp_path: Path) -> None:
+    _, scenario = _grid_files(tmp_path, GRID)
+    plan = load_grid(None, scenario)
+    assert [(s.params, s.modes) for s in plan.settings] == [({}, ("none", "sidecar", "ambient"))]
+    assert plan.settings[0].scenario == load_scenario(scenario)[0]
+
+
 def test_a_grid_value_that_makes_an_invalid_scenario_is_named_by_the_grids_line(
     tmp_path: Path,
 ) -> None:
@@ -858,11 +865,27 @@ def test_cli_refits_a_dataset_and_prints_the_held_out_table(tmp_path: Path, trut
     assert "the fitted profile does not read back; nothing written:" in broken.output
     assert {f: f.read_bytes() for f in before} == before
     assert not list(out.glob(".*.tmp")) and not list(profile_out.parent.glob(".*.tmp"))
-    # a setting missing from the dataset is not measured behind the user's back
+    # a setting missing from the dataset is named before anything is measured or fitted
     (out / "dataset" / plan.settings[0].key / f"synthetic-seed{MEASURE_SEED}.json").unlink()
     result = CliRunner().invoke(main, args)
-    assert result.exit_code == 1
-    assert f"{plan.settings[0].label} is not in the dataset (--no-measure)" in result.output
+    assert result.exit_code == 2
+    assert (
+        f"meshsim calibrate: {out / 'dataset'}: 1 of 6 settings not measured (--no-measure): "
+        f"{plan.settings[0].label}\n"
+    ) in result.output
+    assert "measuring" not in result.output
+    # a run or the manifest that does not read back is named by file and line
+    cut = out / "dataset" / plan.settings[1].key / f"synthetic-seed{MEASURE_SEED}.json"
+    cut.write_text(cut.read_text()[:300])
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert f"\n{cut}:" in result.output
+    assert "does not read back; remove its folder to measure that setting again" in result.output
+    manifest = out / "dataset" / "manifest.json"
+    manifest.write_text(manifest.read_text()[:100])
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert f"\n{manifest}:" in result.output
 
 
 def test_a_loosely_determined_estimate_that_holds_the_prior_keeps_it(truth: Profile) -> None:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from meshsim.calibrate.compare import (
     HOST_CPU,
@@ -84,6 +84,10 @@ class MixedDataset(ValueError):
     asked to measure, or measured from a scenario other than the setting's now."""
 
 
+class NotInDataset(ValueError):
+    """--no-measure, and the dataset lacks settings (or modes of them) the grid has."""
+
+
 def measure_grid(
     plan: GridPlan,
     dataset: Path,
@@ -91,11 +95,13 @@ def measure_grid(
     say: Say = _quiet,
     *,
     engine: str | None = None,
+    measuring: bool = True,
 ) -> dict[str, RunResult]:
     """Measure every setting not already in the dataset; setting key -> measured run.
     With `engine` (the testbed that measures: testbed-local, testbed-kind), a run the
     dataset already holds from another testbed is refused before anything
-    is measured: one profile is fitted to one testbed's runs (MixedDataset)."""
+    is measured: one profile is fitted to one testbed's runs (MixedDataset). Not
+    `measuring` (--no-measure), settings the dataset lacks are named (NotInDataset)."""
     runs: dict[str, RunResult] = {}
     todo = len(plan.settings)
     # every run the dataset holds is read once and checked before anything is measured
@@ -118,10 +124,17 @@ def measure_grid(
                 f"of this setting; give this calibration another --out, or remove {folder} "
                 "to measure the setting again"
             )
+    if not measuring:
+        lacking = [s.label for s in plan.settings if not _measured_all(held_runs[s.key], s)]
+        if lacking:
+            raise NotInDataset(
+                f"{dataset}: {len(lacking)} of {len(plan.settings)} settings not measured "
+                f"(--no-measure): {', '.join(lacking)}"
+            )
     for n, setting in enumerate(plan.settings, 1):
         folder = dataset / setting.key
         run = held_runs[setting.key]
-        if run is not None and set(setting.modes) <= set(run.modes):
+        if _measured_all(run, setting):
             say(f"[{n}/{todo}] {setting.label}: already measured")
         else:
             started, load_before = time.monotonic(), os.getloadavg()
@@ -135,6 +148,11 @@ def measure_grid(
             say(f"[{n}/{todo}] {setting.label}: done in {time.monotonic() - started:.0f} s")
         runs[setting.key] = run
     return runs
+
+
+def _measured_all(run: RunResult | None, setting: Setting) -> TypeGuard[RunResult]:
+    """Whether a dataset's run of a setting has every mode the setting measures."""
+    return run is not None and set(setting.modes) <= set(run.modes)
 
 
 def fit_points(settings: Sequence[Setting], runs: dict[str, RunResult]) -> list[FitPoint]:

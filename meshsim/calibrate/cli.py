@@ -215,8 +215,14 @@ def calibrate(
     say(f"grid {plan.grid.name}: {len(plan.settings)} settings; dataset {dataset}")
     manifest_file = dataset / "manifest.json"
     host = cal.host_facts()
-    if no_measure and manifest_file.is_file():  # the facts of the host that measured
-        host = json.loads(manifest_file.read_text()).get("host", host)
+    held_manifest: dict[str, Any] = {}
+    if no_measure:  # the facts of the host and the software that measured it
+        try:
+            held_manifest = _read_manifest(manifest_file)
+        except InputError as err:
+            click.echo(str(err), err=True)
+            sys.exit(BAD_INPUT)
+        host = held_manifest.get("host", host)
     if backend == "kind" and not no_measure:
         try:  # what the kind backend would refuse, before a cluster is made
             _check_kind_settings(prior, plan.settings, cluster)
@@ -239,9 +245,18 @@ def calibrate(
             else:
                 measure = _measure_with(prior, no_measure, say)
             engine_of = None if no_measure else {"local": LOCAL, "kind": KIND}[backend]
-            runs = cal.measure_grid(plan, dataset, measure, say, engine=engine_of)
-    except cal.MixedDataset as err:
+            runs = cal.measure_grid(
+                plan, dataset, measure, say, engine=engine_of, measuring=not no_measure
+            )
+    except (cal.MixedDataset, cal.NotInDataset) as err:
         click.echo(f"meshsim calibrate: {err}", err=True)
+        sys.exit(BAD_INPUT)
+    except InputError as err:  # a run of the dataset that does not read back
+        click.echo(
+            f"{err}\nmeshsim calibrate: the dataset's run above does not read back; remove its "
+            "folder to measure that setting again",
+            err=True,
+        )
         sys.exit(BAD_INPUT)
     except (KindError, TestbedError) as err:
         click.echo(
@@ -250,8 +265,8 @@ def calibrate(
             err=True,
         )
         sys.exit(FAILED)
-    if no_measure and manifest_file.is_file():  # the software that measured it
-        software = json.loads(manifest_file.read_text()).get("software")
+    if no_measure and held_manifest:
+        software = held_manifest.get("software")
     elif backend == "kind":
         from meshsim.kind import kind_software
 
@@ -333,12 +348,28 @@ def _measure_on_kind(
     return measure
 
 
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """A dataset's manifest.json ({} if it has none); InputError naming the file, line and
+    field when it does not read."""
+    from meshsim.loader import read_source
+
+    if not path.is_file():
+        return {}
+    source = read_source(path)
+    if not isinstance(source.data, dict):
+        raise InputError([source.problem((), "expected a dataset manifest: an object")])
+    for key in ("host", "software"):
+        if not isinstance(source.data.get(key, {}), dict):
+            raise InputError([source.problem((key,), "expected an object")])
+    return source.data
+
+
 def _measure_with(
     prior: Profile, no_measure: bool, say: Callable[[str], None]
 ) -> Callable[[Setting], RunResult]:
     def measure(setting: Setting) -> RunResult:
-        if no_measure:
-            raise click.ClickException(f"{setting.label} is not in the dataset (--no-measure)")
+        if no_measure:  # measure_grid names what the dataset lacks before measuring
+            raise AssertionError(f"{setting.label}: measured with --no-measure")
         from meshsim.testbed.system import TestbedError, missing_packages, packages_hint
 
         missing = missing_packages()

@@ -23,8 +23,8 @@ from typing import Any
 import yaml
 
 from meshsim import __version__
-from meshsim.loader import YamlLoader, dump_yaml
-from meshsim.results import RunResult, load_run, result_files, write_atomically
+from meshsim.loader import YamlLoader, dump_yaml, load_run_file
+from meshsim.results import RunResult, result_files, write_atomically
 from meshsim.scenario import NetworkDelays, Scenario
 from meshsim.topology import node_cores
 
@@ -145,9 +145,10 @@ def save_measured(folder: Path, scenario: Scenario, run: RunResult) -> Path:
 
 
 def load_measured(folder: Path, scenario: Scenario) -> RunResult | None:
-    """The measured run of a setting, if its folder has it (one summary per folder)."""
+    """The measured run of a setting, if its folder has it (one summary per folder);
+    InputError naming the file, line and field when it does not read back."""
     found = sorted(folder.glob(f"{scenario.name}-seed*.json"))
-    return load_run(found[0]) if found else None
+    return load_run_file(found[0]) if found else None
 
 
 def changed_since_measured(folder: Path, scenario: Scenario, run: RunResult) -> list[str]:
