@@ -107,7 +107,12 @@ class Call(_Model):
     request_bytes: Bytes = 0
     response_bytes: Bytes = 0
     probability: float = Field(default=1.0, ge=0, le=1)
-    count: int = Field(default=1, gt=0, description="Calls made each time (all sequential).")
+    count: int = Field(
+        default=1,
+        gt=0,
+        description="Calls made each time: one after another, or all at once under the "
+        "workload's parallel fanout.",
+    )
 
 
 class Placement(_Model):

@@ -97,11 +97,24 @@ def report(results: tuple[Path, ...], out_file: Path) -> None:
     from meshsim.report import build_report
     from meshsim.results import write_atomically
 
+    if out_file.is_file() and not _is_html(out_file):  # a result, a table, a scenario...
+        click.echo(
+            f"{out_file} exists and is not an HTML page: report writes over an earlier "
+            "report only; give -o another file",
+            err=True,
+        )
+        sys.exit(BAD_INPUT)
     inputs = _inputs(results)
     assert isinstance(inputs, Inputs)
     near = [p if p.is_dir() else p.parent for p in results]
     write_atomically({out_file: build_report(inputs, near)})
     click.echo(f"wrote {out_file}")
+
+
+def _is_html(path: Path) -> bool:
+    with path.open("rb") as fh:
+        start = fh.read(64).lstrip().lower()
+    return start.startswith((b"<!doctype html", b"<html"))
 
 
 @click.command()

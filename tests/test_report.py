@@ -75,6 +75,23 @@ def test_report_of_a_run_holds_everything_inline(run: RunResult, tmp_path: Path)
     assert "minus 2 x 1 KiB x per_kib_us" in page  # a source string from the profile
 
 
+def test_report_writes_over_an_earlier_report_only(run: RunResult, tmp_path: Path) -> None:
+    write_results(run, tmp_path / "res")
+    summary = next((tmp_path / "res").glob("*.json"))
+    before = summary.read_bytes()
+    result = CliRunner().invoke(main, ["report", str(summary), "-o", str(summary)])
+    assert result.exit_code == 2
+    assert result.output == (
+        f"{summary} exists and is not an HTML page: report writes over an earlier report "
+        "only; give -o another file\n"
+    )
+    assert summary.read_bytes() == before
+    page = tmp_path / "res" / "report.html"
+    first = report_of([summary], page)
+    page.write_text("<!DOCTYPE html>\n<p>an old report</p>\n", encoding="utf-8")
+    assert report_of([summary], page) == first
+
+
 def test_report_of_a_sweep_summarises_the_savings(tmp_path: Path) -> None:
     plan = load_sweep(SWEEPS / "smoke.yaml")
     run_sweep(plan, tmp_path / "sweep", workers=2)
