@@ -30,7 +30,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from meshsim.calibrate.compare import ErrorRow, compare_runs
-from meshsim.loader import load_run_file
+from meshsim.loader import InputError, Problem, load_run_file, read_source
 from meshsim.render import held_out_brief, profile_shown
 from meshsim.results import (
     COMPONENT_CLASSES,
@@ -177,12 +177,46 @@ def _number(text: str) -> Any:
     return int(value) if value.is_integer() and "." not in text and "e" not in text else value
 
 
+# what sweep.json must hold, and the columns of sweep.csv that are not numbers (its
+# parameters' may be any scalar)
+_SWEEP_META = {"sweep": str, "scenario": str, "profile": str, "engine": str, "columns": list,
+               "points": int, "base_scenario": dict}  # fmt: skip
+_TEXT_COLUMNS = ("point", "mode", "engine", "scenario", "saturated", "saving_comparable")
+
+
 def load_sweep_table(folder: Path) -> SweepTable:
-    meta = json.loads((folder / "sweep.json").read_text(encoding="utf-8"))
-    text = (folder / "sweep.csv").read_text(encoding="utf-8")
-    rows = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text))]
-    for row in rows:
-        row["mode"] = str(row["mode"])
+    """A sweep folder's table and metadata; InputError naming the file, line and field of
+    what does not read (a table cut short, a cell that should be a number)."""
+    meta_file, table_file = folder / "sweep.json", folder / "sweep.csv"
+    source = read_source(meta_file)
+    meta = source.data
+    if not isinstance(meta, dict):
+        raise InputError([source.problem((), "expected a sweep's metadata: an object")])
+    for key, kind in _SWEEP_META.items():
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            if key not in meta:
+                raise InputError([source.problem((), f"missing required key '{key}'")])
+            raise InputError([source.problem((key,), f"expected {kind.__name__}")])
+    text = table_file.read_text(encoding="utf-8", errors="replace")
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    missing = [c for c in [*meta["columns"], *_TEXT_COLUMNS] if c not in header]
+    if missing:
+        message = f"no column {', '.join(map(str, missing))} in the header"
+        raise InputError([Problem(str(table_file), 1, 1, "", message)])
+    rows = []
+    for row in reader:
+        line = reader.line_num
+        if None in row or None in row.values():
+            message = f"{len(header)} cells expected, as in the header: the table is cut short"
+            raise InputError([Problem(str(table_file), line, 1, "", message)])
+        parsed = {k: _number(v) for k, v in row.items()}
+        for k, v in parsed.items():
+            if isinstance(v, str) and k not in _TEXT_COLUMNS and k not in meta["columns"]:
+                message = f"expected a number, not {v!r}"
+                raise InputError([Problem(str(table_file), line, header.index(k) + 1, k, message)])
+        parsed["mode"] = str(parsed["mode"])
+        rows.append(parsed)
     return SweepTable(folder=folder, meta=meta, rows=rows)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,41 @@ def test_report_of_a_sweep_summarises_the_savings(tmp_path: Path) -> None:
     assert "<td>pods_per_node</td><td>1, 3</td>" in page
     assert "Every point (12 rows)" in page and "<th>not comparable</th>" in page
     assert page.count("data:image/png;base64,") == 7  # overview, 4 heat maps, 2 curves
+    # a damaged sweep folder is named by file, line and field, by report and by plot
+    table = (tmp_path / "sweep" / "sweep.csv").read_text().splitlines(keepends=True)
+    header = table[0].rstrip("\n").split(",")
+    cells = table[2].rstrip("\n").split(",")
+    cells[header.index("latency_p50_ms")] = "abc"
+    meta = tmp_path / "sweep" / "sweep.json"
+    lines = meta.read_text().splitlines()
+    points_line = next(i for i, line in enumerate(lines, 1) if line.startswith('  "points"'))
+    damaged = {
+        "sweep.csv": (
+            "".join(table[:3])[:-20],
+            f"sweep.csv:3:1: {len(header)} cells expected, as in the header: the table is cut "
+            "short",
+        ),
+        "sweep.csv ": (
+            "".join([*table[:2], ",".join(cells) + "\n", *table[3:]]),
+            f"sweep.csv:3:{header.index('latency_p50_ms') + 1}: latency_p50_ms: "
+            "expected a number, not 'abc'",
+        ),
+        "sweep.json": ("[]\n", "sweep.json:1:1: expected a sweep's metadata: an object"),
+        "sweep.json ": (
+            meta.read_text().replace('"points": 12', '"points": "12"'),
+            f"sweep.json:{points_line}:",
+        ),
+    }
+    for name, (text, message) in damaged.items():
+        folder = tmp_path / f"damaged-{len(list(tmp_path.glob('damaged-*')))}"
+        shutil.copytree(tmp_path / "sweep", folder)
+        (folder / name.strip()).write_text(text)
+        for command in (["report", str(folder), "-o", str(tmp_path / "d.html")],
+                        ["plot", str(folder), "-o", str(tmp_path / "d")]):  # fmt: skip
+            result = CliRunner().invoke(main, command)
+            assert result.exit_code == 2, (name, command[0], result.output)
+            assert result.output.startswith(f"{folder / message}"), (name, result.output)
+    assert not (tmp_path / "d.html").exists() and not (tmp_path / "d").exists()
 
 
 def test_find_scenario_matches_by_name_not_file_name(tmp_path: Path) -> None:
