@@ -9,6 +9,7 @@ because only here do we know where in the file each value was written.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -22,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from meshsim.checks import check_scenario, did_you_mean
 from meshsim.profile import Profile, Sourced
 from meshsim.results import HistogramFileError, RunResult, load_run
-from meshsim.scenario import Scenario
+from meshsim.scenario import MODES, Scenario
 
 __all__ = [
     "InputError",
@@ -501,6 +502,22 @@ def load_scenario(path: Path | str) -> tuple[Scenario, Profile]:
     return scenario, load_profile(profile_path)
 
 
+def _impossible_figures(source: Source, at: tuple[str | int, ...], value: Any) -> list[Problem]:
+    """Every figure under `at` that no run can have: infinite, or below 0 (counts, rates,
+    latencies, cores, bytes and connections all start at 0)."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _impossible_figures(source, (*at, k), v)]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _impossible_figures(source, (*at, i), v)]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return []
+    if math.isinf(value):
+        return [source.problem(at, "expected a finite number")]
+    if value < 0:
+        return [source.problem(at, f"expected a number >= 0, not {value}")]
+    return []
+
+
 def load_run_file(path: Path) -> RunResult:
     """A run read back from its summary JSON (and the histograms beside it), or InputError
     naming the file, line and field of what is wrong with it."""
@@ -512,8 +529,18 @@ def load_run_file(path: Path) -> RunResult:
     for key in ("scenario", "seed", "modes"):  # the histograms' file names need them
         if key not in source.data:
             raise InputError([source.problem((key,), f"missing required key '{key}'")])
-    if not isinstance(source.data["modes"], dict):
-        raise InputError([source.problem(("modes",), "expected an object of modes")])
+    modes = source.data["modes"]
+    if not isinstance(modes, dict) or not modes:
+        raise InputError([source.problem(("modes",), "expected an object of one or more modes")])
+    problems = [
+        source.problem(("modes", name), f"unknown mode '{name}'; expected one of: "
+                       f"{', '.join(MODES)}", at_key=True)
+        for name in modes
+        if name not in MODES
+    ]  # fmt: skip
+    problems += _impossible_figures(source, ("modes",), modes)
+    if problems:
+        raise InputError(problems)
     try:
         return load_run(path)
     except HistogramFileError as err:

@@ -177,8 +177,28 @@ def test_cli_rejects_a_file_that_is_not_a_run(tmp_path: Path) -> None:
             lambda text: text.replace('"p50": ', '"p50": "fast", "x": ', 1),
             "modes.none.latency_ms.p50: expected a number, got 'fast'",
         ),
+        (
+            "an infinite latency",
+            lambda text: text.replace('"p50": ', '"p50": 1e400, "x": ', 1),
+            "modes.none.latency_ms.p50: expected a finite number",
+        ),
+        (
+            "a negative figure",
+            lambda text: text.replace('"requests": ', '"requests": -3, "x": ', 1),
+            "modes.none.requests: expected a number >= 0, not -3",
+        ),
+        (
+            "no mode",
+            lambda text: text.replace('"modes": {', '"modes": {}, "x": {', 1),
+            "modes: expected an object of one or more modes",
+        ),
+        (
+            "an unknown mode",
+            lambda text: text.replace('"none": {', '"nope": {', 1),
+            "modes.nope: unknown mode 'nope'; expected one of: none, sidecar, ambient,",
+        ),
     ],
-    ids=["list", "truncated", "bad-field"],
+    ids=["list", "truncated", "bad-field", "infinite", "negative", "no-mode", "unknown-mode"],
 )
 def test_cli_names_the_line_and_field_of_a_bad_run_file(
     run: RunResult, tmp_path: Path, what: str, edit: Callable[[str], str], message: str
