@@ -221,6 +221,9 @@ def check_path(path: str) -> None:
 def _set_path(doc: Any, parts: Sequence[str | int | None], value: Scalar, path: str) -> None:
     head, rest = parts[0], parts[1:]
     if head is None:  # every item of a list that exists (none: nothing to set)
+        if isinstance(doc, list) and not rest:  # the items themselves
+            doc[:] = [value] * len(doc)
+            return
         for item in doc if isinstance(doc, list) else []:
             _set_path(item, rest, value, path)
         return

@@ -230,6 +230,14 @@ def test_a_value_the_schema_refuses_stops_the_sweep_before_any_point_runs(
         f"{BASE} is not a valid scenario: traffic.duration_s: expected a value "
         "greater than 0, got -1"
     )
+    # a path to the items of a list sets the items themselves (it raised an IndexError)
+    path = write_sweep(tmp_path, 'grid:\n  "workloads[*]": [1]\n', "items.yaml")
+    with pytest.raises(InputError) as err:
+        load_sweep(path)
+    assert str(err.value).startswith(
+        f"{path}:4:20: grid.workloads[*][0]: with workloads[*]=1, {BASE} is not a valid "
+        "scenario: workloads[0]: expected a mapping of Workload, got 1"
+    )
 
 
 def test_an_interrupted_sweep_finishes_only_the_missing_points(tmp_path: Path) -> None:
