@@ -85,6 +85,14 @@ NAMED_PARAMETERS: dict[str, str] = {
 }
 # Applied in this order, because later rules count what earlier ones changed.
 _NAMED_ORDER = ("call_depth", "pods_per_node", "rps_per_pod", "mode")
+# The scenario paths each sets: a problem there is blamed on its value, and a sweep may
+# not also set them by path
+_NAMED_PATHS = {
+    "mode": ["mesh.modes"],
+    "pods_per_node": ["workloads[*].replicas"],
+    "rps_per_pod": ["traffic.open_loop.rate_rps"],
+    "call_depth": ["workloads[*].calls"],
+}
 
 _SEGMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)((?:\[(?:\*|\d+)\])*)$")
 _INDEX = re.compile(r"\[(\*|\d+)\]")
@@ -276,8 +284,16 @@ def _visits_per_entry(doc: dict[str, Any]) -> dict[str, float]:
     return visits
 
 
+def _number(name: str, value: Scalar, expected: str) -> float:
+    """A named parameter's value as a number, or ValueError in its own words (a boolean
+    or a text is not one)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return float(value)
+
+
 def _set_pods_per_node(doc: dict[str, Any], value: Scalar) -> None:
-    per_node = int(value)
+    per_node = int(_number("pods_per_node", value, "a whole number >= 1"))
     if per_node != value or per_node < 1:
         raise ValueError(f"pods_per_node must be a whole number >= 1, got {value!r}")
     workloads = doc["workloads"]
@@ -293,7 +309,7 @@ def _set_pods_per_node(doc: dict[str, Any], value: Scalar) -> None:
 
 
 def _set_rps_per_pod(doc: dict[str, Any], value: Scalar) -> None:
-    rate = float(value)
+    rate = _number("rps_per_pod", value, "> 0")
     if not rate > 0:
         raise ValueError(f"rps_per_pod must be > 0, got {value!r}")
     open_loop = doc["traffic"].get("open_loop")
@@ -305,7 +321,7 @@ def _set_rps_per_pod(doc: dict[str, Any], value: Scalar) -> None:
 
 
 def _set_call_depth(doc: dict[str, Any], value: Scalar) -> None:
-    depth_limit = int(value)
+    depth_limit = int(_number("call_depth", value, "a whole number >= 0"))
     if depth_limit != value or depth_limit < 0:
         raise ValueError(f"call_depth must be a whole number >= 0, got {value!r}")
     by_name = {w["name"]: w for w in doc["workloads"]}
@@ -404,6 +420,23 @@ def check_parameter_names(spec: SweepSpec, source: Any) -> list[Any]:
     for name, values in spec.grid.items():
         if not values:
             problems.append(source.problem(("grid", name), "give at least one value"))
+    # a named parameter and a path that sets what it sets: the table would show the
+    # path's value where the point ran with the named one's
+    named_used = {n for _, n in used if n in _NAMED_PATHS}
+    for where, name in used:
+        if name in _NAMED_PATHS:
+            continue
+        for named in sorted(named_used):
+            clash = [
+                q
+                for q in _paths_of(spec, name)
+                for n in _NAMED_PATHS[named]
+                if _matches(n, q) or _matches(q, n)
+            ]
+            if clash:
+                what = "it" if clash[0] == name else f"{clash[0]}, which '{name}' sets"
+                message = f"{named} sets {what} too; give one of them"
+                problems.append(source.problem(where, message, at_key=True))
     modes: list[tuple[PathKey, Scalar]] = [
         (("grid", "mode", i), m) for i, m in enumerate(spec.grid.get("mode", []))
     ]
@@ -423,6 +456,12 @@ def check_parameter_names(spec: SweepSpec, source: Any) -> list[Any]:
             )
         )
     return problems
+
+
+def _paths_of(spec: SweepSpec, name: str) -> list[str]:
+    """The scenario paths a parameter sets."""
+    named = _NAMED_PATHS.get(name, [name])
+    return spec.parameters[name].paths if name in spec.parameters else named
 
 
 def _matches(param_path: str, data_path: str) -> bool:
@@ -480,12 +519,7 @@ def point_problems(
             (
                 n
                 for n in params
-                if n != "mode"
-                and path
-                and any(
-                    _matches(q, path)
-                    for q in (spec.parameters[n].paths if n in spec.parameters else [n])
-                )
+                if n != "mode" and path and any(_matches(q, path) for q in _paths_of(spec, n))
             ),
             next((n for n in params if n.rsplit(".", 1)[-1] in message), None),
         )

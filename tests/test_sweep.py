@@ -240,6 +240,34 @@ def test_a_value_the_schema_refuses_stops_the_sweep_before_any_point_runs(
     )
 
 
+def test_named_parameters_take_numbers_own_their_paths_and_are_blamed_for_them(
+    tmp_path: Path,
+) -> None:
+    path = write_sweep(tmp_path, "grid:\n  pods_per_node: [true]\n")
+    with pytest.raises(InputError) as err:
+        load_sweep(path)
+    assert str(err.value) == (
+        f"{path}:4:19: grid.pods_per_node[0]: with pods_per_node=True, {BASE} is not a valid "
+        "scenario: pods_per_node must be a whole number >= 1, got True"
+    )
+    # the rate both ways: the table would show one value where the point ran with the other
+    path = write_sweep(
+        tmp_path, "grid:\n  rps_per_pod: [10]\n  traffic.open_loop.rate_rps: [5]\n", "both.yaml"
+    )
+    with pytest.raises(InputError) as err:
+        load_sweep(path)
+    assert str(err.value) == (
+        f"{path}:5:3: grid.traffic.open_loop.rate_rps: rps_per_pod sets it too; give one of them"
+    )
+    # a rate out of bounds is the value of rps_per_pod, not of the first parameter
+    path = write_sweep(
+        tmp_path, "grid:\n  pods_per_node: [1]\n  rps_per_pod: [1e300]\n", "huge.yaml"
+    )
+    with pytest.raises(InputError) as err:
+        load_sweep(path)
+    assert str(err.value).startswith(f"{path}:5:17: grid.rps_per_pod[0]: with pods_per_node=1, ")
+
+
 def test_an_interrupted_sweep_finishes_only_the_missing_points(tmp_path: Path) -> None:
     sweep = write_sweep(
         tmp_path,
