@@ -233,7 +233,7 @@ def _validated(file: Path) -> str:
     """Check one file as what its keys say it is; what it holds, in a few words."""
     try:
         doc = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
         doc = None  # the scenario loader says what is wrong, at its line
     keys = set(doc) if isinstance(doc, dict) else set()
     if "workloads" not in keys and ("grid" in keys or "points" in keys):

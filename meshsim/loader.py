@@ -98,6 +98,47 @@ def dump_yaml(doc: Any) -> str:
     return yaml.dump(doc, Dumper=YamlDumper, sort_keys=False)
 
 
+# values a document may expand to through its aliases (large-cluster.yaml: about 12,000)
+MAX_VALUES = 1_000_000
+
+
+def _alias_problem(root: yaml.Node) -> tuple[Any, str] | None:
+    """(where, what) if the document's aliases make it endless (a node holding an alias of
+    itself) or expand it past MAX_VALUES values (aliases of aliases, each doubling it);
+    None otherwise. Each node is counted once, however many aliases name it."""
+    size: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        if done:
+            on_path.discard(id(node))
+            size[id(node)] = 1 + sum(size[id(c)] for c in children)
+            if size[id(node)] > MAX_VALUES:
+                return node.start_mark, (
+                    f"its aliases expand it to over {MAX_VALUES:,} values; write it out, "
+                    "or nest fewer aliases"
+                )
+            continue
+        if id(node) in size:
+            continue
+        if id(node) in on_path:
+            return node.start_mark, "an alias inside the value it names: the value is endless"
+        on_path.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in on_path:
+                return child.start_mark, "an alias inside the value it names: the value is endless"
+            if id(child) not in size:
+                stack.append((child, False))
+    return None
+
+
 class Source:
     """A parsed YAML document with the position of every key and value."""
 
@@ -122,7 +163,15 @@ class Source:
             raise InputError(
                 [Problem(file, line, col, "", f"not valid {syntax}: {message}")]
             ) from None
+        except RecursionError:
+            raise InputError(
+                [Problem(file, 1, 1, "", f"not valid {_syntax(file)}: nested too deeply")]
+            ) from None
         if node is not None:
+            problem = _alias_problem(node)
+            if problem is not None:
+                mark, message = problem
+                raise InputError([Problem(file, mark.line + 1, mark.column + 1, "", message)])
             self._walk(node, ())
         if self.repeated:  # YAML would keep the last and drop the others without a word
             raise InputError(self.repeated)

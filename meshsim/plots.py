@@ -223,7 +223,7 @@ def load_sweep_table(folder: Path) -> SweepTable:
 def _is_run_summary(path: Path) -> bool:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     return isinstance(doc, dict) and "meshsim_version" in doc and "modes" in doc
 

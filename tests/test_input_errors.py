@@ -375,6 +375,35 @@ def test_what_yaml_would_not_say_is_named_by_line(
     assert result.output == f"{path}:{message}\n"
 
 
+_LAUGHS = "".join(
+    [
+        'a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n',
+        *(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10)),
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: &a [*a]\n", "1:4: an alias inside the value it names: the value is endless"),
+        ("a: &a {b: *a}\n", "1:4: an alias inside the value it names: the value is endless"),
+        ("x: " + "[" * 5000 + "]" * 5000 + "\n", "1:1: not valid YAML: nested too deeply"),
+        (_LAUGHS, "7:5: its aliases expand it to over 1,000,000 values; write it out, or nest "
+                  "fewer aliases"),
+    ],
+    ids=["alias-of-itself", "alias-in-a-mapping", "nested-too-deeply", "aliases-of-aliases"],
+)  # fmt: skip
+def test_a_yaml_document_that_does_not_end_is_refused_by_line(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text)
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    assert result.output == f"{path}:{message}\n"
+
+
 def test_a_number_in_exponent_form_without_a_dot_is_a_number(tmp_path: Path) -> None:
     """YAML 1.1 reads 1e1 as a string (Python writes 1e-05 so): read as YAML 1.2 does."""
     path = tmp_path / "tiny.yaml"
