@@ -135,7 +135,12 @@ def _is_html(path: Path) -> bool:
     default=None,
     help="Address of a Dask scheduler (with --executor dask); default: a LocalCluster.",
 )
-@click.option("--workers", type=int, default=None, help="Worker processes; default: one per core.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes; default: one per core.",
+)
 @click.option(
     "--engine",
     type=click.Choice(ENGINES),
@@ -151,7 +156,7 @@ def sweep(
     engine: str | None,
 ) -> None:
     """Run every point of the sweep FILE and gather one table (sweep.csv)."""
-    from meshsim.sweep import PointOutcome, load_sweep, run_sweep, with_engine
+    from meshsim.sweep import PointOutcome, SchedulerError, load_sweep, run_sweep, with_engine
 
     if scheduler is not None and executor != "dask":
         click.echo("--scheduler needs --executor dask", err=True)
@@ -188,6 +193,9 @@ def sweep(
                 scheduler=scheduler,
                 progress=progress,
             )
+    except SchedulerError as err:
+        click.echo(f"meshsim sweep: {err}; the points finished are kept in {out_dir}", err=True)
+        sys.exit(BAD_INPUT)
     except KeyboardInterrupt:
         done = int(bar.tasks[0].completed)
         exit_interrupted(

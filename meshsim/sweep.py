@@ -703,6 +703,10 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
             process.kill()
 
 
+class SchedulerError(RuntimeError):
+    """The Dask scheduler given (`meshsim sweep --scheduler`) cannot be reached."""
+
+
 def _run_dask(
     plan: SweepPlan, todo: list[Point], workers: int, scheduler: str | None
 ) -> Iterator[PointOutcome]:
@@ -719,7 +723,12 @@ def _run_dask(
             dashboard_address=None,
             preload=["meshsim.sweep"],  # dask_setup: the terminal's signals are ours
         )
-    client = Client(cluster if cluster is not None else scheduler)  # type: ignore[no-untyped-call]
+    try:
+        client = Client(cluster if cluster is not None else scheduler)  # type: ignore[no-untyped-call]
+    except (OSError, ValueError) as exc:  # an address that is not one, or nobody there
+        if cluster is not None:
+            cluster.close()
+        raise SchedulerError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
     try:
         shared = [plan.base, plan.spec, plan.profile]
         base, spec, profile = client.scatter(shared, broadcast=True)  # type: ignore[no-untyped-call]

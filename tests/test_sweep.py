@@ -20,6 +20,7 @@ from distributed import LocalCluster
 from meshsim.loader import InputError
 from meshsim.scenario import Scenario
 from meshsim.sweep import (
+    SchedulerError,
     SweepPlan,
     _visits_per_entry,
     apply_point,
@@ -194,6 +195,14 @@ def test_local_and_dask_executors_give_identical_tables(tmp_path: Path) -> None:
             assert float(row["mesh_cpu_saving"]) == 1.0
             assert float(row["mesh_memory_saving"]) == 1.0
             assert float(row["p99_overhead_ms"]) == 0.0
+
+
+def test_a_scheduler_address_that_is_not_one_is_named(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, SMALL)
+    with pytest.raises(SchedulerError) as err:
+        run_sweep(plan, tmp_path / "out", executor="dask", scheduler="notanaddress")
+    assert str(err.value).startswith("cannot reach the Dask scheduler at notanaddress: ")
+    assert not list((tmp_path / "out").glob("points/*.json"))
 
 
 def test_a_failed_point_is_reported_and_the_others_finish(tmp_path: Path) -> None:
