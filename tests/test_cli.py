@@ -314,6 +314,20 @@ def test_python_dash_m_meshsim_is_the_command_line() -> None:
     assert done.stdout.startswith(f"{ROOT / 'scenarios' / 'quickstart.yaml'}: ok (")
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_standard_output_that_takes_nothing_is_said_once_without_a_traceback() -> None:
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "meshsim", "schema"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 1
+    assert done.stderr == "meshsim: cannot write to standard output: No space left on device\n"
+
+
 def test_a_call_tree_too_large_for_the_vector_engine_runs_on_the_des_engine(
     tmp_path: Path,
 ) -> None:
