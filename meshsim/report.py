@@ -428,9 +428,13 @@ def build_report(inputs: Inputs, near: Sequence[Path]) -> str:
             try:
                 scenario, _ = load_scenario(file)
                 sections.append(_scenario_brief(scenario))
-            except InputError:
+            except InputError as err:
+                sections.append(
+                    f"<p>The scenario file {_e(str(file))} does not read back, so the scenario "
+                    f"is not described here:</p><pre>{_e(str(err))}</pre>"
+                )
                 file = None
-        if file is None:
+        else:
             sections.append("<p>The scenario file was not found next to the results.</p>")
         sections.append("<h3>Comparison</h3>" + _comparison(run))
         if run.kind == "simulated":

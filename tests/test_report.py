@@ -93,6 +93,19 @@ def test_report_writes_over_an_earlier_report_only(run: RunResult, tmp_path: Pat
     assert report_of([summary], page) == first
 
 
+def test_a_scenario_kept_beside_the_run_that_does_not_read_back_is_said_so(
+    run: RunResult, tmp_path: Path
+) -> None:
+    write_results(run, tmp_path / "res")
+    kept = tmp_path / "res" / f"{run.file_stem()}-scenario.yaml"
+    kept.write_text(yaml.safe_dump(load_scenario(SWEEPS / "smoke-base.yaml")[0].model_dump(
+        mode="json")).replace("workloads:", "workloadz:", 1))  # fmt: skip
+    page = report_of([tmp_path / "res"], tmp_path / "report.html")
+    assert f"The scenario file {kept} does not read back" in page
+    assert "workloadz: unknown key &#x27;workloadz&#x27; (did you mean" in page
+    assert "was not found next to the results" not in page
+
+
 def test_report_of_a_sweep_summarises_the_savings(tmp_path: Path) -> None:
     plan = load_sweep(SWEEPS / "smoke.yaml")
     run_sweep(plan, tmp_path / "sweep", workers=2)
