@@ -867,10 +867,24 @@ def _axis_label(name: str) -> str:
     return name
 
 
+def sweep_chart_gap(table: SweepTable) -> str | None:
+    """Why a sweep gives no charts (sweep_charts), or None when it gives some."""
+    if not table.rows:
+        return f"sweep {table.meta['sweep']}: no finished point in its table"
+    if not table.parameters:
+        return (
+            f"sweep {table.meta['sweep']}: it varies the mode only, and its charts draw the "
+            "savings over a parameter (give its grid one more)"
+        )
+    if "sidecar" not in table.values("mode"):
+        return f"sweep {table.meta['sweep']}: no sidecar runs to measure the savings against"
+    return None
+
+
 def sweep_charts(table: SweepTable) -> list[Chart]:
     """For each combination of the third and later parameters: the overview, a heat map
     per saving and mode (first two parameters as axes), and curves over the first."""
-    if not table.rows or not table.parameters or "sidecar" not in table.values("mode"):
+    if sweep_chart_gap(table) is not None:
         return []
     two_d = len(table.parameters) > 1
     charts: list[Chart | None] = []

@@ -54,7 +54,13 @@ def _inputs(results: tuple[Path, ...]) -> object:
 )
 def plot(results: tuple[Path, ...], out_dir: Path) -> None:
     """Draw charts of RESULTS: run summaries, results folders, sweep folders, calibrations."""
-    from meshsim.plots import Inputs, chart_files, charts_for, missing_histograms
+    from meshsim.plots import (
+        Inputs,
+        chart_files,
+        charts_for,
+        missing_histograms,
+        sweep_chart_gap,
+    )
     from meshsim.results import write_atomically
 
     inputs = _inputs(results)
@@ -70,7 +76,8 @@ def plot(results: tuple[Path, ...], out_dir: Path) -> None:
             )
     charts = charts_for(inputs)
     if not charts:
-        click.echo("nothing to draw: no mode to compare (a sweep needs its sidecar runs)", err=True)
+        gaps = [gap for table in inputs.sweeps if (gap := sweep_chart_gap(table)) is not None]
+        click.echo(f"nothing to draw: {'; '.join(gaps) or 'no mode to compare'}", err=True)
         sys.exit(BAD_INPUT)
     # every chart drawn first, then all written at once: all or none
     files: dict[Path, str | bytes] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,8 @@ from meshsim.plots import (
     percentile_bars,
     percentile_whiskers_ms,
     save_chart,
+    sweep_chart_gap,
+    sweep_charts,
     sweep_heatmap,
     sweep_overview,
 )
@@ -377,6 +380,22 @@ def test_a_parameter_with_one_value_is_named_in_the_caption_not_drawn_as_an_axis
     chart = sweep_heatmap(table, "mesh_cpu_saving", "ambient", {})
     assert chart is not None and "c = 7" in caption_of(chart)
     assert chart.figure.axes[0].get_xlabel() == "a"
+
+
+def test_a_sweep_that_gives_no_chart_says_why() -> None:
+    table = synthetic_table({(1, 1): 0.5})
+    assert sweep_chart_gap(table) is None and sweep_charts(table)
+    modes_only = replace(table, meta={**table.meta, "columns": ["mode"]})
+    assert sweep_charts(modes_only) == []
+    assert sweep_chart_gap(modes_only) == (
+        "sweep syn: it varies the mode only, and its charts draw the savings over a parameter "
+        "(give its grid one more)"
+    )
+    no_sidecar = replace(table, rows=[r for r in table.rows if r["mode"] != "sidecar"])
+    assert sweep_chart_gap(no_sidecar) == (
+        "sweep syn: no sidecar runs to measure the savings against"
+    )
+    assert sweep_chart_gap(replace(table, rows=[])) == "sweep syn: no finished point in its table"
 
 
 def test_plot_writes_every_chart_or_none(run: RunResult, tmp_path: Path) -> None:
