@@ -571,6 +571,13 @@ def load_sweep(path: Path | str) -> SweepPlan:
     if problems:
         raise InputError(problems)
     scenario_path = path.parent / spec.scenario
+    if not scenario_path.is_file():
+        message = (
+            f"{scenario_path} is a folder, not a scenario file"
+            if scenario_path.is_dir()
+            else f"no scenario file {scenario_path} (a path from the sweep file's folder)"
+        )
+        raise InputError([source.problem(("scenario",), message)])
     base_source = read_source(scenario_path)
     scenario = validate_source(base_source, Scenario)
     scenario_problems = [base_source.problem(p, m) for p, m in check_scenario(scenario)]

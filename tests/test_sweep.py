@@ -249,6 +249,19 @@ def test_a_value_the_schema_refuses_stops_the_sweep_before_any_point_runs(
     )
 
 
+def test_a_base_scenario_that_is_not_a_file_is_named_at_the_sweeps_line(tmp_path: Path) -> None:
+    for given, message in (
+        ("sub/nosuch.yaml", f"no scenario file {tmp_path / 'sub/nosuch.yaml'} (a path from the "
+                            "sweep file's folder)"),
+        (".", f"{tmp_path / '.'} is a folder, not a scenario file"),
+    ):  # fmt: skip
+        path = tmp_path / "sweep.yaml"
+        path.write_text(f"name: t\nscenario: {given}\ngrid:\n  mode: [sidecar]\n")
+        with pytest.raises(InputError) as err:
+            load_sweep(path)
+        assert str(err.value) == f"{path}:2:11: scenario: {message}"
+
+
 def test_named_parameters_take_numbers_own_their_paths_and_are_blamed_for_them(
     tmp_path: Path,
 ) -> None:
