@@ -105,7 +105,8 @@ MAX_VALUES = 1_000_000
 def _alias_problem(root: yaml.Node) -> tuple[Any, str] | None:
     """(where, what) if the document's aliases make it endless (a node holding an alias of
     itself) or expand it past MAX_VALUES values (aliases of aliases, each doubling it);
-    None otherwise. Each node is counted once, however many aliases name it."""
+    None otherwise. Each node is walked once, however many aliases name it; its size
+    counts every alias of it."""
     size: dict[int, int] = {}
     on_path: set[int] = set()
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
