@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -111,6 +113,23 @@ def test_a_runs_owner_is_its_process_not_a_later_one_with_its_pid(run_root: Path
         finally:
             other.kill()
     assert cleanup.run_owner("0000000d") is None  # no run.json
+
+
+def test_a_killed_process_not_yet_reaped_is_no_runs_owner(run_root: Path) -> None:
+    """A zombie (killed, its parent not waiting yet) still has its /proc/PID/stat and start
+    time: it runs no more, so what its run left can be cleaned up."""
+    with subprocess.Popen(["sleep", "30"]) as child:
+        started = cleanup.process_started(child.pid)
+        assert started is not None
+        _run_json(run_root, "0000000e", pid=child.pid, pid_started=started)
+        assert cleanup.run_owner("0000000e") == child.pid
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert cleanup.process_started(child.pid) is None
+        assert cleanup.run_owner("0000000e") is None
 
 
 def test_cleanup_of_a_live_run_is_refused_without_all(

@@ -36,7 +36,8 @@ from meshsim.testbed.dataplane import (
     waypoint_hosts,
 )
 from meshsim.testbed.names import RunNames
-from meshsim.testbed.network import NetworkPlan, plan_network
+from meshsim.testbed.network import NetworkPlan, own_targets, plan_network
+from meshsim.testbed.system import PROXY_VARIABLES, TestbedError, env_without_proxies
 from meshsim.topology import Topology, build_topology
 
 from .builders import ROOT
@@ -282,3 +283,56 @@ def test_handshakes_and_tls_connections_come_from_haproxys_stats() -> None:
     # a ztunnel (tcp mode): one server connection per session
     tcp = parse_stats(header + "\nto_x,s,4,9,0,tcp,0,0,0,\nto_x,BACKEND,4,9,0,tcp,,,,\n", ())
     assert tcp == ProxyStats(handshakes_in=0, handshakes_out=9, connections_in=0, connections_out=4)
+
+
+def test_the_load_targets_only_addresses_the_run_created() -> None:
+    _, net = chain()
+    targets = plan("sidecar").targets
+    assert own_targets(targets, net) == targets
+    with pytest.raises(TestbedError) as err:
+        own_targets([*targets, "http://192.0.2.1:8080/"], net)
+    assert str(err.value) == (
+        "refusing to send traffic to http://192.0.2.1:8080/: 192.0.2.1 is not an address "
+        "this run created"
+    )
+
+
+def test_no_process_the_testbed_starts_sees_a_proxy_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("http_proxy", "HTTPS_PROXY", "ALL_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.setenv("MESHSIM_KEPT", "1")
+    env = env_without_proxies({"MESHSIM_LOAD_CONFIG": "x"})
+    assert not PROXY_VARIABLES & set(env)
+    assert (env["MESHSIM_KEPT"], env["MESHSIM_LOAD_CONFIG"]) == ("1", "x")
+    assert "HTTPS_PROXY" in PROXY_VARIABLES and "https_proxy" in PROXY_VARIABLES
+
+
+def test_the_http_probe_goes_to_its_address_whatever_the_environment(tmp_path: Path) -> None:
+    """A proxy in the environment (a closed port on loopback here) is not followed: the
+    probe reaches the loopback server it is given."""
+    import http.server
+    import sys
+    import threading
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/"
+        env = {**os.environ, "http_proxy": "http://127.0.0.1:9", "no_proxy": ""}
+        done = subprocess.run(
+            [sys.executable, "-m", "meshsim.testbed.probes", "http", url, "10"],
+            capture_output=True, text=True, env=env, timeout=60,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+    assert (done.returncode, done.stdout.strip()) == (0, "200"), done.stderr

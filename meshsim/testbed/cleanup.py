@@ -117,12 +117,16 @@ def cleanup_run(run_id: str) -> Removed:
 
 def process_started(pid: int) -> int | None:
     """When a process started (clock ticks after boot, /proc/PID/stat field 22): with its
-    pid, what tells it from a later process given the same pid. None if there is none."""
+    pid, what tells it from a later process given the same pid. None if there is none, or
+    it has ended (a zombie: killed, not yet reaped by its parent)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])  # the name, in brackets, may hold spaces
+    fields = stat.rsplit(")", 1)[1].split()  # the name, in brackets, may hold spaces
+    if fields[0] in ("Z", "X"):  # its state: ended, whatever waits on it
+        return None
+    return int(fields[19])
 
 
 def run_owner(run_id: str) -> int | None:

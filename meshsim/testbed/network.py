@@ -9,14 +9,15 @@ relies on that). Addresses are private and exist only inside these namespaces.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import urllib.parse
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from meshsim.testbed.names import RunNames
-from meshsim.testbed.system import TestbedError, in_netns, sh
+from meshsim.testbed.system import TestbedError, env_without_proxies, in_netns, sh
 from meshsim.topology import Node, Topology
 
-__all__ = ["Host", "NetworkPlan", "NodeNet", "build_network", "plan_network"]
+__all__ = ["Host", "NetworkPlan", "NodeNet", "build_network", "own_targets", "plan_network"]
 
 FABRIC_BRIDGE = "br0"
 MAX_HOSTS_PER_NODE = 250
@@ -195,6 +196,7 @@ def _probe_rtt(server: Host, client: Host, probes: int) -> list[float]:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        env=env_without_proxies(),
     )
     try:
         assert echo.stdout is not None
@@ -228,3 +230,16 @@ def measure_links(
         a, b = by_node[nodes[0]][0], by_node[nodes[1]][0]
         links.append(("cross_node", a, b, _probe_rtt(b, a, probes)))
     return links
+
+
+def own_targets(targets: Sequence[str], net: NetworkPlan) -> list[str]:
+    """The load's target URLs, each an address this run created (a pod's or a waypoint's
+    namespace): TestbedError for any other. Traffic goes nowhere else."""
+    created = {host.ip for host in net.hosts.values()}
+    for url in targets:
+        address = urllib.parse.urlsplit(url).hostname
+        if address not in created:
+            raise TestbedError(
+                f"refusing to send traffic to {url}: {address} is not an address this run created"
+            )
+    return list(targets)

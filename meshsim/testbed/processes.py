@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshsim.testbed.accounting import ComponentCgroup
-from meshsim.testbed.system import TestbedError, in_netns
+from meshsim.testbed.system import TestbedError, env_without_proxies, in_netns
 
 __all__ = ["Managed", "Supervisor"]
 
@@ -69,7 +69,7 @@ class Supervisor:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C at the terminal reaches only meshsim
                 preexec_fn=lambda: _join_cgroups(files),
-                env={**os.environ, **(env or {})},
+                env=env_without_proxies(env),
             )
         managed = Managed(name, role, popen, log, cgroup, may_exit)
         self.processes.append(managed)

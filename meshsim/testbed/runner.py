@@ -39,7 +39,13 @@ from meshsim.testbed.certs import CertificateAuthority
 from meshsim.testbed.cleanup import cleanup_run, process_started
 from meshsim.testbed.dataplane import APP_PORT, ModePlan, ProxySpec, plan_dataplane, waypoint_hosts
 from meshsim.testbed.names import CGROUP_CONTROLLERS, RunNames, new_run_id
-from meshsim.testbed.network import NetworkPlan, build_network, measure_links, plan_network
+from meshsim.testbed.network import (
+    NetworkPlan,
+    build_network,
+    measure_links,
+    own_targets,
+    plan_network,
+)
 from meshsim.testbed.processes import Managed, Supervisor
 from meshsim.testbed.system import TestbedError, in_netns, missing_requirements, sh
 from meshsim.topology import CLIENT, Topology, build_topology
@@ -267,6 +273,7 @@ class LocalTestbed:
         sup.wait_for(f"{standing.mode}: apps and proxies", ready, READY_TIMEOUT_S)
         # one request end to end from the load generator's pod: the path works
         client = self.net.hosts[self.topology.client.name]
+        own_targets(plan.targets, self.net)
         for target in plan.targets:
             probe = [sys.executable, "-m", "meshsim.testbed.probes", "http", target, "20"]
             out = sh(in_netns(client.netns, probe), check=False).strip()
@@ -285,7 +292,7 @@ class LocalTestbed:
         config = load_config(
             self.scenario,
             seed=self.seed,
-            targets=standing.plan.targets,
+            targets=own_targets(standing.plan.targets, self.net),
             out=str(directory / "latencies.npy"),
             started_file=str(directory / "locust.started"),
         )

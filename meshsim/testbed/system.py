@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "TestbedError",
+    "env_without_proxies",
     "in_netns",
     "missing_packages",
     "missing_requirements",
@@ -24,6 +25,21 @@ class TestbedError(RuntimeError):
     __test__ = False  # not a pytest test class
 
 
+# what would send a process's HTTP elsewhere than the address it is given (urllib, requests
+# and Locust follow them): no process the testbed starts sees them
+PROXY_VARIABLES = frozenset(
+    v for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+    for v in (name, name.upper())
+)  # fmt: skip
+
+
+def env_without_proxies(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a process the testbed starts: meshsim's, without proxy settings
+    (traffic goes only to the addresses the run created), and `extra`."""
+    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
+    return {**env, **(extra or {})}
+
+
 def sh(argv: Sequence[str], *, input_text: str | None = None, check: bool = True) -> str:
     """Run a command; on failure raise TestbedError with the command and its stderr. The
     command runs in a session of its own: the terminal's Ctrl-C and SIGHUP reach meshsim
@@ -36,6 +52,7 @@ def sh(argv: Sequence[str], *, input_text: str | None = None, check: bool = True
         text=True,
         check=False,
         start_new_session=True,
+        env=env_without_proxies(),
     )
     if check and proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip()
