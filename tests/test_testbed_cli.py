@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -130,6 +131,40 @@ def test_a_killed_process_not_yet_reaped_is_no_runs_owner(run_root: Path) -> Non
             time.sleep(0.01)
         assert cleanup.process_started(child.pid) is None
         assert cleanup.run_owner("0000000e") is None
+
+
+def test_one_run_measures_on_a_host_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two at once would share the host's cores, each counting the other's load as its
+    nodes' background: the second is refused, naming the first, until the first ends (by
+    its teardown, or its process's end, SIGKILL included)."""
+    monkeypatch.setattr(runner, "RUN_ROOT", tmp_path)
+    first = runner._hold_the_host("run 0000000a, meshsim pid 1234")
+    with pytest.raises(TestbedError) as err:
+        runner._hold_the_host("run 0000000b, meshsim pid 5678")
+    assert str(err.value) == (
+        "a testbed run is measuring on this host (run 0000000a, meshsim pid 1234): two at "
+        "once share its cores and spoil each other's figures; wait for it to end"
+    )
+    os.close(first)
+    os.close(runner._hold_the_host("run 0000000b, meshsim pid 5678"))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "import meshsim.testbed.runner as r, pathlib\n"
+         f"r.RUN_ROOT = pathlib.Path({str(tmp_path)!r})\n"
+         "r._hold_the_host('run 0000000c, meshsim pid x'); print('held', flush=True)\n"
+         "time.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(TestbedError, match=r"\(run 0000000c, meshsim pid x\)"):
+            runner._hold_the_host("run 0000000d")
+    finally:
+        holder.kill()
+        holder.wait()
+    os.close(runner._hold_the_host("run 0000000d"))
 
 
 def test_cleanup_of_a_live_run_is_refused_without_all(

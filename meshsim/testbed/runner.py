@@ -8,6 +8,7 @@ Everything the run creates is removed when it ends, whatever way it ends.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sys
@@ -38,7 +39,7 @@ from meshsim.testbed.accounting import (
 from meshsim.testbed.certs import CertificateAuthority
 from meshsim.testbed.cleanup import cleanup_run, process_started
 from meshsim.testbed.dataplane import APP_PORT, ModePlan, ProxySpec, plan_dataplane, waypoint_hosts
-from meshsim.testbed.names import CGROUP_CONTROLLERS, RunNames, new_run_id
+from meshsim.testbed.names import CGROUP_CONTROLLERS, RUN_ROOT, RunNames, new_run_id
 from meshsim.testbed.network import (
     NetworkPlan,
     build_network,
@@ -100,6 +101,27 @@ def _cpus_by_node(topology: Topology) -> dict[int, str] | None:
     return out
 
 
+def _hold_the_host(holder: str) -> int:
+    """One testbed run measures on a host at a time: two at once share its cores, and each
+    counts the other's load as its nodes' background. An exclusive lock on a file under
+    RUN_ROOT, held until the run's teardown (or its process's end, even by SIGKILL):
+    TestbedError naming the run that holds it."""
+    RUN_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
+    fd = os.open(RUN_ROOT / "measuring.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        other = os.read(fd, 200).decode(errors="replace").strip() or "another run"
+        os.close(fd)
+        raise TestbedError(
+            f"a testbed run is measuring on this host ({other}): two at once share its cores "
+            "and spoil each other's figures; wait for it to end"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, holder.encode(), 0)
+    return fd
+
+
 class LocalTestbed:
     """A run of the local testbed: network namespaces, certificates, then modes in turn."""
 
@@ -126,6 +148,7 @@ class LocalTestbed:
         self.network: MeasuredNetwork | None = None
         self.ca: CertificateAuthority | None = None
         self._issued: dict[str, Path] = {}
+        self._host_lock = -1  # the file descriptor of _hold_the_host's lock while held
 
     @property
     def run_id(self) -> str:
@@ -141,7 +164,13 @@ class LocalTestbed:
         missing = missing_requirements()
         if missing:
             raise TestbedError("the local testbed needs: " + "; ".join(missing))
-        self.run_dir.mkdir(mode=0o700, parents=True)
+        self._host_lock = _hold_the_host(f"run {self.run_id}, meshsim pid {os.getpid()}")
+        try:
+            self.run_dir.mkdir(mode=0o700, parents=True)
+        except BaseException:
+            os.close(self._host_lock)
+            self._host_lock = -1
+            raise
         state = {"run_id": self.run_id, "pid": os.getpid(), "scenario": self.scenario.name,
                  "pid_started": process_started(os.getpid()),
                  "modes": self.modes, "started": time.time()}  # fmt: skip
@@ -165,6 +194,9 @@ class LocalTestbed:
         # once everything is removed
         with deferred():
             removed = cleanup_run(self.run_id)
+            if self._host_lock >= 0:  # another run may measure now
+                os.close(self._host_lock)
+                self._host_lock = -1
         self.say(f"removed {removed}")
 
     def _describe_cores(self) -> str:
