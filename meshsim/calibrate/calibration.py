@@ -91,17 +91,16 @@ class NotInDataset(ValueError):
 def measure_grid(
     plan: GridPlan,
     dataset: Path,
-    measure: Measure,
+    measure: Measure | None,
     say: Say = _quiet,
     *,
     engine: str | None = None,
-    measuring: bool = True,
 ) -> dict[str, RunResult]:
     """Measure every setting not already in the dataset; setting key -> measured run.
     With `engine` (the testbed that measures: testbed-local, testbed-kind), a run the
     dataset already holds from another testbed is refused before anything
-    is measured: one profile is fitted to one testbed's runs (MixedDataset). Not
-    `measuring` (--no-measure), settings the dataset lacks are named (NotInDataset)."""
+    is measured: one profile is fitted to one testbed's runs (MixedDataset). With no
+    `measure` (--no-measure), settings the dataset lacks are named (NotInDataset)."""
     runs: dict[str, RunResult] = {}
     todo = len(plan.settings)
     # every run the dataset holds is read once and checked before anything is measured
@@ -124,7 +123,7 @@ def measure_grid(
                 f"of this setting; give this calibration another --out, or remove {folder} "
                 "to measure the setting again"
             )
-    if not measuring:
+    if measure is None:
         lacking = [s.label for s in plan.settings if not _measured_all(held_runs[s.key], s)]
         if lacking:
             raise NotInDataset(
@@ -139,6 +138,7 @@ def measure_grid(
         else:
             started, load_before = time.monotonic(), os.getloadavg()
             say(f"[{n}/{todo}] measuring {setting.label} ({', '.join(setting.modes)})")
+            assert measure is not None  # without it every setting was found measured above
             run = measure(setting)
             save_measured(folder, setting.scenario, run)
             # the host is shared: what else ran then is part of the measurement's record

@@ -24,7 +24,7 @@ from meshsim.calibrate.compare import (
 )
 from meshsim.calibrate.grid import Setting
 from meshsim.cli_paths import output_path
-from meshsim.loader import InputError, load_run_file
+from meshsim.loader import InputError, load_run_file, read_source
 from meshsim.profile import Profile
 from meshsim.results import RunResult, finite_or_null, write_atomically
 
@@ -240,14 +240,13 @@ def calibrate(
     software = None
     try:
         with ExitStack() as cluster_in_use:  # a kind cluster lives while the grid is measured
+            measure: cal.Measure | None = None  # --no-measure: the dataset's runs only
             if backend == "kind" and not no_measure:
                 measure = _measure_on_kind(prior, plan.settings, cluster, keep, cluster_in_use, say)
-            else:
-                measure = _measure_with(prior, no_measure, say)
+            elif not no_measure:
+                measure = _measure_with(prior, say)
             engine_of = None if no_measure else {"local": LOCAL, "kind": KIND}[backend]
-            runs = cal.measure_grid(
-                plan, dataset, measure, say, engine=engine_of, measuring=not no_measure
-            )
+            runs = cal.measure_grid(plan, dataset, measure, say, engine=engine_of)
     except (cal.MixedDataset, cal.NotInDataset) as err:
         click.echo(f"meshsim calibrate: {err}", err=True)
         sys.exit(BAD_INPUT)
@@ -351,8 +350,6 @@ def _measure_on_kind(
 def _read_manifest(path: Path) -> dict[str, Any]:
     """A dataset's manifest.json ({} if it has none); InputError naming the file, line and
     field when it does not read."""
-    from meshsim.loader import read_source
-
     if not path.is_file():
         return {}
     source = read_source(path)
@@ -364,12 +361,8 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return source.data
 
 
-def _measure_with(
-    prior: Profile, no_measure: bool, say: Callable[[str], None]
-) -> Callable[[Setting], RunResult]:
+def _measure_with(prior: Profile, say: Callable[[str], None]) -> Callable[[Setting], RunResult]:
     def measure(setting: Setting) -> RunResult:
-        if no_measure:  # measure_grid names what the dataset lacks before measuring
-            raise AssertionError(f"{setting.label}: measured with --no-measure")
         from meshsim.testbed.system import TestbedError, missing_packages, packages_hint
 
         missing = missing_packages()
