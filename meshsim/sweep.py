@@ -284,18 +284,19 @@ def _visits_per_entry(doc: dict[str, Any]) -> dict[str, float]:
     return visits
 
 
-def _number(name: str, value: Scalar, expected: str) -> float:
-    """A named parameter's value as a number, or ValueError in its own words (a boolean
-    or a text is not one)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+def _number(name: str, value: Scalar, expected: str, fits: Callable[[float], bool]) -> float:
+    """A named parameter's value, a finite number that `fits`, or ValueError saying it
+    must be `expected` (a boolean or a text is no number)."""
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    number = float(value) if is_number else math.nan
+    if not (math.isfinite(number) and fits(number)):
         raise ValueError(f"{name} must be {expected}, got {value!r}")
-    return float(value)
+    return number
 
 
 def _set_pods_per_node(doc: dict[str, Any], value: Scalar) -> None:
-    per_node = int(_number("pods_per_node", value, "a whole number >= 1"))
-    if per_node != value or per_node < 1:
-        raise ValueError(f"pods_per_node must be a whole number >= 1, got {value!r}")
+    whole = "a whole number >= 1"
+    per_node = int(_number("pods_per_node", value, whole, lambda v: v.is_integer() and v >= 1))
     workloads = doc["workloads"]
     total = per_node * _node_count(doc)
     if total < len(workloads):
@@ -309,9 +310,7 @@ def _set_pods_per_node(doc: dict[str, Any], value: Scalar) -> None:
 
 
 def _set_rps_per_pod(doc: dict[str, Any], value: Scalar) -> None:
-    rate = _number("rps_per_pod", value, "> 0")
-    if not rate > 0:
-        raise ValueError(f"rps_per_pod must be > 0, got {value!r}")
+    rate = _number("rps_per_pod", value, "> 0", lambda v: v > 0)
     open_loop = doc["traffic"].get("open_loop")
     if not isinstance(open_loop, dict):
         raise ValueError("rps_per_pod needs open-loop traffic (traffic.open_loop)")
@@ -321,9 +320,8 @@ def _set_rps_per_pod(doc: dict[str, Any], value: Scalar) -> None:
 
 
 def _set_call_depth(doc: dict[str, Any], value: Scalar) -> None:
-    depth_limit = int(_number("call_depth", value, "a whole number >= 0"))
-    if depth_limit != value or depth_limit < 0:
-        raise ValueError(f"call_depth must be a whole number >= 0, got {value!r}")
+    whole = "a whole number >= 0"
+    depth_limit = int(_number("call_depth", value, whole, lambda v: v.is_integer() and v >= 0))
     by_name = {w["name"]: w for w in doc["workloads"]}
     depth = {doc["traffic"]["entry"]: 0}
     frontier = [doc["traffic"]["entry"]]
