@@ -126,10 +126,8 @@ def _alias_problem(root: yaml.Node) -> tuple[Any, str] | None:
                     "or nest fewer aliases"
                 )
             continue
-        if id(node) in size:
+        if id(node) in size:  # pushed twice (two aliases of it), walked already
             continue
-        if id(node) in on_path:
-            return node.start_mark, "an alias inside the value it names: the value is endless"
         on_path.add(id(node))
         stack.append((node, True))
         for child in children:
