@@ -257,6 +257,7 @@ class LocalTestbed:
             self.scenario, self.profile, self.topology, self.net, mode, str(self.run_dir),
             self.seed,
         )  # fmt: skip
+        own_targets(plan.targets, self.net)  # before any probe or load goes to them
         standing = StandingMode(mode, plan, directory, Supervisor())
         try:
             self._start(standing)
@@ -305,7 +306,6 @@ class LocalTestbed:
         sup.wait_for(f"{standing.mode}: apps and proxies", ready, READY_TIMEOUT_S)
         # one request end to end from the load generator's pod: the path works
         client = self.net.hosts[self.topology.client.name]
-        own_targets(plan.targets, self.net)
         for target in plan.targets:
             probe = [sys.executable, "-m", "meshsim.testbed.probes", "http", target, "20"]
             out = sh(in_netns(client.netns, probe), check=False).strip()
@@ -324,7 +324,7 @@ class LocalTestbed:
         config = load_config(
             self.scenario,
             seed=self.seed,
-            targets=own_targets(standing.plan.targets, self.net),
+            targets=standing.plan.targets,
             out=str(directory / "latencies.npy"),
             started_file=str(directory / "locust.started"),
         )
