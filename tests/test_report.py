@@ -122,27 +122,30 @@ def test_report_of_a_sweep_summarises_the_savings(tmp_path: Path) -> None:
     meta = tmp_path / "sweep" / "sweep.json"
     lines = meta.read_text().splitlines()
     points_line = next(i for i, line in enumerate(lines, 1) if line.startswith('  "points"'))
-    damaged = {
-        "sweep.csv": (
+    damaged = [
+        (
+            "sweep.csv",
             "".join(table[:3])[:-20],
             f"sweep.csv:3:1: {len(header)} cells expected, as in the header: the table is cut "
             "short",
         ),
-        "sweep.csv ": (
+        (
+            "sweep.csv",
             "".join([*table[:2], ",".join(cells) + "\n", *table[3:]]),
             f"sweep.csv:3:{header.index('latency_p50_ms') + 1}: latency_p50_ms: "
             "expected a number, not 'abc'",
         ),
-        "sweep.json": ("[]\n", "sweep.json:1:1: expected a sweep's metadata: an object"),
-        "sweep.json ": (
+        ("sweep.json", "[]\n", "sweep.json:1:1: expected a sweep's metadata: an object"),
+        (
+            "sweep.json",
             meta.read_text().replace('"points": 12', '"points": "12"'),
             f"sweep.json:{points_line}:",
         ),
-    }
-    for name, (text, message) in damaged.items():
+    ]
+    for name, text, message in damaged:
         folder = tmp_path / f"damaged-{len(list(tmp_path.glob('damaged-*')))}"
         shutil.copytree(tmp_path / "sweep", folder)
-        (folder / name.strip()).write_text(text)
+        (folder / name).write_text(text)
         for command in (["report", str(folder), "-o", str(tmp_path / "d.html")],
                         ["plot", str(folder), "-o", str(tmp_path / "d")]):  # fmt: skip
             result = CliRunner().invoke(main, command)
